@@ -1,0 +1,373 @@
+//! `Settings`: one typed tree loaded with the `config` crate from `config/default.toml`
+//! (embedded) → an optional file → `IMAGEGEN__SECTION__KEY` environment variables, then
+//! validated with errors that name the key.
+//!
+//! This is the only module that reads configuration environment variables; components
+//! take their sub-struct (`ProjectConfig`, `WorkerConfig`, …).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::catalog::Backend;
+
+/// The embedded defaults; `config/default.toml` documents every key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Everything imagegen can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Redis connection.
+    pub redis: RedisConfig,
+    /// Default output location.
+    pub output: OutputConfig,
+    /// Worker process settings.
+    pub worker: WorkerConfig,
+    /// The in-process emulator used by `imagegen run` without projects.
+    pub emulator: EmulatorConfig,
+    /// Tenants by name.
+    #[serde(default)]
+    pub projects: BTreeMap<String, ProjectConfig>,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisConfig {
+    /// Redis URL.
+    pub url: String,
+    /// Prefix of every key.
+    pub key_prefix: String,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutputConfig {
+    /// An `object_store` URL.
+    pub url: String,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerConfig {
+    /// Jobs in flight per worker process.
+    pub concurrency: u32,
+    /// Client-side deadline of one provider call, seconds.
+    pub request_timeout_s: u64,
+}
+
+/// `[emulator]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmulatorConfig {
+    /// Scenario file for the in-process emulator; empty for defaults.
+    pub scenario: String,
+}
+
+/// `[projects.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Which Google API.
+    pub backend: Backend,
+    /// GCP project id (Vertex).
+    #[serde(default)]
+    pub gcp_project: Option<String>,
+    /// Vertex location.
+    #[serde(default = "default_location")]
+    pub location: String,
+    /// API version; defaults per backend.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Base URL override (emulator, proxy).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Credentials source string (see `providers::auth::CredentialSource`).
+    #[serde(default = "default_credentials")]
+    pub credentials: String,
+    /// Model used when a job names none.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Cluster-wide in-flight requests.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Cluster-wide requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Fair-share weight.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Per-model limits.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelLimits>,
+    /// Output location override.
+    #[serde(default)]
+    pub output_url: Option<String>,
+    /// Default webhook URL for this project's jobs.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Webhook signing secret source: `env:VAR` or `file:PATH`.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// API bearer tokens source: `env:VAR` or `file:PATH` (comma-separated tokens).
+    #[serde(default)]
+    pub api_tokens: Option<String>,
+}
+
+/// `[projects.<name>.models."<model>"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    /// In-flight requests for this model.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Requests per minute for this model.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+}
+
+fn default_location() -> String {
+    "global".into()
+}
+fn default_credentials() -> String {
+    "adc".into()
+}
+fn default_concurrency() -> u32 {
+    8
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers could not be read or merged.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is invalid.
+    #[error("configuration key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `projects.acme.gcp_project`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Loads defaults → `file` (or `IMAGEGEN_CONFIG`) → environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Like `load`, with the environment given (tests use this; nothing else reads env).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let file: Option<PathBuf> = file
+            .map(Path::to_path_buf)
+            .or_else(|| get("IMAGEGEN_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = &file {
+            if !path.exists() {
+                return Err(invalid("--config", format!("file `{}` does not exist", path.display())));
+            }
+            builder = builder.add_source(config::File::from(path.as_path()));
+        }
+        if let Some(url) = get("REDIS_URL").filter(|_| get("IMAGEGEN__REDIS__URL").is_none()) {
+            builder = builder.set_override("redis.url", url)?;
+        }
+        let source: std::collections::HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("IMAGEGEN__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("IMAGEGEN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(source)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks cross-field rules and value ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.worker.concurrency == 0 {
+            return Err(invalid("worker.concurrency", "must be at least 1"));
+        }
+        if self.worker.request_timeout_s == 0 {
+            return Err(invalid("worker.request_timeout_s", "must be at least 1"));
+        }
+        check_store_url("output.url", &self.output.url)?;
+        for (name, p) in &self.projects {
+            p.validate(&format!("projects.{name}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_store_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = ["file://", "memory://", "s3://", "gs://", "az://", "abfs://", "abfss://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("`{url}` is not an object store URL (file://, memory://, s3://, gs://, az://)")))
+    }
+}
+
+impl ProjectConfig {
+    /// The API version to call, defaulted per backend.
+    pub fn api_version(&self) -> &str {
+        match (&self.api_version, self.backend) {
+            (Some(v), _) => v,
+            (None, Backend::Vertex) => "v1",
+            (None, Backend::GeminiApi) => "v1beta",
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let versions: &[&str] = match self.backend {
+            Backend::Vertex => &["v1", "v1beta1"],
+            Backend::GeminiApi => &["v1", "v1beta", "v1alpha"],
+        };
+        if !versions.contains(&self.api_version()) {
+            return Err(invalid(format!("{key}.api_version"), format!("`{}` is not a {} API version (use {})", self.api_version(), self.backend.as_str(), versions.join(" or "))));
+        }
+        let api_key = self.credentials.starts_with("env:");
+        if self.backend == Backend::Vertex && self.gcp_project.as_deref().unwrap_or("").is_empty() && !api_key {
+            return Err(invalid(format!("{key}.gcp_project"), "required for backend \"vertex\" (unless credentials is an API key: express mode)"));
+        }
+        if self.backend == Backend::GeminiApi && !api_key && self.credentials != "none" {
+            return Err(invalid(format!("{key}.credentials"), "backend \"gemini-api\" needs an API key: credentials = \"env:VAR\""));
+        }
+        if self.location.is_empty() || !self.location.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(invalid(format!("{key}.location"), format!("`{}` is not a location (e.g. global, us-central1, us, eu)", self.location)));
+        }
+        if let Some(ep) = &self.endpoint {
+            url::Url::parse(ep).map_err(|e| invalid(format!("{key}.endpoint"), format!("`{ep}` is not a URL: {e}")))?;
+        }
+        if self.concurrency == 0 {
+            return Err(invalid(format!("{key}.concurrency"), "must be at least 1"));
+        }
+        if self.rpm == Some(0) {
+            return Err(invalid(format!("{key}.rpm"), "must be at least 1 (omit it for no limit)"));
+        }
+        if self.weight == 0 {
+            return Err(invalid(format!("{key}.weight"), "must be at least 1"));
+        }
+        for (model, limits) in &self.models {
+            if limits.concurrency == Some(0) || limits.rpm == Some(0) {
+                return Err(invalid(format!("{key}.models.\"{model}\""), "limits must be at least 1"));
+            }
+        }
+        if let Some(url) = &self.output_url {
+            check_store_url(&format!("{key}.output_url"), url)?;
+        }
+        for (field, value) in [("webhook_secret", &self.webhook_secret), ("api_tokens", &self.api_tokens)] {
+            if let Some(v) = value {
+                if !(v.starts_with("env:") || v.starts_with("file:")) {
+                    return Err(invalid(format!("{key}.{field}"), "secrets are read from the environment or a file: write \"env:VAR\" or \"file:PATH\""));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a secret named `env:VAR` or `file:PATH`; `key` names the config key in errors.
+pub fn read_secret(key: &str, source: &str) -> Result<secrecy::SecretString, ConfigError> {
+    let value = if let Some(var) = source.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| invalid(key, format!("environment variable `{var}` is not set")))?
+    } else if let Some(path) = source.strip_prefix("file:") {
+        std::fs::read_to_string(path).map_err(|e| invalid(key, format!("cannot read `{path}`: {e}")))?
+    } else {
+        return Err(invalid(key, "write \"env:VAR\" or \"file:PATH\""));
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(invalid(key, format!("`{source}` is empty")));
+    }
+    Ok(secrecy::SecretString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_without_any_file() {
+        let s = Settings::load_from(None, &[]).unwrap();
+        assert_eq!(s.output.url, "file://./imagegen-out");
+        assert!(s.projects.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_project_keys() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("IMAGEGEN__PROJECTS__ACME__BACKEND", "vertex"),
+                ("IMAGEGEN__PROJECTS__ACME__GCP_PROJECT", "acme-prod"),
+                ("IMAGEGEN__PROJECTS__ACME__CONCURRENCY", "4"),
+                ("REDIS_URL", "redis://example:1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.projects["acme"].concurrency, 4);
+        assert_eq!(s.projects["acme"].api_version(), "v1");
+        assert_eq!(s.redis.url, "redis://example:1");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Settings::load_from(
+            None,
+            &env(&[("IMAGEGEN__PROJECTS__ACME__BACKEND", "vertex")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("projects.acme.gcp_project"), "{err}");
+        let err = Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__CONCURRENCY", "0")])).unwrap_err();
+        assert!(err.to_string().contains("worker.concurrency"), "{err}");
+        let err = Settings::load_from(
+            None,
+            &env(&[("IMAGEGEN__PROJECTS__X__BACKEND", "bedrock")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("projects.x"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_layers_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[projects.b]\nbackend = \"gemini-api\"\ncredentials = \"env:KEY\"\nrpm = 60\n[projects.b.models.\"gemini-2.5-flash-image\"]\nconcurrency = 2\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(s.projects["b"].rpm, Some(60));
+        assert_eq!(s.projects["b"].models["gemini-2.5-flash-image"].concurrency, Some(2));
+        assert_eq!(s.projects["b"].api_version(), "v1beta");
+    }
+}

@@ -1,0 +1,314 @@
+//! `:generateContent` request validation (spec §4.1): after the proto check, the
+//! semantic rules of the Gemini image models — contents and roles, input images (count,
+//! size, MIME, decodability), response modalities, candidate count, aspect ratio and size
+//! per model, output options, thought signatures in history — producing a `GeminiPlan`.
+//!
+//! Decides what to answer; the response JSON is built in `gemini_response`.
+
+use serde_json::Value;
+
+use crate::catalog;
+
+use super::call::{CallCtx, text_tokens};
+use super::envelope::ApiError;
+use super::media::{INPUT_MIME_TYPES, decode_b64, inspect, nearest_ratio};
+use super::proto::{Surface, normalize_generate_content};
+use super::synth::Encoding;
+
+/// What a valid generateContent request asks for.
+#[derive(Debug, Clone)]
+pub struct GeminiPlan {
+    /// Text of the last user turn (markers are looked for here).
+    pub prompt: String,
+    /// `generationConfig.seed` (0 when absent).
+    pub seed: i64,
+    /// Answer with a text part.
+    pub want_text: bool,
+    /// Answer with image parts.
+    pub want_image: bool,
+    /// Number of candidates.
+    pub candidates: u32,
+    /// Output dimensions.
+    pub dims: (u32, u32),
+    /// Output encoding.
+    pub encoding: Encoding,
+    /// `imageSize` as requested (for token accounting).
+    pub image_size: Option<String>,
+    /// `outputConfig.outputUriPrefix` (Vertex): images come back as `fileData`.
+    pub output_uri_prefix: Option<String>,
+    /// Prompt tokens from text.
+    pub prompt_text_tokens: u32,
+    /// Number of input images.
+    pub input_images: u32,
+}
+
+struct Inputs {
+    prompt: String,
+    all_text: String,
+    images: u32,
+    first_dims: Option<(u32, u32)>,
+}
+
+/// Validates a generateContent body and plans the answer.
+pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
+    let req = normalize_generate_content(body, ctx.surface, &ctx.version)?;
+    let inputs = check_contents(ctx, &req)?;
+    let config = req.get("generationConfig").cloned().unwrap_or(Value::Null);
+    let (want_text, want_image) = modalities(ctx, &config)?;
+    let candidates = candidate_count(ctx, &config)?;
+    let image_config = config.get("imageConfig").cloned().unwrap_or(Value::Null);
+    let (dims, image_size) = dimensions(ctx, &image_config, inputs.first_dims)?;
+    let encoding = output_encoding(&image_config)?;
+    let seed = config
+        .get("seed")
+        .and_then(|s| s.as_i64().or_else(|| s.as_str().and_then(|t| t.parse().ok())))
+        .unwrap_or(0);
+    let output_uri_prefix = req
+        .pointer("/outputConfig/outputUriPrefix")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(GeminiPlan {
+        prompt: inputs.prompt,
+        seed,
+        want_text,
+        want_image,
+        candidates,
+        dims,
+        encoding,
+        image_size,
+        output_uri_prefix,
+        prompt_text_tokens: text_tokens(&inputs.all_text),
+        input_images: inputs.images,
+    })
+}
+
+fn no_parts_error(ctx: &CallCtx, field: &str) -> ApiError {
+    match ctx.surface {
+        Surface::Vertex => ApiError::field(
+            field,
+            "Unable to submit request because it must include at least one parts field, which describes the prompt input. Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini",
+        ),
+        Surface::Developer => ApiError::field(
+            field,
+            format!("* GenerateContentRequest.{field}: contents.parts must not be empty.\n"),
+        ),
+    }
+}
+
+fn check_contents(ctx: &CallCtx, req: &Value) -> Result<Inputs, ApiError> {
+    let contents = req.get("contents").and_then(Value::as_array);
+    let Some(contents) = contents.filter(|c| !c.is_empty()) else {
+        return Err(match ctx.surface {
+            Surface::Vertex => no_parts_error(ctx, "contents"),
+            Surface::Developer => ApiError::field(
+                "contents",
+                "* GenerateContentRequest.contents: contents is not specified\n",
+            ),
+        });
+    };
+    let mut inputs = Inputs { prompt: String::new(), all_text: String::new(), images: 0, first_dims: None };
+    for (i, content) in contents.iter().enumerate() {
+        let role = content.get("role").and_then(Value::as_str).unwrap_or("");
+        if !matches!(role, "" | "user" | "model") {
+            return Err(ApiError::field(
+                &format!("contents[{i}].role"),
+                "Please use a valid role: user, model.",
+            ));
+        }
+        let parts = content.get("parts").and_then(Value::as_array);
+        let Some(parts) = parts.filter(|p| !p.is_empty()) else {
+            return Err(no_parts_error(ctx, &format!("contents[{i}].parts")));
+        };
+        let mut turn_text = String::new();
+        for (j, part) in parts.iter().enumerate() {
+            check_part(ctx, part, role, i, j, &mut inputs)?;
+            if let Some(t) = part.get("text").and_then(Value::as_str) {
+                turn_text.push_str(t);
+                turn_text.push('\n');
+            }
+        }
+        if role != "model" {
+            inputs.prompt = turn_text.trim_end().to_string();
+        }
+        inputs.all_text.push_str(&turn_text);
+    }
+    let max = ctx.info.max_input_images;
+    if inputs.images > max {
+        return Err(ApiError::field(
+            "contents",
+            format!("Too many input images: {} (model {} accepts at most {max}).", inputs.images, ctx.model),
+        ));
+    }
+    Ok(inputs)
+}
+
+fn check_part(
+    ctx: &CallCtx,
+    part: &Value,
+    role: &str,
+    i: usize,
+    j: usize,
+    inputs: &mut Inputs,
+) -> Result<(), ApiError> {
+    let path = format!("contents[{i}].parts[{j}]");
+    let data_fields = ["text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode", "codeExecutionResult"];
+    let present = data_fields.iter().filter(|f| part.get(**f).is_some()).count();
+    if present != 1 {
+        let msg = if present == 0 {
+            format!("{path}.data: required oneof field 'data' must have one initialized field")
+        } else {
+            format!("{path}.data: oneof field 'data' is already set. Cannot set a second field")
+        };
+        return Err(ApiError::field(&format!("{path}.data"), msg));
+    }
+    let is_image = part.get("inlineData").is_some() || part.get("fileData").is_some();
+    if let Some(blob) = part.get("inlineData") {
+        let dims = check_inline(ctx, blob, &path)?;
+        if role != "model" {
+            inputs.images += 1;
+            inputs.first_dims = inputs.first_dims.or(dims);
+        }
+    }
+    if let Some(file) = part.get("fileData") {
+        if file.get("fileUri").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(ApiError::field(&format!("{path}.file_data.file_uri"), "file_uri must be set."));
+        }
+        if role != "model" {
+            inputs.images += 1;
+        }
+    }
+    if role == "model" && is_image && ctx.is_gemini3() && part.get("thoughtSignature").is_none() {
+        return Err(ApiError::field(
+            &format!("{path}.thought_signature"),
+            format!(
+                "Image part is missing a thought_signature in content position {}, part position {}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+                i + 1,
+                j + 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one inline image; returns its dimensions when readable.
+fn check_inline(ctx: &CallCtx, blob: &Value, path: &str) -> Result<Option<(u32, u32)>, ApiError> {
+    let mime = blob.get("mimeType").and_then(Value::as_str).unwrap_or("");
+    if !INPUT_MIME_TYPES.contains(&mime) {
+        return Err(ApiError::field(
+            &format!("{path}.inline_data.mime_type"),
+            format!("Unsupported MIME type: {mime}"),
+        ));
+    }
+    let data = blob.get("data").and_then(Value::as_str).unwrap_or("");
+    let bytes = decode_b64(data).unwrap_or_default();
+    let field = format!("{path}.inline_data.data");
+    if bytes.is_empty() {
+        return Err(ApiError::field(&field, "Inline data must not be empty."));
+    }
+    let max = ctx.info.max_inline_bytes;
+    if bytes.len() as u64 > max {
+        return Err(ApiError::field(
+            &field,
+            format!("Inline image is {} bytes; the maximum for {} is {max} bytes.", bytes.len(), ctx.model),
+        ));
+    }
+    match inspect(&bytes) {
+        Some(found) => Ok(found.dims),
+        None => Err(ApiError::field(
+            &field,
+            "Unable to process input image. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        )),
+    }
+}
+
+fn modalities(ctx: &CallCtx, config: &Value) -> Result<(bool, bool), ApiError> {
+    let Some(list) = config.get("responseModalities").and_then(Value::as_array) else {
+        return Ok((true, true));
+    };
+    let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+    if names.is_empty() {
+        return Ok((true, true));
+    }
+    if let Some(bad) = names.iter().find(|m| !matches!(**m, "TEXT" | "IMAGE")) {
+        return Err(ApiError::field(
+            "generation_config.response_modalities",
+            format!("Model {} does not support the requested response modalities: {}", ctx.model, bad.to_ascii_lowercase()),
+        ));
+    }
+    Ok((names.contains(&"TEXT"), names.contains(&"IMAGE")))
+}
+
+fn candidate_count(ctx: &CallCtx, config: &Value) -> Result<u32, ApiError> {
+    let n = config
+        .get("candidateCount")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .unwrap_or(1);
+    let max = ctx.info.max_outputs as i64;
+    if n > 1 && max == 1 {
+        return Err(ApiError::field(
+            "generation_config.candidate_count",
+            format!("Multiple candidates is not enabled for {}.", ctx.resource()),
+        ));
+    }
+    if !(1..=max).contains(&n) {
+        return Err(ApiError::field(
+            "generation_config.candidate_count",
+            format!("candidate_count must be between 1 and {max} for {}, got {n}.", ctx.model),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn dimensions(
+    ctx: &CallCtx,
+    image_config: &Value,
+    first_input: Option<(u32, u32)>,
+) -> Result<((u32, u32), Option<String>), ApiError> {
+    let info = ctx.info;
+    let size = image_config.get("imageSize").and_then(Value::as_str);
+    let ratio = match image_config.get("aspectRatio").and_then(Value::as_str) {
+        Some(r) => {
+            if !info.aspect_ratios.contains(&r) {
+                return Err(ApiError::field(
+                    "generation_config.image_config.aspect_ratio",
+                    format!("Unsupported aspect ratio \"{r}\" for model {}. Supported: {}.", ctx.model, info.aspect_ratios.join(", ")),
+                ));
+            }
+            r
+        }
+        None => first_input
+            .and_then(|(w, h)| nearest_ratio(w, h, info.aspect_ratios))
+            .unwrap_or("1:1"),
+    };
+    match catalog::dimensions(info, Some(ratio), size) {
+        Some(d) => Ok((d, size.map(str::to_ascii_uppercase))),
+        None => {
+            let supported = if info.image_sizes.is_empty() { "none (fixed size)".to_string() } else { info.image_sizes.join(", ") };
+            Err(ApiError::field(
+                "generation_config.image_config.image_size",
+                format!("Unsupported image size \"{}\" for model {}. Supported: {supported}.", size.unwrap_or(""), ctx.model),
+            ))
+        }
+    }
+}
+
+fn output_encoding(image_config: &Value) -> Result<Encoding, ApiError> {
+    let Some(opts) = image_config.get("imageOutputOptions") else {
+        return Ok(Encoding::Png);
+    };
+    let quality = opts.get("compressionQuality").and_then(Value::as_i64).unwrap_or(75);
+    if !(0..=100).contains(&quality) {
+        return Err(ApiError::field(
+            "generation_config.image_config.image_output_options.compression_quality",
+            format!("compression_quality must be between 0 and 100, got {quality}."),
+        ));
+    }
+    match opts.get("mimeType").and_then(Value::as_str).unwrap_or("image/png") {
+        "image/png" => Ok(Encoding::Png),
+        "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
+        other => Err(ApiError::field(
+            "generation_config.image_config.image_output_options.mime_type",
+            format!("Unsupported output MIME type: {other}. Supported: image/png, image/jpeg."),
+        )),
+    }
+}

@@ -1,0 +1,114 @@
+//! Input media handling shared by both wire paths: lenient base64 (proto3 JSON accepts
+//! standard or URL-safe, padded or not), MIME checks and reading image dimensions.
+//!
+//! Only inspects bytes; never renders output images (that is `synth`).
+
+use std::io::Cursor;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD_INDIFFERENT, URL_SAFE_NO_PAD_INDIFFERENT};
+
+/// Image MIME types the Gemini image models accept as input (spec §0).
+pub const INPUT_MIME_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+];
+
+/// Decodes base64 in any of the alphabets/padding styles proto3 JSON parsers accept.
+pub fn decode_b64(data: &str) -> Option<Vec<u8>> {
+    let trimmed = data.trim();
+    if trimmed.contains(['-', '_']) {
+        URL_SAFE_NO_PAD_INDIFFERENT.decode(trimmed).ok()
+    } else {
+        STANDARD_NO_PAD_INDIFFERENT.decode(trimmed).ok()
+    }
+}
+
+/// Image format detected from magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// WebP (dimensions not read).
+    Webp,
+    /// HEIC/HEIF (dimensions not read).
+    Heif,
+}
+
+/// Detects the image format from magic bytes.
+pub fn sniff(bytes: &[u8]) -> Option<Sniffed> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(Sniffed::Png)
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some(Sniffed::Jpeg)
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some(Sniffed::Webp)
+    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        Some(Sniffed::Heif)
+    } else {
+        None
+    }
+}
+
+/// Result of inspecting an input image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspected {
+    /// Detected format.
+    pub format: Sniffed,
+    /// `(width, height)` when the header could be read (PNG/JPEG).
+    pub dims: Option<(u32, u32)>,
+}
+
+/// Reads the format and, for PNG/JPEG, the dimensions from the header; `None` when the
+/// bytes are not an image.
+pub fn inspect(bytes: &[u8]) -> Option<Inspected> {
+    let format = sniff(bytes)?;
+    let dims = match format {
+        Sniffed::Png | Sniffed::Jpeg => {
+            let reader = image::ImageReader::new(Cursor::new(bytes))
+                .with_guessed_format()
+                .ok()?;
+            Some(reader.into_dimensions().ok()?)
+        }
+        Sniffed::Webp | Sniffed::Heif => None,
+    };
+    Some(Inspected { format, dims })
+}
+
+/// The allowed aspect ratio closest to `w:h` (used to keep an input's shape).
+pub fn nearest_ratio<'a>(w: u32, h: u32, allowed: &[&'a str]) -> Option<&'a str> {
+    let target = (w.max(1) as f64 / h.max(1) as f64).ln();
+    allowed
+        .iter()
+        .filter_map(|r| {
+            let (a, b) = r.split_once(':')?;
+            let v = (a.parse::<f64>().ok()? / b.parse::<f64>().ok()?).ln();
+            Some((*r, (v - target).abs()))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(r, _)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_accepts_every_proto3_variant() {
+        for s in ["+/8=", "+/8", "-_8=", "-_8"] {
+            assert_eq!(decode_b64(s), Some(vec![0xfb, 0xff]), "{s}");
+        }
+        assert_eq!(decode_b64("not base64!"), None);
+    }
+
+    #[test]
+    fn nearest_ratio_keeps_the_shape() {
+        assert_eq!(nearest_ratio(1920, 1080, &["1:1", "16:9", "4:3"]), Some("16:9"));
+        assert_eq!(nearest_ratio(2, 2, &["1:1", "16:9"]), Some("1:1"));
+    }
+}

@@ -1,0 +1,1 @@
+//! The Vertex AI / Gemini Developer API stand-in (see DESIGN.md "Emulator").

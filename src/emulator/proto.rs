@@ -1,0 +1,399 @@
+//! Proto-strict JSON checking for `GenerateContentRequest` (spec §3/§4): unknown fields
+//! are refused with Google's `Unknown name "x" at 'path': Cannot find field.` message,
+//! scalar types and enum values are checked, and both camelCase and snake_case names are
+//! accepted. The result is the same JSON with every known key in canonical camelCase.
+//!
+//! Describes the wire schema only; semantic rules (limits per model) live in `gemini`.
+
+use serde_json::{Map, Value};
+
+use super::envelope::ApiError;
+use super::media::decode_b64;
+
+/// Which API a request arrived on (some fields exist on only one of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Vertex AI (project paths and express mode).
+    Vertex,
+    /// Gemini Developer API.
+    Developer,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Bytes,
+    Int,
+    Float,
+    Bool,
+    Enum(&'static str, &'static [&'static str]),
+    Msg(&'static str, &'static [Field]),
+    Any,
+    Map,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    All,
+    Vertex,
+    Developer,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    camel: &'static str,
+    snake: &'static str,
+    kind: Kind,
+    repeated: bool,
+    scope: Scope,
+}
+
+const fn f(camel: &'static str, snake: &'static str, kind: Kind) -> Field {
+    Field { camel, snake, kind, repeated: false, scope: Scope::All }
+}
+const fn rep(camel: &'static str, snake: &'static str, kind: Kind) -> Field {
+    Field { camel, snake, kind, repeated: true, scope: Scope::All }
+}
+const fn vx(mut field: Field) -> Field {
+    field.scope = Scope::Vertex;
+    field
+}
+const fn dev(mut field: Field) -> Field {
+    field.scope = Scope::Developer;
+    field
+}
+
+/// `HarmCategory` values.
+pub const HARM_CATEGORIES: &[&str] = &[
+    "HARM_CATEGORY_UNSPECIFIED",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+    "HARM_CATEGORY_IMAGE_HATE",
+    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_IMAGE_HARASSMENT",
+    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_JAILBREAK",
+];
+const THRESHOLDS: &[&str] = &[
+    "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
+    "BLOCK_LOW_AND_ABOVE",
+    "BLOCK_MEDIUM_AND_ABOVE",
+    "BLOCK_ONLY_HIGH",
+    "BLOCK_NONE",
+    "OFF",
+];
+const METHODS: &[&str] = &["HARM_BLOCK_METHOD_UNSPECIFIED", "SEVERITY", "PROBABILITY"];
+const MODALITIES: &[&str] = &["MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"];
+const THINKING_LEVELS: &[&str] = &[
+    "THINKING_LEVEL_UNSPECIFIED",
+    "MINIMAL",
+    "LOW",
+    "MEDIUM",
+    "HIGH",
+    "XHIGH",
+];
+const PERSON_GENERATION: &[&str] = &[
+    "PERSON_GENERATION_UNSPECIFIED",
+    "ALLOW_ALL",
+    "ALLOW_ADULT",
+    "ALLOW_NONE",
+];
+const PROMINENT_PEOPLE: &[&str] = &[
+    "PROMINENT_PEOPLE_UNSPECIFIED",
+    "ALLOW_PROMINENT_PEOPLE",
+    "BLOCK_PROMINENT_PEOPLE",
+];
+
+const BLOB: &[Field] = &[
+    f("mimeType", "mime_type", Kind::Str),
+    f("data", "data", Kind::Bytes),
+    f("displayName", "display_name", Kind::Str),
+];
+const FILE_DATA: &[Field] = &[
+    f("mimeType", "mime_type", Kind::Str),
+    f("fileUri", "file_uri", Kind::Str),
+    f("displayName", "display_name", Kind::Str),
+];
+const PART: &[Field] = &[
+    f("text", "text", Kind::Str),
+    f("inlineData", "inline_data", Kind::Msg("Blob", BLOB)),
+    f("fileData", "file_data", Kind::Msg("FileData", FILE_DATA)),
+    f("thought", "thought", Kind::Bool),
+    f("thoughtSignature", "thought_signature", Kind::Bytes),
+    f("functionCall", "function_call", Kind::Any),
+    f("functionResponse", "function_response", Kind::Any),
+    f("executableCode", "executable_code", Kind::Any),
+    f("codeExecutionResult", "code_execution_result", Kind::Any),
+    f("videoMetadata", "video_metadata", Kind::Any),
+    f("mediaResolution", "media_resolution", Kind::Any),
+    f("partMetadata", "part_metadata", Kind::Any),
+];
+const CONTENT: &[Field] = &[
+    f("role", "role", Kind::Str),
+    rep("parts", "parts", Kind::Msg("Part", PART)),
+];
+const SAFETY_SETTING: &[Field] = &[
+    f("category", "category", Kind::Enum("HarmCategory", HARM_CATEGORIES)),
+    f("threshold", "threshold", Kind::Enum("SafetySetting.HarmBlockThreshold", THRESHOLDS)),
+    vx(f("method", "method", Kind::Enum("SafetySetting.HarmBlockMethod", METHODS))),
+];
+const IMAGE_OUTPUT_OPTIONS: &[Field] = &[
+    f("mimeType", "mime_type", Kind::Str),
+    f("compressionQuality", "compression_quality", Kind::Int),
+];
+const IMAGE_CONFIG: &[Field] = &[
+    f("aspectRatio", "aspect_ratio", Kind::Str),
+    f("imageSize", "image_size", Kind::Str),
+    vx(f(
+        "personGeneration",
+        "person_generation",
+        Kind::Enum("ImageConfig.PersonGeneration", PERSON_GENERATION),
+    )),
+    vx(f(
+        "prominentPeople",
+        "prominent_people",
+        Kind::Enum("ImageConfig.ProminentPeople", PROMINENT_PEOPLE),
+    )),
+    vx(f(
+        "imageOutputOptions",
+        "image_output_options",
+        Kind::Msg("ImageConfig.ImageOutputOptions", IMAGE_OUTPUT_OPTIONS),
+    )),
+];
+const THINKING_CONFIG: &[Field] = &[
+    f("includeThoughts", "include_thoughts", Kind::Bool),
+    f("thinkingBudget", "thinking_budget", Kind::Int),
+    f(
+        "thinkingLevel",
+        "thinking_level",
+        Kind::Enum("GenerationConfig.ThinkingConfig.ThinkingLevel", THINKING_LEVELS),
+    ),
+];
+const GENERATION_CONFIG: &[Field] = &[
+    f("temperature", "temperature", Kind::Float),
+    f("topP", "top_p", Kind::Float),
+    f("topK", "top_k", Kind::Float),
+    f("candidateCount", "candidate_count", Kind::Int),
+    f("maxOutputTokens", "max_output_tokens", Kind::Int),
+    rep("stopSequences", "stop_sequences", Kind::Str),
+    f("presencePenalty", "presence_penalty", Kind::Float),
+    f("frequencyPenalty", "frequency_penalty", Kind::Float),
+    f("seed", "seed", Kind::Int),
+    f("responseMimeType", "response_mime_type", Kind::Str),
+    f("responseSchema", "response_schema", Kind::Any),
+    f("responseJsonSchema", "response_json_schema", Kind::Any),
+    f("responseLogprobs", "response_logprobs", Kind::Bool),
+    f("logprobs", "logprobs", Kind::Int),
+    rep(
+        "responseModalities",
+        "response_modalities",
+        Kind::Enum("GenerationConfig.Modality", MODALITIES),
+    ),
+    f("mediaResolution", "media_resolution", Kind::Any),
+    f("speechConfig", "speech_config", Kind::Any),
+    f("thinkingConfig", "thinking_config", Kind::Msg("GenerationConfig.ThinkingConfig", THINKING_CONFIG)),
+    f("imageConfig", "image_config", Kind::Msg("ImageConfig", IMAGE_CONFIG)),
+    f("enableAffectiveDialog", "enable_affective_dialog", Kind::Bool),
+    vx(f("routingConfig", "routing_config", Kind::Any)),
+    vx(f("audioTimestamp", "audio_timestamp", Kind::Bool)),
+    vx(f("modelSelectionConfig", "model_selection_config", Kind::Any)),
+    dev(f("enableEnhancedCivicAnswers", "enable_enhanced_civic_answers", Kind::Bool)),
+];
+const OUTPUT_CONFIG: &[Field] = &[f("outputUriPrefix", "output_uri_prefix", Kind::Str)];
+const REQUEST: &[Field] = &[
+    rep("contents", "contents", Kind::Msg("Content", CONTENT)),
+    f("systemInstruction", "system_instruction", Kind::Msg("Content", CONTENT)),
+    rep("tools", "tools", Kind::Any),
+    f("toolConfig", "tool_config", Kind::Any),
+    rep("safetySettings", "safety_settings", Kind::Msg("SafetySetting", SAFETY_SETTING)),
+    f("generationConfig", "generation_config", Kind::Msg("GenerationConfig", GENERATION_CONFIG)),
+    f("cachedContent", "cached_content", Kind::Str),
+    f("model", "model", Kind::Str),
+    vx(f("labels", "labels", Kind::Map)),
+    vx(f("outputConfig", "output_config", Kind::Msg("OutputConfig", OUTPUT_CONFIG))),
+    vx(f("modelArmorConfig", "model_armor_config", Kind::Any)),
+];
+
+struct Ctx {
+    surface: Surface,
+    type_prefix: String,
+}
+
+/// Checks a `GenerateContentRequest` against the proto and returns it with canonical
+/// camelCase keys (nulls dropped). `version` is the path's API version.
+pub fn normalize_generate_content(
+    body: &Value,
+    surface: Surface,
+    version: &str,
+) -> Result<Value, ApiError> {
+    let type_prefix = match surface {
+        Surface::Vertex => format!("type.googleapis.com/google.cloud.aiplatform.{version}."),
+        Surface::Developer => format!("type.googleapis.com/google.ai.generativelanguage.{version}."),
+    };
+    let ctx = Ctx { surface, type_prefix };
+    message(&ctx, body, "GenerateContentRequest", REQUEST, "")
+}
+
+fn message(
+    ctx: &Ctx,
+    value: &Value,
+    type_name: &str,
+    fields: &[Field],
+    path: &str,
+) -> Result<Value, ApiError> {
+    let Some(obj) = value.as_object() else {
+        return Err(invalid_value(path, &format!("{}{type_name}", ctx.type_prefix), value));
+    };
+    let mut out = Map::new();
+    for (key, v) in obj {
+        let field = fields.iter().find(|fd| {
+            (fd.camel == key || fd.snake == key)
+                && match fd.scope {
+                    Scope::All => true,
+                    Scope::Vertex => ctx.surface == Surface::Vertex,
+                    Scope::Developer => ctx.surface == Surface::Developer,
+                }
+        });
+        let Some(field) = field else {
+            return Err(unknown_name(key, path));
+        };
+        if v.is_null() {
+            continue;
+        }
+        let child = join(path, field.snake);
+        let normalized = if field.repeated {
+            let Some(items) = v.as_array() else {
+                return Err(invalid_value(&child, &type_label(ctx, field.kind), v));
+            };
+            let mut list = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                list.push(scalar(ctx, field.kind, item, &format!("{child}[{i}]"))?);
+            }
+            Value::Array(list)
+        } else {
+            scalar(ctx, field.kind, v, &child)?
+        };
+        out.insert(field.camel.to_string(), normalized);
+    }
+    Ok(Value::Object(out))
+}
+
+fn scalar(ctx: &Ctx, kind: Kind, v: &Value, path: &str) -> Result<Value, ApiError> {
+    let ok = match kind {
+        Kind::Msg(name, fields) => return message(ctx, v, name, fields, path),
+        Kind::Any => true,
+        Kind::Str => v.is_string(),
+        Kind::Bool => v.is_boolean(),
+        Kind::Int => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
+        Kind::Float => v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()),
+        Kind::Map => v.as_object().is_some_and(|m| m.values().all(Value::is_string)),
+        Kind::Bytes => {
+            if let Some(s) = v.as_str() {
+                if decode_b64(s).is_none() {
+                    return Err(ApiError::invalid_json(
+                        Some(path),
+                        format!("Invalid value at '{path}' (TYPE_BYTES), Base64 decoding failed for \"{}\"", excerpt(s)),
+                    ));
+                }
+                true
+            } else {
+                false
+            }
+        }
+        Kind::Enum(_, values) => {
+            v.as_str().is_some_and(|s| values.contains(&s))
+                || v.as_u64().is_some_and(|n| (n as usize) < values.len())
+        }
+    };
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(invalid_value(path, &type_label(ctx, kind), v))
+    }
+}
+
+fn type_label(ctx: &Ctx, kind: Kind) -> String {
+    match kind {
+        Kind::Str => "TYPE_STRING".into(),
+        Kind::Bytes => "TYPE_BYTES".into(),
+        Kind::Int => "TYPE_INT32".into(),
+        Kind::Float => "TYPE_FLOAT".into(),
+        Kind::Bool => "TYPE_BOOL".into(),
+        Kind::Map | Kind::Any => "google.protobuf.Struct".into(),
+        Kind::Enum(name, _) | Kind::Msg(name, _) => format!("{}{name}", ctx.type_prefix),
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn unknown_name(key: &str, path: &str) -> ApiError {
+    let message = if path.is_empty() {
+        format!("Invalid JSON payload received. Unknown name \"{key}\": Cannot find field.")
+    } else {
+        format!("Invalid JSON payload received. Unknown name \"{key}\" at '{path}': Cannot find field.")
+    };
+    ApiError::invalid_json(Some(path), message)
+}
+
+fn invalid_value(path: &str, type_label: &str, v: &Value) -> ApiError {
+    let shown = match v {
+        Value::String(s) => format!("\"{}\"", excerpt(s)),
+        other => excerpt(&other.to_string()),
+    };
+    ApiError::invalid_json(
+        Some(path),
+        format!("Invalid value at '{path}' ({type_label}), {shown}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snake_case_is_accepted_and_canonicalised() {
+        let body = json!({"contents": [{"role": "user", "parts": [
+            {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]}],
+            "generation_config": {"thinking_config": {"thinking_level": "MINIMAL"}}});
+        let out = normalize_generate_content(&body, Surface::Developer, "v1").expect("valid");
+        assert_eq!(out["contents"][0]["parts"][0]["inlineData"]["mimeType"], "image/png");
+        assert_eq!(out["generationConfig"]["thinkingConfig"]["thinkingLevel"], "MINIMAL");
+    }
+
+    #[test]
+    fn unknown_and_vertex_only_fields_are_refused() {
+        let body = json!({"contents": [], "generationConfig": {"foo": 1}});
+        let e = normalize_generate_content(&body, Surface::Vertex, "v1").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid JSON payload received. Unknown name \"foo\" at 'generation_config': Cannot find field."
+        );
+        let body = json!({"generationConfig": {"imageConfig": {"personGeneration": "ALLOW_ALL"}}});
+        assert!(normalize_generate_content(&body, Surface::Developer, "v1").is_err());
+        assert!(normalize_generate_content(&body, Surface::Vertex, "v1").is_ok());
+    }
+
+    #[test]
+    fn enum_and_type_errors_name_the_path() {
+        let body = json!({"generationConfig": {"responseModalities": ["IMAGE", "SMELL"]}});
+        let e = normalize_generate_content(&body, Surface::Vertex, "v1beta1").unwrap_err();
+        assert!(e.message.starts_with("Invalid value at 'generation_config.response_modalities[1]'"), "{}", e.message);
+        let body = json!({"generationConfig": {"candidateCount": "two"}});
+        let e = normalize_generate_content(&body, Surface::Vertex, "v1").unwrap_err();
+        assert!(e.message.contains("(TYPE_INT32)"), "{}", e.message);
+    }
+}

@@ -1,0 +1,121 @@
+//! The emulator's shared state: the current scenario, counters, quota book, image
+//! cache, issued credentials, stored batches and the seeded RNG.
+//!
+//! Plain data behind locks; request handling lives in the route modules.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng};
+use serde_json::Value;
+
+use super::auth::AuthStore;
+use super::quota::QuotaBook;
+use super::scenario::Scenario;
+use super::stats::StatsBook;
+use super::synth::ImageCache;
+
+/// State shared by every handler.
+pub type Shared = Arc<AppState>;
+
+/// Budget of the encoded-image cache.
+const IMAGE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Everything the handlers share.
+pub struct AppState {
+    scenario: RwLock<Arc<Scenario>>,
+    rng: Mutex<StdRng>,
+    /// Address the emulator listens on (for `token_uri`).
+    pub addr: SocketAddr,
+    /// Request counters.
+    pub stats: Arc<StatsBook>,
+    /// Quota windows and concurrency slots.
+    pub quota: Arc<QuotaBook>,
+    /// Encoded images by key.
+    pub images: ImageCache,
+    /// Minted service accounts and issued tokens.
+    pub auth: AuthStore,
+    /// Stored batch jobs by id.
+    pub batches: Mutex<HashMap<String, StoredBatch>>,
+}
+
+/// A batch job as created.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    /// Project that created it.
+    pub project: String,
+    /// The job resource as answered at creation (Vertex) or the operation (Developer).
+    pub resource: Value,
+    /// Inline requests (Developer API) with their metadata.
+    pub inline: Vec<(Value, Value)>,
+    /// Model id as requested.
+    pub model: String,
+    /// API version of the create call.
+    pub version: String,
+}
+
+impl AppState {
+    /// Fresh state for a listener bound to `addr`.
+    pub fn new(addr: SocketAddr, scenario: Scenario) -> Self {
+        let rng = rng_for(&scenario);
+        AppState {
+            scenario: RwLock::new(Arc::new(scenario)),
+            rng: Mutex::new(rng),
+            addr,
+            stats: Arc::new(StatsBook::default()),
+            quota: Arc::new(QuotaBook::default()),
+            images: ImageCache::new(IMAGE_CACHE_BYTES),
+            auth: AuthStore::default(),
+            batches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current scenario.
+    pub fn scenario(&self) -> Arc<Scenario> {
+        self.scenario
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the scenario; a scenario with a `seed` reseeds the RNG.
+    pub fn set_scenario(&self, scenario: Scenario) {
+        if scenario.seed.is_some() {
+            *self.rng_lock() = rng_for(&scenario);
+        }
+        *self.scenario.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(scenario);
+    }
+
+    /// A uniform sample in `[0, 1)` from the scenario RNG.
+    pub fn unit(&self) -> f64 {
+        self.rng_lock().random::<f64>()
+    }
+
+    /// A random 64-bit value from the scenario RNG (ids, tokens).
+    pub fn random_u64(&self) -> u64 {
+        self.rng_lock().random::<u64>()
+    }
+
+    fn rng_lock(&self) -> MutexGuard<'_, StdRng> {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Base URL of this emulator.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Locks the batch store.
+    pub fn batches(&self) -> MutexGuard<'_, HashMap<String, StoredBatch>> {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn rng_for(scenario: &Scenario) -> StdRng {
+    match scenario.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => rand::make_rng(),
+    }
+}

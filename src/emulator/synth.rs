@@ -1,0 +1,207 @@
+//! Image synthesis: deterministic, cheap PNG/JPEG pictures (and grayscale masks) whose
+//! colours come from a hash of the request, cached by key in a bounded cache.
+//!
+//! Cheap matters: tests push thousands of requests. Rows are built once per band of
+//! identical rows and copied, so the per-pixel work is tiny; the PNG uses fast deflate.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder};
+use sha2::{Digest, Sha256};
+
+/// Output encoding of a synthesised image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// RGB PNG.
+    Png,
+    /// RGB JPEG at the given quality (1..=100).
+    Jpeg(u8),
+    /// 8-bit grayscale PNG (segmentation masks).
+    MaskPng,
+}
+
+impl Encoding {
+    /// MIME type of the encoded bytes.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Encoding::Jpeg(_) => "image/jpeg",
+            Encoding::Png | Encoding::MaskPng => "image/png",
+        }
+    }
+
+    /// File extension for `gcsUri` / `fileUri` outputs.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Encoding::Jpeg(_) => "jpg",
+            Encoding::Png | Encoding::MaskPng => "png",
+        }
+    }
+}
+
+/// What to draw: the seed decides every colour, so equal keys give equal bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageKey {
+    /// Hash of model, prompt, seed and sample index.
+    pub seed: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Encoding.
+    pub encoding: Encoding,
+}
+
+/// Hashes the parts that make an image unique into a seed.
+pub fn seed_of(parts: &[&str]) -> u64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// A bounded cache of base64-encoded images.
+pub struct ImageCache {
+    inner: Mutex<CacheInner>,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<ImageKey, Arc<String>>,
+    order: VecDeque<ImageKey>,
+    bytes: usize,
+}
+
+impl ImageCache {
+    /// A cache holding at most `max_bytes` of base64 text.
+    pub fn new(max_bytes: usize) -> Self {
+        ImageCache {
+            inner: Mutex::new(CacheInner::default()),
+            max_bytes,
+        }
+    }
+
+    /// The base64 encoding of the image for `key`, rendering it on a miss.
+    pub fn get_base64(&self, key: ImageKey) -> Result<Arc<String>, String> {
+        if let Some(hit) = self.lock().map.get(&key) {
+            return Ok(hit.clone());
+        }
+        let bytes = render(key)?;
+        let b64 = Arc::new(base64::engine::general_purpose::STANDARD.encode(bytes));
+        let mut inner = self.lock();
+        if b64.len() <= self.max_bytes && !inner.map.contains_key(&key) {
+            inner.bytes += b64.len();
+            inner.map.insert(key, b64.clone());
+            inner.order.push_back(key);
+            while inner.bytes > self.max_bytes {
+                let Some(old) = inner.order.pop_front() else { break };
+                if let Some(v) = inner.map.remove(&old) {
+                    inner.bytes -= v.len();
+                }
+            }
+        }
+        Ok(b64)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Renders and encodes the picture for `key`.
+pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
+    let (w, h) = (key.width.max(1), key.height.max(1));
+    let channels = if key.encoding == Encoding::MaskPng { 1 } else { 3 };
+    let pixels = draw(key.seed, w, h, channels);
+    let mut out = Vec::with_capacity(pixels.len() / 8 + 1024);
+    let color = if channels == 1 {
+        ExtendedColorType::L8
+    } else {
+        ExtendedColorType::Rgb8
+    };
+    let result = match key.encoding {
+        Encoding::Png | Encoding::MaskPng => {
+            PngEncoder::new_with_quality(Cursor::new(&mut out), CompressionType::Fast, FilterType::Up)
+                .write_image(&pixels, w, h, color)
+        }
+        Encoding::Jpeg(q) => {
+            JpegEncoder::new_with_quality(Cursor::new(&mut out), q.clamp(1, 100))
+                .write_image(&pixels, w, h, color)
+        }
+    };
+    result.map_err(|e| format!("image encoding failed: {e}"))?;
+    Ok(out)
+}
+
+/// Horizontal gradient between two hashed colours, in bands of checkered blocks; rows of
+/// a band are identical, so each band is computed once and copied.
+fn draw(seed: u64, w: u32, h: u32, channels: usize) -> Vec<u8> {
+    let (w, h) = (w as usize, h as usize);
+    let c0 = [(seed & 0xff) as u8, (seed >> 8 & 0xff) as u8, (seed >> 16 & 0xff) as u8];
+    let c1 = [(seed >> 24 & 0xff) as u8, (seed >> 32 & 0xff) as u8, (seed >> 40 & 0xff) as u8];
+    let block = 16 + (seed >> 48 & 0x3f) as usize;
+    let stride = w * channels;
+    let mut pixels = vec![0u8; stride * h];
+    let mut row = vec![0u8; stride];
+    let mut band_start = 0;
+    while band_start < h {
+        let band = band_start / block;
+        for x in 0..w {
+            let t = (x * 255 / w.max(1)) as u32;
+            let checker = if ((x / block) + band) % 2 == 0 { 0 } else { 40 };
+            for c in 0..channels {
+                let (a, b) = (c0[c] as u32, c1[c] as u32);
+                let v = (a * (255 - t) + b * t) / 255;
+                row[x * channels + c] = (v as u8).wrapping_add(checker);
+            }
+        }
+        let band_end = (band_start + block).min(h);
+        for y in band_start..band_end {
+            pixels[y * stride..(y + 1) * stride].copy_from_slice(&row);
+        }
+        band_start = band_end;
+    }
+    pixels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u64, encoding: Encoding) -> ImageKey {
+        ImageKey { seed, width: 64, height: 48, encoding }
+    }
+
+    #[test]
+    fn equal_keys_render_equal_bytes_and_decode_to_the_size() {
+        let a = render(key(7, Encoding::Png)).expect("png");
+        assert_eq!(a, render(key(7, Encoding::Png)).expect("png"));
+        assert_ne!(a, render(key(8, Encoding::Png)).expect("png"));
+        let img = image::load_from_memory(&a).expect("decodes");
+        assert_eq!((img.width(), img.height()), (64, 48));
+        let jpg = render(key(7, Encoding::Jpeg(80))).expect("jpeg");
+        assert_eq!(&jpg[..2], &[0xff, 0xd8]);
+        let mask = image::load_from_memory(&render(key(7, Encoding::MaskPng)).expect("mask"))
+            .expect("decodes");
+        assert_eq!(mask.color(), image::ColorType::L8);
+    }
+
+    #[test]
+    fn cache_evicts_beyond_its_budget() {
+        let cache = ImageCache::new(1000);
+        for s in 0..20 {
+            cache.get_base64(key(s, Encoding::Png)).expect("renders");
+        }
+        assert!(cache.lock().bytes <= 1000);
+    }
+}

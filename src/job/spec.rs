@@ -1,0 +1,471 @@
+//! `JobSpec`: the versioned, serde-stable description of one image job, as users write it
+//! in JSONL files and API bodies.
+//!
+//! One flat, strict struct (unknown fields are refused with their name) plus an
+//! `Operation` tag. Field names follow the official SDK's config names in snake_case;
+//! enum values are the wire values, with short lowercase aliases. Which fields apply to
+//! which operation and model is decided by `validate`, not here; how they reach the wire
+//! is decided by `providers`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::content::Content;
+use super::image::ImageInput;
+
+/// The current `JobSpec` format version (`"v"`).
+pub const SPEC_VERSION: u32 = 1;
+
+/// The `"v"` field: defaults to the current version when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecVersion(pub u32);
+
+impl Default for SpecVersion {
+    fn default() -> Self {
+        SpecVersion(SPEC_VERSION)
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Text → image.
+    #[default]
+    Generate,
+    /// Image(s) + instruction → image (Imagen: reference images with an edit mode).
+    Edit,
+    /// Image → larger image.
+    Upscale,
+    /// Image → masks.
+    Segment,
+    /// Product image(s) (+ person image for virtual try-on) → image in a new scene.
+    Recontext,
+    /// Two or more images + instruction → one image.
+    Compose,
+    /// One turn of a multi-turn conversation.
+    Chat,
+}
+
+impl Operation {
+    /// Every operation, for help texts and metrics label sets.
+    pub const ALL: [Operation; 7] = [
+        Operation::Generate,
+        Operation::Edit,
+        Operation::Upscale,
+        Operation::Segment,
+        Operation::Recontext,
+        Operation::Compose,
+        Operation::Chat,
+    ];
+
+    /// The snake_case name used on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Generate => "generate",
+            Operation::Edit => "edit",
+            Operation::Upscale => "upscale",
+            Operation::Segment => "segment",
+            Operation::Recontext => "recontext",
+            Operation::Compose => "compose",
+            Operation::Chat => "chat",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown operation `{s}` (expected generate, edit, upscale, segment, recontext, compose or chat)")
+            })
+    }
+}
+
+/// One image job. See `docs/job-spec.md` for every field with examples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Format version; only `1` exists.
+    #[serde(rename = "v", default)]
+    pub version: SpecVersion,
+    /// The operation.
+    #[serde(default)]
+    pub op: Operation,
+    /// Model id, e.g. `gemini-2.5-flash-image` or `imagen-4.0-generate-001`; empty means
+    /// the project's default model.
+    #[serde(default)]
+    pub model: String,
+    /// The text prompt or instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+
+    // ---- input images -------------------------------------------------------------
+    /// Input images: the image to edit/upscale/segment, or the images to compose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageInput>,
+    /// Imagen edit reference images (raw, mask, control, style, subject, content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_images: Vec<ReferenceImage>,
+    /// Recontext / virtual try-on: product images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub product_images: Vec<ImageInput>,
+    /// Virtual try-on: the person image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_image: Option<ImageInput>,
+    /// Interactive segmentation: the scribble image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scribble_image: Option<ImageInput>,
+    /// Chat: the earlier turns, in Gemini `Content` form, model turns with their
+    /// `thoughtSignature`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Content>,
+
+    // ---- output shape --------------------------------------------------------------
+    /// Images per request (Imagen `sampleCount`, Gemini `candidateCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_images: Option<u32>,
+    /// Aspect ratio such as `16:9`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
+    /// Output size: `512`, `1K`, `2K`, `4K` (per model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<String>,
+    /// `image/png` or `image/jpeg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_mime_type: Option<String>,
+    /// JPEG quality 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_compression_quality: Option<u32>,
+    /// Vertex: let Google write outputs to this `gs://` prefix (Imagen `storageUri`,
+    /// Gemini `outputConfig.outputUriPrefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_gcs_uri: Option<String>,
+    /// Random seed for reproducible output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+
+    // ---- Imagen parameters --------------------------------------------------------
+    /// What to keep out of the image (Imagen, Vertex only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// Invisible SynthID watermark (Imagen; must be false to use `seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_watermark: Option<bool>,
+    /// Let an LLM rewrite the prompt (Imagen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhance_prompt: Option<bool>,
+    /// Prompt adherence (Imagen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance_scale: Option<f64>,
+    /// Imagen safety filter level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_filter_level: Option<SafetyFilterLevel>,
+    /// Whether people may be generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_generation: Option<PersonGeneration>,
+    /// Return the reason a sample was filtered (Imagen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_rai_reason: Option<bool>,
+    /// Return safety scores (Imagen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_safety_attributes: Option<bool>,
+    /// Prompt language (Imagen): `auto en ja ko hi zh pt es`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Imagen edit mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_mode: Option<EditMode>,
+    /// Sampling steps (Imagen edit `editConfig.baseSteps`, recontext `baseSteps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_steps: Option<u32>,
+    /// Upscale factor: `x2`, `x3`, `x4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale_factor: Option<String>,
+    /// Upscale: enhance the input before upscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhance_input_image: Option<bool>,
+    /// Upscale: how closely to keep the input (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_preservation_factor: Option<f64>,
+    /// Segmentation mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_mode: Option<SegmentMode>,
+    /// Segmentation: maximum masks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_predictions: Option<u32>,
+    /// Segmentation: minimum confidence (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_threshold: Option<f64>,
+    /// Segmentation: mask dilation (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_dilation: Option<f64>,
+    /// Segmentation: binary colour threshold (0–255, or -1 to disable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_color_threshold: Option<f64>,
+
+    // ---- Gemini parameters --------------------------------------------------------
+    /// `TEXT` and/or `IMAGE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_modalities: Option<Vec<Modality>>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<f64>,
+    /// Thinking level (Gemini 3 image models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_level: Option<ThinkingLevel>,
+    /// Return thought parts (they are never stored as outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_thoughts: Option<bool>,
+    /// Gemini safety settings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety_settings: Vec<SafetySetting>,
+    /// Gemini system instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_instruction: Option<String>,
+    /// Prominent people policy (Gemini, Vertex only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prominent_people: Option<ProminentPeople>,
+
+    // ---- envelope -----------------------------------------------------------------
+    /// Vertex request labels (also kept on the job record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Server-side deadline in seconds (`X-Server-Timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// Caller's own data, stored with the job and echoed in results and webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Gemini response modality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Modality {
+    /// Text parts.
+    #[serde(rename = "TEXT", alias = "text")]
+    Text,
+    /// Image parts.
+    #[serde(rename = "IMAGE", alias = "image")]
+    Image,
+}
+
+/// One Gemini safety setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetySetting {
+    /// `HARM_CATEGORY_*`.
+    pub category: String,
+    /// `BLOCK_*` or `OFF`.
+    pub threshold: String,
+}
+
+/// Imagen edit reference image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceImage {
+    /// Kind of reference.
+    pub reference_type: ReferenceType,
+    /// Id the prompt refers to as `[n]`; defaults to its 1-based position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<u32>,
+    /// The image; omitted for masks Google computes (background/foreground/semantic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInput>,
+    /// Mask: how the mask is obtained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_mode: Option<MaskMode>,
+    /// Mask: semantic class ids (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask_classes: Vec<u32>,
+    /// Mask: dilation (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_dilation: Option<f64>,
+    /// Control: control type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_type: Option<ControlType>,
+    /// Control: let Google compute the control image from the raw image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_control: Option<bool>,
+    /// Style: description of the style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style_description: Option<String>,
+    /// Subject: kind of subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<SubjectType>,
+    /// Subject: description of the subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_description: Option<String>,
+}
+
+/// Declares a wire enum whose serde names are the wire values, with lowercase aliases.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal | $alias:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(
+                #[doc = $wire]
+                #[serde(rename = $wire, alias = $alias)]
+                $variant,
+            )+
+        }
+        impl $name {
+            /// The value sent to Google.
+            pub fn wire(self) -> &'static str {
+                match self { $($name::$variant => $wire,)+ }
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Kind of Imagen reference image.
+    ReferenceType {
+        Raw = "REFERENCE_TYPE_RAW" | "raw",
+        Mask = "REFERENCE_TYPE_MASK" | "mask",
+        Control = "REFERENCE_TYPE_CONTROL" | "control",
+        Style = "REFERENCE_TYPE_STYLE" | "style",
+        Subject = "REFERENCE_TYPE_SUBJECT" | "subject",
+        Content = "REFERENCE_TYPE_CONTENT" | "content",
+    }
+);
+
+wire_enum!(
+    /// How an edit mask is obtained.
+    MaskMode {
+        Default = "MASK_MODE_DEFAULT" | "default",
+        UserProvided = "MASK_MODE_USER_PROVIDED" | "user_provided",
+        Background = "MASK_MODE_BACKGROUND" | "background",
+        Foreground = "MASK_MODE_FOREGROUND" | "foreground",
+        Semantic = "MASK_MODE_SEMANTIC" | "semantic",
+    }
+);
+
+wire_enum!(
+    /// Control image type.
+    ControlType {
+        Default = "CONTROL_TYPE_DEFAULT" | "default",
+        Canny = "CONTROL_TYPE_CANNY" | "canny",
+        Scribble = "CONTROL_TYPE_SCRIBBLE" | "scribble",
+        FaceMesh = "CONTROL_TYPE_FACE_MESH" | "face_mesh",
+    }
+);
+
+wire_enum!(
+    /// Subject type for subject customization.
+    SubjectType {
+        Default = "SUBJECT_TYPE_DEFAULT" | "default",
+        Person = "SUBJECT_TYPE_PERSON" | "person",
+        Animal = "SUBJECT_TYPE_ANIMAL" | "animal",
+        Product = "SUBJECT_TYPE_PRODUCT" | "product",
+    }
+);
+
+wire_enum!(
+    /// Imagen edit mode.
+    EditMode {
+        Default = "EDIT_MODE_DEFAULT" | "default",
+        InpaintRemoval = "EDIT_MODE_INPAINT_REMOVAL" | "inpaint_removal",
+        InpaintInsertion = "EDIT_MODE_INPAINT_INSERTION" | "inpaint_insertion",
+        Outpaint = "EDIT_MODE_OUTPAINT" | "outpaint",
+        ControlledEditing = "EDIT_MODE_CONTROLLED_EDITING" | "controlled_editing",
+        Style = "EDIT_MODE_STYLE" | "style",
+        Bgswap = "EDIT_MODE_BGSWAP" | "bgswap",
+        ProductImage = "EDIT_MODE_PRODUCT_IMAGE" | "product_image",
+    }
+);
+
+wire_enum!(
+    /// Segmentation mode.
+    SegmentMode {
+        Foreground = "FOREGROUND" | "foreground",
+        Background = "BACKGROUND" | "background",
+        Prompt = "PROMPT" | "prompt",
+        Semantic = "SEMANTIC" | "semantic",
+        Interactive = "INTERACTIVE" | "interactive",
+    }
+);
+
+wire_enum!(
+    /// Imagen safety filter level.
+    SafetyFilterLevel {
+        BlockLowAndAbove = "BLOCK_LOW_AND_ABOVE" | "block_low_and_above",
+        BlockMediumAndAbove = "BLOCK_MEDIUM_AND_ABOVE" | "block_medium_and_above",
+        BlockOnlyHigh = "BLOCK_ONLY_HIGH" | "block_only_high",
+        BlockNone = "BLOCK_NONE" | "block_none",
+    }
+);
+
+wire_enum!(
+    /// Person generation policy.
+    PersonGeneration {
+        DontAllow = "DONT_ALLOW" | "dont_allow",
+        AllowAdult = "ALLOW_ADULT" | "allow_adult",
+        AllowAll = "ALLOW_ALL" | "allow_all",
+        AllowNone = "ALLOW_NONE" | "allow_none",
+    }
+);
+
+wire_enum!(
+    /// Prominent people policy (Gemini on Vertex).
+    ProminentPeople {
+        Unspecified = "PROMINENT_PEOPLE_UNSPECIFIED" | "unspecified",
+        Allow = "ALLOW_PROMINENT_PEOPLE" | "allow",
+        Block = "BLOCK_PROMINENT_PEOPLE" | "block",
+    }
+);
+
+wire_enum!(
+    /// Gemini thinking level.
+    ThinkingLevel {
+        Minimal = "MINIMAL" | "minimal",
+        Low = "LOW" | "low",
+        Medium = "MEDIUM" | "medium",
+        High = "HIGH" | "high",
+        XHigh = "XHIGH" | "xhigh",
+    }
+);
+
+impl JobSpec {
+    /// A `generate` job for `prompt` on `model`.
+    pub fn generate(model: &str, prompt: &str) -> Self {
+        JobSpec {
+            op: Operation::Generate,
+            model: model.to_string(),
+            prompt: Some(prompt.to_string()),
+            ..JobSpec::default()
+        }
+    }
+
+    /// Parses one JSON job spec, with the path of the offending field in the error.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            }
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! imagegen: a job-queue batch worker for Google's image models.
+//!
+//! The library holds every component; `main.rs` only parses the command line and
+//! dispatches to `cli`.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod job;
+pub mod providers;

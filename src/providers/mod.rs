@@ -1,0 +1,2 @@
+//! Google API providers.
+pub mod auth;
