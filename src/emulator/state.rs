@@ -54,6 +54,8 @@ pub struct StoredBatch {
     pub model: String,
     /// API version of the create call.
     pub version: String,
+    /// Set by `:cancel`.
+    pub cancelled: bool,
 }
 
 impl AppState {

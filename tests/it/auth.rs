@@ -14,8 +14,9 @@ use imagegen::providers::auth::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const GENERATE: &str =
-    "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent";
+mod stand_in;
+
+const GENERATE: &str = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent";
 
 struct Backend {
     base_url: String,
@@ -28,7 +29,11 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(stand_in::serve(listener, base_url.clone()));
-        Self { base_url, http: reqwest::Client::new(), _server: server }
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+            _server: server,
+        }
     }
 
     fn host_port(&self) -> &str {
@@ -58,7 +63,9 @@ impl Backend {
             .json()
             .await
             .unwrap();
-        stats["tokens_issued"].as_u64().expect("stats.tokens_issued")
+        stats["tokens_issued"]
+            .as_u64()
+            .expect("stats.tokens_issued")
     }
 
     async fn revoke_tokens(&self) {
@@ -73,10 +80,13 @@ impl Backend {
 
     /// One authenticated generateContent call; returns its status.
     async fn generate(&self, credentials: &Credentials) -> StatusCode {
-        let mut request = self.http.post(format!("{}{GENERATE}", self.base_url)).json(&json!({
-            "contents": [{"role": "user", "parts": [{"text": "a lighthouse at dusk"}]}],
-            "generationConfig": {"responseModalities": ["IMAGE"]},
-        }));
+        let mut request = self
+            .http
+            .post(format!("{}{GENERATE}", self.base_url))
+            .json(&json!({
+                "contents": [{"role": "user", "parts": [{"text": "a lighthouse at dusk"}]}],
+                "generationConfig": {"responseModalities": ["IMAGE"]},
+            }));
         for (name, value) in credentials.headers().await.unwrap() {
             request = request.header(name, value);
         }
@@ -111,7 +121,11 @@ async fn service_account_key_file_authenticates_generate_content() {
     let credentials = credentials_from_file(&write_json(dir.path(), "sa.json", &key));
 
     assert!(!credentials.is_api_key());
-    assert!(credentials.describe().contains(key["client_email"].as_str().unwrap()));
+    assert!(
+        credentials
+            .describe()
+            .contains(key["client_email"].as_str().unwrap())
+    );
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
     assert_eq!(backend.tokens_issued().await, 1);
 }
@@ -126,7 +140,11 @@ async fn token_is_reused_until_invalidated() {
     let first = bearer(&credentials.headers().await.unwrap());
     let second = bearer(&credentials.clone().headers().await.unwrap());
     assert_eq!(first, second);
-    assert_eq!(backend.tokens_issued().await, 1, "second headers() must not hit /token");
+    assert_eq!(
+        backend.tokens_issued().await,
+        1,
+        "second headers() must not hit /token"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +173,10 @@ async fn after_revocation_a_401_then_invalidate_gets_a_fresh_token() {
     let old = bearer(&credentials.headers().await.unwrap());
 
     backend.revoke_tokens().await;
-    assert_eq!(backend.generate(&credentials).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        backend.generate(&credentials).await,
+        StatusCode::UNAUTHORIZED
+    );
     credentials.invalidate();
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
 
@@ -176,7 +197,10 @@ async fn key_signed_with_another_private_key_is_refused_with_invalid_grant() {
     assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("invalid_grant"), "{message}");
-    assert!(message.contains(&format!("{}/token", backend.base_url)), "{message}");
+    assert!(
+        message.contains(&format!("{}/token", backend.base_url)),
+        "{message}"
+    );
     assert!(!message.contains("PRIVATE KEY") && !format!("{err:?}").contains("PRIVATE KEY"));
     assert!(!err.is_retryable());
     assert_eq!(backend.tokens_issued().await, 0);
@@ -185,7 +209,10 @@ async fn key_signed_with_another_private_key_is_refused_with_invalid_grant() {
 #[tokio::test]
 async fn metadata_source_uses_the_given_gce_metadata_host() {
     let backend = Backend::spawn().await;
-    let env = AuthEnv { gce_metadata_host: Some(backend.host_port().to_owned()), ..AuthEnv::default() };
+    let env = AuthEnv {
+        gce_metadata_host: Some(backend.host_port().to_owned()),
+        ..AuthEnv::default()
+    };
     let credentials =
         Credentials::with_env(CredentialSource::Metadata, reqwest::Client::new(), &env).unwrap();
 
@@ -206,7 +233,11 @@ async fn adc_without_credential_files_falls_back_to_the_metadata_server() {
     };
     let credentials =
         Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap();
-    assert!(credentials.describe().starts_with("metadata server"), "{}", credentials.describe());
+    assert!(
+        credentials.describe().starts_with("metadata server"),
+        "{}",
+        credentials.describe()
+    );
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
 }
 
@@ -218,17 +249,28 @@ async fn adc_prefers_google_application_credentials_over_gcloud_file() {
     let key_path = write_json(dir.path(), "sa.json", &key);
     let gcloud_dir = dir.path().join("gcloud");
     std::fs::create_dir(&gcloud_dir).unwrap();
-    write_json(&gcloud_dir, "application_default_credentials.json", &authorized_user_json("http://unused.invalid/token"));
+    write_json(
+        &gcloud_dir,
+        "application_default_credentials.json",
+        &authorized_user_json("http://unused.invalid/token"),
+    );
     let env = AuthEnv {
         google_application_credentials: Some(key_path.clone()),
         cloudsdk_config: Some(gcloud_dir.clone()),
         ..AuthEnv::default()
     };
 
-    assert_eq!(adc_lookup(&env, Path::is_file), AdcChoice::EnvFile(key_path));
+    assert_eq!(
+        adc_lookup(&env, Path::is_file),
+        AdcChoice::EnvFile(key_path)
+    );
     let credentials =
         Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap();
-    assert!(credentials.describe().contains("GOOGLE_APPLICATION_CREDENTIALS"));
+    assert!(
+        credentials
+            .describe()
+            .contains("GOOGLE_APPLICATION_CREDENTIALS")
+    );
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
 }
 
@@ -242,21 +284,39 @@ fn adc_lookup_order_is_env_file_then_gcloud_file_then_metadata() {
         gce_metadata_host: None,
     };
     let exists = |p: &Path| p == gcloud;
-    assert_eq!(adc_lookup(&all, exists), AdcChoice::EnvFile("/keys/sa.json".into()));
+    assert_eq!(
+        adc_lookup(&all, exists),
+        AdcChoice::EnvFile("/keys/sa.json".into())
+    );
     // The env file wins even when missing, so the error names it.
-    assert_eq!(adc_lookup(&all, |_| false), AdcChoice::EnvFile("/keys/sa.json".into()));
+    assert_eq!(
+        adc_lookup(&all, |_| false),
+        AdcChoice::EnvFile("/keys/sa.json".into())
+    );
 
-    let no_env_file = AuthEnv { google_application_credentials: None, ..all.clone() };
-    assert_eq!(adc_lookup(&no_env_file, exists), AdcChoice::GcloudFile(gcloud.clone()));
+    let no_env_file = AuthEnv {
+        google_application_credentials: None,
+        ..all.clone()
+    };
+    assert_eq!(
+        adc_lookup(&no_env_file, exists),
+        AdcChoice::GcloudFile(gcloud.clone())
+    );
     assert_eq!(adc_lookup(&no_env_file, |_| false), AdcChoice::Metadata);
 
-    let home_only = AuthEnv { home: Some("/home/u".into()), ..AuthEnv::default() };
+    let home_only = AuthEnv {
+        home: Some("/home/u".into()),
+        ..AuthEnv::default()
+    };
     let home_file = Path::new("/home/u/.config/gcloud/application_default_credentials.json");
     assert_eq!(
         adc_lookup(&home_only, |p| p == home_file),
         AdcChoice::GcloudFile(home_file.to_owned())
     );
-    assert_eq!(adc_lookup(&AuthEnv::default(), |_| true), AdcChoice::Metadata);
+    assert_eq!(
+        adc_lookup(&AuthEnv::default(), |_| true),
+        AdcChoice::Metadata
+    );
 }
 
 #[test]
@@ -265,10 +325,12 @@ fn adc_with_missing_google_application_credentials_file_fails_at_start_up() {
         google_application_credentials: Some("/nonexistent/imagegen-sa.json".into()),
         ..AuthEnv::default()
     };
-    let err = Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap_err();
+    let err =
+        Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("/nonexistent/imagegen-sa.json") && message.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        message.contains("/nonexistent/imagegen-sa.json")
+            && message.contains("GOOGLE_APPLICATION_CREDENTIALS"),
         "{message}"
     );
 }
@@ -282,8 +344,18 @@ fn key_file_missing_a_field_fails_at_start_up_naming_path_and_field() {
         &json!({"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com"}),
     );
     let source = CredentialSource::parse(&format!("file:{}", path.display())).unwrap();
-    let err = Credentials::with_env(source, reqwest::Client::new(), &AuthEnv::default()).unwrap_err();
-    assert!(matches!(err, AuthError::MissingField { field: "private_key", .. }), "{err:?}");
+    let err =
+        Credentials::with_env(source, reqwest::Client::new(), &AuthEnv::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthError::MissingField {
+                field: "private_key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&path.display().to_string()));
 }
 
@@ -307,17 +379,26 @@ async fn gcloud_authorized_user_refreshes_and_sends_quota_project() {
         "application_default_credentials.json",
         &authorized_user_json(&format!("{}/token", backend.base_url)),
     );
-    let env = AuthEnv { cloudsdk_config: Some(dir.path().to_owned()), ..AuthEnv::default() };
+    let env = AuthEnv {
+        cloudsdk_config: Some(dir.path().to_owned()),
+        ..AuthEnv::default()
+    };
     let credentials =
         Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap();
 
     let headers = credentials.headers().await.unwrap();
     assert!(bearer(&headers).starts_with("Bearer "));
-    let quota = headers.iter().find(|(n, _)| n == "x-goog-user-project").map(|(_, v)| v);
+    let quota = headers
+        .iter()
+        .find(|(n, _)| n == "x-goog-user-project")
+        .map(|(_, v)| v);
     assert_eq!(quota.and_then(|v| v.to_str().ok()), Some("billing-project"));
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
     let debug = format!("{credentials:?} {}", credentials.describe());
-    assert!(!debug.contains("refresh-secret") && !debug.contains("d-FL95Q19q7MQmFpd7hHD0Ty"), "{debug}");
+    assert!(
+        !debug.contains("refresh-secret") && !debug.contains("d-FL95Q19q7MQmFpd7hHD0Ty"),
+        "{debug}"
+    );
 }
 
 #[tokio::test]
@@ -336,154 +417,23 @@ async fn api_key_goes_in_x_goog_api_key_and_never_in_debug() {
     assert_eq!(headers[0].0, "x-goog-api-key");
     assert_eq!(headers[0].1.to_str().unwrap(), secret);
     assert!(headers[0].1.is_sensitive());
-    for shown in [format!("{credentials:?}"), credentials.describe(), format!("{headers:?}")] {
+    for shown in [
+        format!("{credentials:?}"),
+        credentials.describe(),
+        format!("{headers:?}"),
+    ] {
         assert!(!shown.contains(secret), "{shown}");
     }
 }
 
 #[tokio::test]
 async fn none_source_sends_no_auth_headers() {
-    let credentials =
-        Credentials::with_env(CredentialSource::None, reqwest::Client::new(), &AuthEnv::default())
-            .unwrap();
+    let credentials = Credentials::with_env(
+        CredentialSource::None,
+        reqwest::Client::new(),
+        &AuthEnv::default(),
+    )
+    .unwrap();
     assert!(credentials.headers().await.unwrap().is_empty());
     assert!(!credentials.is_api_key());
-}
-
-/// A minimal stand-in for the emulator's auth routes (see the module doc).
-mod stand_in {
-    use std::collections::{HashMap, HashSet};
-    use std::sync::{Arc, Mutex};
-
-    use axum::extract::{Form, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::routing::{get, post};
-    use axum::{Json, Router};
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-    use serde_json::{Value, json};
-
-    #[derive(Default)]
-    struct Accounts {
-        /// private_key_id → (client_email, public key PEM)
-        keys: HashMap<String, (String, String)>,
-        valid_tokens: HashSet<String>,
-        tokens_issued: u64,
-    }
-
-    #[derive(Clone)]
-    struct Shared {
-        base_url: String,
-        state: Arc<Mutex<Accounts>>,
-    }
-
-    pub async fn serve(listener: tokio::net::TcpListener, base_url: String) {
-        let shared = Shared { base_url, state: Arc::default() };
-        let app = Router::new()
-            .route("/emulator/service-accounts", post(create_account))
-            .route("/emulator/tokens/revoke", post(revoke))
-            .route("/emulator/stats", get(stats))
-            .route("/token", post(token))
-            .route("/computeMetadata/v1/instance/service-accounts/default/token", get(metadata_token))
-            .route("/v1/projects/{project}/locations/{location}/publishers/google/models/{call}", post(vertex))
-            .with_state(shared);
-        axum::serve(listener, app).await.unwrap();
-    }
-
-    fn issue(shared: &Shared) -> Json<Value> {
-        let mut state = shared.state.lock().unwrap();
-        state.tokens_issued += 1;
-        let token = format!("ya29.stand-in-{}", state.tokens_issued);
-        state.valid_tokens.insert(token.clone());
-        Json(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
-    }
-
-    async fn create_account(State(shared): State<Shared>, Json(body): Json<Value>) -> Json<Value> {
-        let project = body["project_id"].as_str().unwrap_or("p").to_owned();
-        let key = tokio::task::spawn_blocking(|| {
-            rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap()
-        })
-        .await
-        .unwrap();
-        let private_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
-        let mut state = shared.state.lock().unwrap();
-        let n = state.keys.len() + 1;
-        let (kid, email) = (format!("kid-{n}"), format!("sa-{n}@{project}.iam.gserviceaccount.com"));
-        state.keys.insert(kid.clone(), (email.clone(), public_pem));
-        Json(json!({
-            "type": "service_account", "project_id": project, "private_key_id": kid,
-            "private_key": private_pem, "client_email": email, "client_id": format!("{n}"),
-            "token_uri": format!("{}/token", shared.base_url),
-        }))
-    }
-
-    async fn token(
-        State(shared): State<Shared>,
-        Form(form): Form<HashMap<String, String>>,
-    ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
-        let refused = |description: &str| {
-            let body = json!({"error": "invalid_grant", "error_description": description});
-            (StatusCode::BAD_REQUEST, Json(body))
-        };
-        match form.get("grant_type").map(String::as_str) {
-            Some("refresh_token") => {
-                let ok = form.get("refresh_token").map(String::as_str) == Some("1//refresh-secret")
-                    && form.get("client_secret").map(String::as_str) == Some("d-FL95Q19q7MQmFpd7hHD0Ty")
-                    && form.contains_key("client_id");
-                return if ok { Ok(issue(&shared)) } else { Err(refused("Bad refresh token.")) };
-            }
-            Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {}
-            _ => return Err(refused("Unsupported grant_type.")),
-        }
-        let assertion = form.get("assertion").cloned().unwrap_or_default();
-        let header = jsonwebtoken::decode_header(&assertion).map_err(|_| refused("Bad JWT."))?;
-        let (email, public_pem) = {
-            let state = shared.state.lock().unwrap();
-            let kid = header.kid.unwrap_or_default();
-            state.keys.get(&kid).cloned().ok_or_else(|| refused("Unknown key id."))?
-        };
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[format!("{}/token", shared.base_url)]);
-        validation.set_issuer(&[email]);
-        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
-        let key = DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
-        let claims = jsonwebtoken::decode::<Value>(&assertion, &key, &validation)
-            .map_err(|_| refused("Invalid JWT Signature."))?
-            .claims;
-        if claims["scope"] != "https://www.googleapis.com/auth/cloud-platform" {
-            return Err(refused("Bad scope."));
-        }
-        Ok(issue(&shared))
-    }
-
-    async fn metadata_token(State(shared): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, StatusCode> {
-        match headers.get("metadata-flavor") {
-            Some(v) if v == "Google" => Ok(issue(&shared)),
-            _ => Err(StatusCode::FORBIDDEN),
-        }
-    }
-
-    async fn revoke(State(shared): State<Shared>) -> StatusCode {
-        shared.state.lock().unwrap().valid_tokens.clear();
-        StatusCode::NO_CONTENT
-    }
-
-    async fn stats(State(shared): State<Shared>) -> Json<Value> {
-        Json(json!({"tokens_issued": shared.state.lock().unwrap().tokens_issued}))
-    }
-
-    async fn vertex(State(shared): State<Shared>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let valid = token.is_some_and(|t| shared.state.lock().unwrap().valid_tokens.contains(t));
-        if valid {
-            (StatusCode::OK, Json(json!({"candidates": []})))
-        } else {
-            let error = json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}});
-            (StatusCode::UNAUTHORIZED, Json(error))
-        }
-    }
 }

@@ -40,7 +40,10 @@ impl TokenCache {
 
     /// Returns the cached token, or runs `fetch` (one caller at a time; the others wait and
     /// then reuse its result) and caches what it returns.
-    pub(crate) async fn get_or_fetch<F, Fut>(&self, fetch: F) -> Result<(SecretString, bool), AuthError>
+    pub(crate) async fn get_or_fetch<F, Fut>(
+        &self,
+        fetch: F,
+    ) -> Result<(SecretString, bool), AuthError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), AuthError>>,
@@ -65,7 +68,10 @@ impl TokenCache {
 
     /// Forgets the cached token so the next `get_or_fetch` fetches.
     pub(crate) fn invalidate(&self) {
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -93,9 +99,17 @@ mod tests {
     fn fresh_until_applies_margin_and_cap() {
         let t0 = Instant::now();
         assert_eq!(fresh_until(t0, 60 * MIN), t0 + 55 * MIN);
-        assert_eq!(fresh_until(t0, 24 * 60 * MIN), t0 + 55 * MIN, "capped at one hour");
+        assert_eq!(
+            fresh_until(t0, 24 * 60 * MIN),
+            t0 + 55 * MIN,
+            "capped at one hour"
+        );
         assert_eq!(fresh_until(t0, 10 * MIN), t0 + 5 * MIN);
-        assert_eq!(fresh_until(t0, 4 * MIN), t0 + 2 * MIN, "short tokens: half lifetime");
+        assert_eq!(
+            fresh_until(t0, 4 * MIN),
+            t0 + 2 * MIN,
+            "short tokens: half lifetime"
+        );
         assert_eq!(fresh_until(t0, Duration::ZERO), t0);
     }
 
@@ -118,7 +132,10 @@ mod tests {
             .map(|_| {
                 let (cache, fetches) = (cache.clone(), fetches.clone());
                 tokio::spawn(async move {
-                    let (t, _) = cache.get_or_fetch(|| counting_fetch(&fetches)).await.unwrap();
+                    let (t, _) = cache
+                        .get_or_fetch(|| counting_fetch(&fetches))
+                        .await
+                        .unwrap();
                     t.expose_secret().to_owned()
                 })
             })
@@ -133,12 +150,21 @@ mod tests {
     async fn invalidate_forces_one_new_fetch() {
         let cache = TokenCache::default();
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (_, fetched) = cache.get_or_fetch(|| counting_fetch(&fetches)).await.unwrap();
+        let (_, fetched) = cache
+            .get_or_fetch(|| counting_fetch(&fetches))
+            .await
+            .unwrap();
         assert!(fetched);
-        let (_, fetched) = cache.get_or_fetch(|| counting_fetch(&fetches)).await.unwrap();
+        let (_, fetched) = cache
+            .get_or_fetch(|| counting_fetch(&fetches))
+            .await
+            .unwrap();
         assert!(!fetched);
         cache.invalidate();
-        let (t, fetched) = cache.get_or_fetch(|| counting_fetch(&fetches)).await.unwrap();
+        let (t, fetched) = cache
+            .get_or_fetch(|| counting_fetch(&fetches))
+            .await
+            .unwrap();
         assert!(fetched);
         assert_eq!(t.expose_secret(), "token-2");
     }
@@ -152,7 +178,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, AuthError::EmptySetting));
         let fetches = Arc::new(AtomicUsize::new(0));
-        cache.get_or_fetch(|| counting_fetch(&fetches)).await.unwrap();
+        cache
+            .get_or_fetch(|| counting_fetch(&fetches))
+            .await
+            .unwrap();
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
 }

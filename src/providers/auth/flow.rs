@@ -126,7 +126,11 @@ async fn send(
 }
 
 /// Reads `{access_token, expires_in}`; error reasons never quote the body.
-pub(crate) fn parse_token(endpoint: &str, status: u16, body: &[u8]) -> Result<FetchedToken, AuthError> {
+pub(crate) fn parse_token(
+    endpoint: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<FetchedToken, AuthError> {
     let bad = |reason: &str| AuthError::BadResponse {
         endpoint: endpoint.to_owned(),
         status,
@@ -145,7 +149,10 @@ pub(crate) fn parse_token(endpoint: &str, status: u16, body: &[u8]) -> Result<Fe
             .map(Duration::from_secs)
             .ok_or_else(|| bad("\"expires_in\" is not a number of seconds"))?,
     };
-    Ok(FetchedToken { access_token, expires_in })
+    Ok(FetchedToken {
+        access_token,
+        expires_in,
+    })
 }
 
 /// Maps an error answer to `Rejected`, keeping OAuth2 `error`/`error_description` (or a
@@ -154,14 +161,22 @@ pub(crate) fn rejection(endpoint: &str, status: u16, body: &[u8]) -> AuthError {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let (error, description) = match value.as_ref().and_then(|v| v.get("error")) {
-        Some(Value::String(e)) => (e.clone(), text(value.as_ref().and_then(|v| v.get("error_description")))),
+        Some(Value::String(e)) => (
+            e.clone(),
+            text(value.as_ref().and_then(|v| v.get("error_description"))),
+        ),
         Some(obj @ Value::Object(_)) => (
             text(obj.get("status")).unwrap_or_else(|| format!("http_{status}")),
             text(obj.get("message")),
         ),
         _ => (format!("http_{status}"), excerpt(body)),
     };
-    AuthError::Rejected { endpoint: endpoint.to_owned(), status, error, description }
+    AuthError::Rejected {
+        endpoint: endpoint.to_owned(),
+        status,
+        error,
+        description,
+    }
 }
 
 fn excerpt(body: &[u8]) -> Option<String> {
@@ -179,7 +194,10 @@ mod tests {
     #[test]
     fn parses_token_with_numeric_or_string_or_missing_expiry() {
         let t = parse_token(EP, 200, br#"{"access_token":"ya29.x","expires_in":3599}"#).unwrap();
-        assert_eq!((t.access_token.expose_secret(), t.expires_in), ("ya29.x", Duration::from_secs(3599)));
+        assert_eq!(
+            (t.access_token.expose_secret(), t.expires_in),
+            ("ya29.x", Duration::from_secs(3599))
+        );
         let t = parse_token(EP, 200, br#"{"access_token":"a","expires_in":"120"}"#).unwrap();
         assert_eq!(t.expires_in, Duration::from_secs(120));
         let t = parse_token(EP, 200, br#"{"access_token":"a"}"#).unwrap();
@@ -188,7 +206,9 @@ mod tests {
 
     #[test]
     fn bad_token_body_is_reported_without_quoting_it() {
-        let err = parse_token(EP, 200, br#"{"token":"ya29.SECRET"}"#).err().unwrap();
+        let err = parse_token(EP, 200, br#"{"token":"ya29.SECRET"}"#)
+            .err()
+            .unwrap();
         assert!(matches!(err, AuthError::BadResponse { .. }));
         assert!(!err.to_string().contains("SECRET"), "{err}");
     }
@@ -199,13 +219,21 @@ mod tests {
         let err = rejection(EP, 400, body);
         assert_eq!(err.oauth_error(), Some("invalid_grant"));
         let msg = err.to_string();
-        assert!(msg.contains("invalid_grant") && msg.contains("Invalid JWT Signature.") && msg.contains(EP));
+        assert!(
+            msg.contains("invalid_grant")
+                && msg.contains("Invalid JWT Signature.")
+                && msg.contains(EP)
+        );
         assert!(!err.is_retryable());
     }
 
     #[test]
     fn google_json_error_and_plain_text_bodies_are_summarised() {
-        let err = rejection(EP, 503, br#"{"error":{"code":503,"message":"backend down","status":"UNAVAILABLE"}}"#);
+        let err = rejection(
+            EP,
+            503,
+            br#"{"error":{"code":503,"message":"backend down","status":"UNAVAILABLE"}}"#,
+        );
         assert_eq!(err.oauth_error(), Some("UNAVAILABLE"));
         assert!(err.to_string().contains("backend down") && err.is_retryable());
         let err = rejection(EP, 404, b"Not Found\n");
@@ -215,8 +243,14 @@ mod tests {
 
     #[test]
     fn metadata_host_forms() {
-        assert_eq!(MetadataServer::new(Some("127.0.0.1:8080")).bases, ["http://127.0.0.1:8080"]);
-        assert_eq!(MetadataServer::new(Some("http://h:1/")).bases, ["http://h:1"]);
+        assert_eq!(
+            MetadataServer::new(Some("127.0.0.1:8080")).bases,
+            ["http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            MetadataServer::new(Some("http://h:1/")).bases,
+            ["http://h:1"]
+        );
         assert_eq!(
             MetadataServer::new(None).bases,
             ["http://metadata.google.internal", "http://169.254.169.254"]

@@ -70,13 +70,19 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<KeyFile, AuthError> {
         source,
     })?;
     let Value::Object(map) = value else {
-        return Err(AuthError::MissingField { path: path.to_owned(), field: "type" });
+        return Err(AuthError::MissingField {
+            path: path.to_owned(),
+            field: "type",
+        });
     };
     let fields = Fields { path, map: &map };
     match fields.required("type")?.as_str() {
         "service_account" => service_account(&fields).map(KeyFile::ServiceAccount),
         "authorized_user" => authorized_user(&fields).map(KeyFile::AuthorizedUser),
-        other => Err(AuthError::UnsupportedType { path: path.to_owned(), kind: other.to_owned() }),
+        other => Err(AuthError::UnsupportedType {
+            path: path.to_owned(),
+            kind: other.to_owned(),
+        }),
     }
 }
 
@@ -88,7 +94,9 @@ fn service_account(f: &Fields<'_>) -> Result<ServiceAccountKey, AuthError> {
     RsaPrivateKey::from_pkcs8_pem(pem)
         .map(drop)
         .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem).map(drop))
-        .map_err(|_| AuthError::InvalidPrivateKey { path: f.path.to_owned() })?;
+        .map_err(|_| AuthError::InvalidPrivateKey {
+            path: f.path.to_owned(),
+        })?;
     Ok(ServiceAccountKey {
         client_email,
         private_key,
@@ -129,10 +137,15 @@ impl Fields<'_> {
     }
 
     fn token_uri(&self) -> Result<String, AuthError> {
-        let uri = self.optional("token_uri").unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        let uri = self
+            .optional("token_uri")
+            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
         match url::Url::parse(&uri) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(uri),
-            _ => Err(AuthError::InvalidTokenUri { path: self.path.to_owned(), uri }),
+            _ => Err(AuthError::InvalidTokenUri {
+                path: self.path.to_owned(),
+                uri,
+            }),
         }
     }
 }
@@ -208,19 +221,43 @@ mod tests {
     fn missing_field_error_names_path_and_field() {
         let text = r#"{"type":"service_account","private_key":"x"}"#;
         let err = err_of("/keys/sa.json", text);
-        assert!(matches!(&err, AuthError::MissingField { field: "client_email", .. }), "{err:?}");
+        assert!(
+            matches!(
+                &err,
+                AuthError::MissingField {
+                    field: "client_email",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("/keys/sa.json") && msg.contains("client_email"), "{msg}");
-        let err = err_of("/keys/u.json", r#"{"type":"authorized_user","client_id":"c"}"#);
+        assert!(
+            msg.contains("/keys/sa.json") && msg.contains("client_email"),
+            "{msg}"
+        );
+        let err = err_of(
+            "/keys/u.json",
+            r#"{"type":"authorized_user","client_id":"c"}"#,
+        );
         assert!(err.to_string().contains("client_secret"), "{err}");
     }
 
     #[test]
     fn invalid_private_key_error_names_path_but_not_the_key() {
-        let err = err_of("/keys/bad.json", &sa_json("-----BEGIN PRIVATE KEY-----\nNOTAKEYsecretish\n", None));
-        assert!(matches!(err, AuthError::InvalidPrivateKey { .. }), "{err:?}");
+        let err = err_of(
+            "/keys/bad.json",
+            &sa_json("-----BEGIN PRIVATE KEY-----\nNOTAKEYsecretish\n", None),
+        );
+        assert!(
+            matches!(err, AuthError::InvalidPrivateKey { .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("/keys/bad.json") && !msg.contains("NOTAKEYsecretish"), "{msg}");
+        assert!(
+            msg.contains("/keys/bad.json") && !msg.contains("NOTAKEYsecretish"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -230,15 +267,22 @@ mod tests {
         let err = err_of("/k.json", "{not json");
         assert!(matches!(err, AuthError::Json { .. }) && err.to_string().contains("/k.json"));
         let user = r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r","token_uri":"ftp://x"}"#;
-        assert!(matches!(err_of("/k.json", user), AuthError::InvalidTokenUri { .. }));
+        assert!(matches!(
+            err_of("/k.json", user),
+            AuthError::InvalidTokenUri { .. }
+        ));
     }
 
     #[test]
     fn authorized_user_defaults_token_uri_and_keeps_quota_project() {
         let text = r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r","quota_project_id":"billing-p"}"#;
-        let Ok(file) = parse(Path::new("/adc.json"), text) else { panic!("parse") };
+        let Ok(file) = parse(Path::new("/adc.json"), text) else {
+            panic!("parse")
+        };
         assert_eq!(file.quota_project_id(), Some("billing-p"));
-        let KeyFile::AuthorizedUser(user) = file else { panic!("kind") };
+        let KeyFile::AuthorizedUser(user) = file else {
+            panic!("kind")
+        };
         assert_eq!(user.token_uri, DEFAULT_TOKEN_URI);
     }
 

@@ -10,7 +10,7 @@
 //! The flows are implemented here rather than with `gcp_auth` or `google-cloud-auth`
 //! because `gcp_auth` hard-codes `metadata.google.internal` (ignores `GCE_METADATA_HOST`)
 //! and brings its own hyper client, while `google-cloud-auth` reads env vars deep inside
-//! and pulls in the google-cloud-gax stack — about 300 lines of documented protocol
+//! and pulls in the google-cloud-gax stack; a few hundred lines of documented protocol
 //! on our existing reqwest + jsonwebtoken is smaller and testable against the emulator.
 
 mod cache;
@@ -43,14 +43,14 @@ pub struct Credentials {
 }
 
 struct Inner {
-    auth: Auth,
+    scheme: Scheme,
     /// Where the credentials came from, for `describe` ("adc: GOOGLE_APPLICATION_CREDENTIALS=…").
     origin: String,
     http: reqwest::Client,
     cache: TokenCache,
 }
 
-enum Auth {
+enum Scheme {
     None,
     ApiKey(SecretString),
     OAuth {
@@ -80,11 +80,11 @@ impl Credentials {
         http: reqwest::Client,
         env: &AuthEnv,
     ) -> Result<Self, AuthError> {
-        let (auth, origin) = match source {
-            CredentialSource::None => (Auth::None, "none".to_owned()),
+        let (scheme, origin) = match source {
+            CredentialSource::None => (Scheme::None, "none".to_owned()),
             CredentialSource::ApiKey(key) => {
                 api_key_header(&key)?;
-                (Auth::ApiKey(key), "env".to_owned())
+                (Scheme::ApiKey(key), "env".to_owned())
             }
             CredentialSource::Metadata => (metadata_auth(env), "metadata".to_owned()),
             CredentialSource::ServiceAccountFile(path) => {
@@ -94,18 +94,24 @@ impl Credentials {
             CredentialSource::Adc => match adc_lookup(env, Path::is_file) {
                 AdcChoice::EnvFile(path) => {
                     let auth = file_auth(&path, " (from GOOGLE_APPLICATION_CREDENTIALS)")?;
-                    (auth, format!("adc: GOOGLE_APPLICATION_CREDENTIALS={}", path.display()))
+                    (
+                        auth,
+                        format!("adc: GOOGLE_APPLICATION_CREDENTIALS={}", path.display()),
+                    )
                 }
                 AdcChoice::GcloudFile(path) => {
                     let origin = format!("adc: gcloud file {}", path.display());
-                    (file_auth(&path, " (gcloud application-default credentials)")?, origin)
+                    (
+                        file_auth(&path, " (gcloud application-default credentials)")?,
+                        origin,
+                    )
                 }
                 AdcChoice::Metadata => (metadata_auth(env), "adc: no credentials file".to_owned()),
             },
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                auth,
+                scheme,
                 origin,
                 http,
                 cache: TokenCache::default(),
@@ -117,10 +123,13 @@ impl Credentials {
     /// `("x-goog-api-key", key)`; plus `("x-goog-user-project", quota_project)` when the
     /// credentials file carries `quota_project_id`. Values are marked sensitive.
     pub async fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
-        match &self.inner.auth {
-            Auth::None => Ok(Vec::new()),
-            Auth::ApiKey(key) => Ok(vec![(API_KEY_HEADER, api_key_header(key)?)]),
-            Auth::OAuth { flow, quota_project } => {
+        match &self.inner.scheme {
+            Scheme::None => Ok(Vec::new()),
+            Scheme::ApiKey(key) => Ok(vec![(API_KEY_HEADER, api_key_header(key)?)]),
+            Scheme::OAuth {
+                flow,
+                quota_project,
+            } => {
                 let token = self.access_token(flow).await?;
                 let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
                     .map_err(|_| AuthError::InvalidHeaderValue {
@@ -166,23 +175,35 @@ impl Credentials {
 
     /// Whether these are Gemini Developer API key credentials.
     pub fn is_api_key(&self) -> bool {
-        matches!(self.inner.auth, Auth::ApiKey(_))
+        matches!(self.inner.scheme, Scheme::ApiKey(_))
     }
 
     /// A one-line description for logs: the kind and, for service accounts, the
     /// `client_email`. Never contains a secret.
     pub fn describe(&self) -> String {
         let origin = &self.inner.origin;
-        match &self.inner.auth {
-            Auth::None => "no authentication".to_owned(),
-            Auth::ApiKey(_) => "API key".to_owned(),
-            Auth::OAuth { flow: TokenFlow::ServiceAccount(key), .. } => {
+        match &self.inner.scheme {
+            Scheme::None => "no authentication".to_owned(),
+            Scheme::ApiKey(_) => "API key".to_owned(),
+            Scheme::OAuth {
+                flow: TokenFlow::ServiceAccount(key),
+                ..
+            } => {
                 format!("service account {} ({origin})", key.client_email)
             }
-            Auth::OAuth { flow: TokenFlow::AuthorizedUser(user), .. } => {
-                format!("authorized user, OAuth client {} ({origin})", user.client_id)
+            Scheme::OAuth {
+                flow: TokenFlow::AuthorizedUser(user),
+                ..
+            } => {
+                format!(
+                    "authorized user, OAuth client {} ({origin})",
+                    user.client_id
+                )
             }
-            Auth::OAuth { flow: TokenFlow::Metadata(server), .. } => {
+            Scheme::OAuth {
+                flow: TokenFlow::Metadata(server),
+                ..
+            } => {
                 format!("metadata server {} ({origin})", server.primary())
             }
         }
@@ -198,19 +219,23 @@ impl fmt::Debug for Credentials {
 }
 
 fn api_key_header(key: &SecretString) -> Result<HeaderValue, AuthError> {
-    let mut value = HeaderValue::from_str(key.expose_secret()).map_err(|_| {
-        AuthError::InvalidHeaderValue { what: "the API key".to_owned() }
-    })?;
+    let mut value =
+        HeaderValue::from_str(key.expose_secret()).map_err(|_| AuthError::InvalidHeaderValue {
+            what: "the API key".to_owned(),
+        })?;
     value.set_sensitive(true);
     Ok(value)
 }
 
-fn metadata_auth(env: &AuthEnv) -> Auth {
+fn metadata_auth(env: &AuthEnv) -> Scheme {
     let server = MetadataServer::new(env.gce_metadata_host.as_deref());
-    Auth::OAuth { flow: TokenFlow::Metadata(server), quota_project: None }
+    Scheme::OAuth {
+        flow: TokenFlow::Metadata(server),
+        quota_project: None,
+    }
 }
 
-fn file_auth(path: &Path, origin: &'static str) -> Result<Auth, AuthError> {
+fn file_auth(path: &Path, origin: &'static str) -> Result<Scheme, AuthError> {
     let file = key_file::load(path, origin)?;
     let quota_project = file
         .quota_project_id()
@@ -224,5 +249,8 @@ fn file_auth(path: &Path, origin: &'static str) -> Result<Auth, AuthError> {
         KeyFile::ServiceAccount(key) => TokenFlow::ServiceAccount(key),
         KeyFile::AuthorizedUser(user) => TokenFlow::AuthorizedUser(user),
     };
-    Ok(Auth::OAuth { flow, quota_project })
+    Ok(Scheme::OAuth {
+        flow,
+        quota_project,
+    })
 }

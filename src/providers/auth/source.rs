@@ -97,7 +97,8 @@ impl AuthEnv {
     pub fn from_process() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self {
-            google_application_credentials: var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
+            google_application_credentials: var("GOOGLE_APPLICATION_CREDENTIALS")
+                .map(PathBuf::from),
             cloudsdk_config: var("CLOUDSDK_CONFIG").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
             gce_metadata_host: var("GCE_METADATA_HOST"),
@@ -151,13 +152,22 @@ mod tests {
 
     #[test]
     fn parses_keywords_case_insensitively() {
-        assert!(matches!(CredentialSource::parse_with("adc", no_env), Ok(CredentialSource::Adc)));
-        assert!(matches!(CredentialSource::parse_with(" ADC ", no_env), Ok(CredentialSource::Adc)));
+        assert!(matches!(
+            CredentialSource::parse_with("adc", no_env),
+            Ok(CredentialSource::Adc)
+        ));
+        assert!(matches!(
+            CredentialSource::parse_with(" ADC ", no_env),
+            Ok(CredentialSource::Adc)
+        ));
         assert!(matches!(
             CredentialSource::parse_with("metadata", no_env),
             Ok(CredentialSource::Metadata)
         ));
-        assert!(matches!(CredentialSource::parse_with("none", no_env), Ok(CredentialSource::None)));
+        assert!(matches!(
+            CredentialSource::parse_with("none", no_env),
+            Ok(CredentialSource::None)
+        ));
     }
 
     #[test]
@@ -196,15 +206,25 @@ mod tests {
     #[test]
     fn parse_reads_the_process_environment() {
         let err = CredentialSource::parse("env:IMAGEGEN_TEST_SURELY_UNSET_VAR_7f3a").unwrap_err();
-        assert!(err.to_string().contains("IMAGEGEN_TEST_SURELY_UNSET_VAR_7f3a"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("IMAGEGEN_TEST_SURELY_UNSET_VAR_7f3a"),
+            "{err}"
+        );
         let via_from_str: Result<CredentialSource, _> = "metadata".parse();
         assert!(matches!(via_from_str, Ok(CredentialSource::Metadata)));
     }
 
     #[test]
     fn rejects_empty_forms() {
-        assert!(matches!(CredentialSource::parse_with("  ", no_env), Err(AuthError::EmptySetting)));
-        assert!(matches!(CredentialSource::parse_with("file:", no_env), Err(AuthError::EmptySetting)));
+        assert!(matches!(
+            CredentialSource::parse_with("  ", no_env),
+            Err(AuthError::EmptySetting)
+        ));
+        assert!(matches!(
+            CredentialSource::parse_with("file:", no_env),
+            Err(AuthError::EmptySetting)
+        ));
         assert!(matches!(
             CredentialSource::parse_with("env:", no_env),
             Err(AuthError::EmptyEnvVarName)
@@ -213,7 +233,8 @@ mod tests {
 
     #[test]
     fn api_key_never_appears_in_debug() {
-        let source = CredentialSource::parse_with("env:K", |_| Some("AIzaTopSecret".into())).unwrap();
+        let source =
+            CredentialSource::parse_with("env:K", |_| Some("AIzaTopSecret".into())).unwrap();
         assert!(!format!("{source:?}").contains("AIzaTopSecret"));
     }
 
@@ -228,10 +249,15 @@ mod tests {
             env.gcloud_adc_path(),
             Some(PathBuf::from("/cfg/application_default_credentials.json"))
         );
-        let env = AuthEnv { home: Some("/home/u".into()), ..AuthEnv::default() };
+        let env = AuthEnv {
+            home: Some("/home/u".into()),
+            ..AuthEnv::default()
+        };
         assert_eq!(
             env.gcloud_adc_path(),
-            Some(PathBuf::from("/home/u/.config/gcloud/application_default_credentials.json"))
+            Some(PathBuf::from(
+                "/home/u/.config/gcloud/application_default_credentials.json"
+            ))
         );
     }
 }

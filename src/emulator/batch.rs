@@ -1,0 +1,249 @@
+//! Batch endpoints (spec §8): Developer-API `:batchGenerateContent` / `batches/{id}` and
+//! Vertex `batchPredictionJobs`. Creation answers the pending operation/job shapes the
+//! SDK parses; a GET answers a finished job — inline Developer-API batches carry
+//! responses computed from the stored requests.
+//!
+//! Jobs finish instantly; there is no background processing and nothing is written to GCS.
+
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::catalog;
+
+use super::call::CallCtx;
+use super::envelope::ApiError;
+use super::routes::{Route, VertexLoc};
+use super::state::{AppState, StoredBatch};
+use super::{gemini, gemini_response};
+
+const DEV_BATCH_TYPE: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch";
+const DEV_OUTPUT_TYPE: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// `POST /{ver}/models/{m}:batchGenerateContent`.
+pub fn create_dev(state: &AppState, ctx: &CallCtx, body: &Value) -> Response {
+    match create_dev_inner(state, ctx, body) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Value, ApiError> {
+    let batch = body.get("batch").filter(|b| b.is_object()).ok_or_else(|| ApiError::field("batch", "batch is required."))?;
+    let input = batch
+        .get("inputConfig")
+        .or_else(|| batch.get("input_config"))
+        .ok_or_else(|| ApiError::field("batch.input_config", "input_config is required."))?;
+    let mut inline = Vec::new();
+    if let Some(list) = input.pointer("/requests/requests").and_then(Value::as_array) {
+        for (i, item) in list.iter().enumerate() {
+            let request = item.get("request").ok_or_else(|| {
+                ApiError::field(&format!("batch.input_config.requests.requests[{i}].request"), "request is required.")
+            })?;
+            gemini::plan(ctx, request).map_err(|mut e| {
+                e.message = format!("batch.input_config.requests.requests[{i}].request: {}", e.message);
+                e
+            })?;
+            inline.push((request.clone(), item.get("metadata").cloned().unwrap_or(Value::Null)));
+        }
+    } else if input.get("fileName").or_else(|| input.get("file_name")).and_then(Value::as_str).is_none() {
+        return Err(ApiError::field("batch.input_config", "input_config must set requests or file_name."));
+    }
+    let id = format!("emu{:016x}", state.random_u64());
+    let name = format!("batches/{id}");
+    let ts = now();
+    let mut metadata = json!({
+        "@type": DEV_BATCH_TYPE,
+        "model": format!("models/{}", ctx.model),
+        "displayName": batch.get("displayName").or_else(|| batch.get("display_name")).cloned().unwrap_or(json!("")),
+        "name": name,
+        "state": "BATCH_STATE_PENDING",
+        "createTime": ts,
+        "updateTime": ts,
+        "batchStats": {},
+    });
+    if !inline.is_empty() {
+        let n = inline.len().to_string();
+        metadata["batchStats"] = json!({"requestCount": n, "pendingRequestCount": n});
+    }
+    let resource = json!({"name": name, "metadata": metadata});
+    state.batches().insert(id, StoredBatch {
+        project: ctx.project.clone(),
+        resource: resource.clone(),
+        inline,
+        model: ctx.model.clone(),
+        version: ctx.version.clone(),
+        cancelled: false,
+    });
+    Ok(resource)
+}
+
+/// Batch routes other than creation on the Developer API.
+pub fn handle(state: &AppState, route: Route, project: &str, body: &[u8]) -> Response {
+    let result = match route {
+        Route::VertexBatchCreate(loc) => vertex_create(state, &loc, body),
+        Route::VertexBatchGet(loc, id) => stored(state, &loc.project, &id).map(|b| vertex_finished(&b)),
+        Route::DevBatchGet(_, id) => stored(state, project, &id).map(|b| dev_finished(state, &b)),
+        Route::VertexBatchCancel(loc, id) => cancel(state, &loc.project, &id),
+        Route::DevBatchCancel(_, id) => cancel(state, project, &id),
+        Route::DevBatchDelete(_, id) => stored(state, project, &id).map(|_| {
+            state.batches().remove(&id);
+            json!({})
+        }),
+        Route::Model(_) => Err(ApiError::not_found("Requested entity was not found.")),
+    };
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn stored(state: &AppState, project: &str, id: &str) -> Result<StoredBatch, ApiError> {
+    state
+        .batches()
+        .get(id)
+        .filter(|b| b.project == project)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("Requested entity was not found."))
+}
+
+fn cancel(state: &AppState, project: &str, id: &str) -> Result<Value, ApiError> {
+    let mut batches = state.batches();
+    let b = batches
+        .get_mut(id)
+        .filter(|b| b.project == project)
+        .ok_or_else(|| ApiError::not_found("Requested entity was not found."))?;
+    b.cancelled = true;
+    Ok(json!({}))
+}
+
+fn vertex_create(state: &AppState, loc: &VertexLoc, body: &[u8]) -> Result<Value, ApiError> {
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_json(None, format!("Invalid JSON payload received. {e}")))?;
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    let id = model.rsplit('/').next().unwrap_or("");
+    if catalog::lookup(model).is_none_or(|m| !m.family.is_gemini()) {
+        return Err(ApiError::field("batch_prediction_job.model", format!("Model \"{model}\" is not supported for batch prediction.")));
+    }
+    let input = req.get("inputConfig").cloned().unwrap_or(Value::Null);
+    let output = req.get("outputConfig").cloned().unwrap_or(Value::Null);
+    if input.get("gcsSource").is_none() && input.get("bigquerySource").is_none() {
+        return Err(ApiError::field("batch_prediction_job.input_config", "input_config must set gcs_source or bigquery_source."));
+    }
+    if output.get("gcsDestination").is_none() && output.get("bigqueryDestination").is_none() {
+        return Err(ApiError::field("batch_prediction_job.output_config", "output_config must set gcs_destination or bigquery_destination."));
+    }
+    let job_id = format!("{}", state.random_u64() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000);
+    let ts = now();
+    let resource = json!({
+        "name": format!("projects/{}/locations/{}/batchPredictionJobs/{job_id}", loc.project, loc.location),
+        "displayName": req.get("displayName").cloned().unwrap_or(json!("")),
+        "model": format!("publishers/google/models/{id}"),
+        "state": "JOB_STATE_PENDING",
+        "createTime": ts,
+        "updateTime": ts,
+        "inputConfig": input,
+        "outputConfig": output,
+    });
+    state.batches().insert(job_id, StoredBatch {
+        project: loc.project.clone(),
+        resource: resource.clone(),
+        inline: Vec::new(),
+        model: id.to_string(),
+        version: loc.version.clone(),
+        cancelled: false,
+    });
+    Ok(resource)
+}
+
+fn vertex_finished(b: &StoredBatch) -> Value {
+    let mut r = b.resource.clone();
+    let ts = now();
+    r["updateTime"] = json!(ts);
+    r["endTime"] = json!(ts);
+    if b.cancelled {
+        r["state"] = json!("JOB_STATE_CANCELLED");
+        return r;
+    }
+    r["state"] = json!("JOB_STATE_SUCCEEDED");
+    r["completionStats"] = json!({"successfulCount": "1"});
+    let created = r["createTime"].as_str().unwrap_or("").to_string();
+    if let Some(prefix) = r.pointer("/outputConfig/gcsDestination/outputUriPrefix").and_then(Value::as_str) {
+        let slash = if prefix.ends_with('/') { "" } else { "/" };
+        r["outputInfo"] = json!({"gcsOutputDirectory": format!("{prefix}{slash}prediction-model-{created}")});
+    } else if let Some(uri) = r.pointer("/outputConfig/bigqueryDestination/outputUri").and_then(Value::as_str) {
+        r["outputInfo"] = json!({"bigqueryOutputTable": uri, "bigqueryOutputDataset": uri.rsplit_once('.').map_or(uri, |(d, _)| d)});
+    }
+    r
+}
+
+fn dev_finished(state: &AppState, b: &StoredBatch) -> Value {
+    let mut r = b.resource.clone();
+    let ts = now();
+    let meta = &mut r["metadata"];
+    meta["updateTime"] = json!(ts);
+    meta["endTime"] = json!(ts);
+    if b.cancelled {
+        meta["state"] = json!("BATCH_STATE_CANCELLED");
+        r["done"] = json!(true);
+        return r;
+    }
+    meta["state"] = json!("BATCH_STATE_SUCCEEDED");
+    let output = if b.inline.is_empty() {
+        json!({"responsesFile": format!("files/batch-{}-responses", r["name"].as_str().unwrap_or("").trim_start_matches("batches/"))})
+    } else {
+        let (items, ok) = inline_responses(state, b);
+        let n = b.inline.len();
+        r["metadata"]["batchStats"] = json!({
+            "requestCount": n.to_string(),
+            "successfulRequestCount": ok.to_string(),
+            "failedRequestCount": (n - ok).to_string(),
+        });
+        json!({"inlinedResponses": {"inlinedResponses": items}})
+    };
+    r["metadata"]["output"] = output.clone();
+    let mut response = output;
+    response["@type"] = json!(DEV_OUTPUT_TYPE);
+    r["done"] = json!(true);
+    r["response"] = response;
+    r
+}
+
+fn inline_responses(state: &AppState, b: &StoredBatch) -> (Vec<Value>, usize) {
+    let Some(info) = catalog::lookup(&b.model) else {
+        return (Vec::new(), 0);
+    };
+    let ctx = CallCtx {
+        surface: super::proto::Surface::Developer,
+        express: false,
+        version: b.version.clone(),
+        project: b.project.clone(),
+        location: "global".into(),
+        model: b.model.clone(),
+        info,
+        method: "generateContent".into(),
+    };
+    let scenario = state.scenario();
+    let mut ok = 0;
+    let items = b
+        .inline
+        .iter()
+        .map(|(request, metadata)| {
+            let answer = gemini::plan(&ctx, request).and_then(|plan| {
+                let outcome = super::faults::outcome(&scenario, &plan.prompt);
+                gemini_response::respond(state, &ctx, &plan, outcome)
+            });
+            match answer {
+                Ok(response) => {
+                    ok += 1;
+                    json!({"response": response, "metadata": metadata})
+                }
+                Err(e) => json!({"error": {"code": e.rpc_code(), "message": e.message}, "metadata": metadata}),
+            }
+        })
+        .collect();
+    (items, ok)
+}

@@ -1,0 +1,92 @@
+//! Builds `:predict` responses (spec §5.6): one prediction per sample with bytes or a
+//! `gcsUri`, the enhanced prompt, safety attributes plus the "Positive Prompt" entry,
+//! RAI-filtered samples for the safety markers, and labelled masks for segmentation.
+//!
+//! Rendering goes through the shared image cache; validation happened before.
+
+use serde_json::{Value, json};
+
+use super::call::CallCtx;
+use super::envelope::ApiError;
+use super::faults::Outcome;
+use super::imagen::{ImagenPlan, Op};
+use super::state::AppState;
+use super::synth::{ImageKey, seed_of};
+
+const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
+
+/// The predict response for a planned request and its safety outcome.
+pub fn respond(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, outcome: Outcome) -> Result<Value, ApiError> {
+    if plan.op == Op::Segment {
+        return masks(state, ctx, plan);
+    }
+    let mut predictions = Vec::new();
+    let run = format!("{:013}", chrono::Utc::now().timestamp_millis());
+    for index in 0..plan.samples {
+        match outcome {
+            Outcome::NoImage => {}
+            Outcome::Blocked | Outcome::ImageSafety => {
+                if plan.include_rai {
+                    predictions.push(json!({"raiFilteredReason": RAI_REASON}));
+                }
+            }
+            Outcome::Normal => predictions.push(sample(state, ctx, plan, index, &run)?),
+        }
+    }
+    if plan.include_safety && outcome == Outcome::Normal {
+        predictions.push(json!({
+            "contentType": "Positive Prompt",
+            "safetyAttributes": {"categories": ["Violence"], "scores": [0.1]},
+        }));
+    }
+    if predictions.is_empty() {
+        return Ok(json!({}));
+    }
+    Ok(json!({"predictions": predictions}))
+}
+
+fn sample(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, index: u32, run: &str) -> Result<Value, ApiError> {
+    let (w, h) = plan.dims;
+    let mime = plan.encoding.mime();
+    let mut p = match &plan.storage_uri {
+        Some(prefix) => {
+            let slash = if prefix.ends_with('/') { "" } else { "/" };
+            json!({"gcsUri": format!("{prefix}{slash}{run}/sample_{index}.{}", plan.encoding.ext()), "mimeType": mime})
+        }
+        None => {
+            let seed = seed_of(&[
+                ctx.info.id,
+                &plan.prompt,
+                &plan.seed.to_string(),
+                &format!("{:?}:{w}x{h}:{index}:{:?}", plan.op, plan.encoding),
+            ]);
+            let key = ImageKey { seed, width: w, height: h, encoding: plan.encoding };
+            let data = state.images.get_base64(key).map_err(|e| ApiError::new(500, e))?;
+            json!({"bytesBase64Encoded": data.as_str(), "mimeType": mime})
+        }
+    };
+    if plan.enhance_prompt && !plan.prompt.is_empty() {
+        p["prompt"] = json!(format!("{}, highly detailed, natural lighting, sharp focus, professional composition", plan.prompt));
+    }
+    if plan.include_safety {
+        p["safetyAttributes"] = json!({"categories": [], "scores": []});
+    }
+    Ok(p)
+}
+
+fn masks(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan) -> Result<Value, ApiError> {
+    let (w, h) = plan.dims;
+    let mut predictions = Vec::new();
+    for (i, label) in plan.mask_labels.iter().enumerate() {
+        let seed = seed_of(&[ctx.info.id, &plan.prompt, label, &format!("{w}x{h}:{i}")]);
+        let key = ImageKey { seed, width: w, height: h, encoding: plan.encoding };
+        let data = state.images.get_base64(key).map_err(|e| ApiError::new(500, e))?;
+        let score = 0.95 - 0.1 * i as f64;
+        predictions.push(json!({
+            "bytesBase64Encoded": data.as_str(),
+            "mimeType": "image/png",
+            "labels": [{"label": label, "score": score}],
+        }));
+    }
+    Ok(json!({"predictions": predictions}))
+}

@@ -1,0 +1,180 @@
+//! `VertexProvider` and `GeminiApiProvider`: resolve inputs → build the wire request →
+//! send with credentials → `classify`. A 401 refreshes credentials once.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::catalog::Backend;
+use crate::config::ProjectConfig;
+use crate::job::JobSpec;
+
+use super::auth::{CredentialSource, Credentials};
+use super::endpoint::Target;
+use super::error::{ProviderError, TransientKind, classify};
+use super::inputs::InputResolver;
+use super::response::ProviderOutput;
+use super::wire::{self, WireRequest};
+
+/// Something that runs one job against an image API.
+pub trait ImageProvider: Send + Sync {
+    /// Runs `spec` once: no retries here (the queue schedules them).
+    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>>;
+    /// Where requests go.
+    fn target(&self) -> &Target;
+}
+
+/// Why a provider could not be constructed from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderConfigError {
+    /// The credentials could not be loaded.
+    #[error("credentials: {0}")]
+    Auth(#[from] super::auth::AuthError),
+    /// The backend does not match the provider.
+    #[error("{0}")]
+    Backend(String),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// The shared HTTP machinery of both providers.
+struct GoogleClient {
+    target: Target,
+    http: reqwest::Client,
+    credentials: Credentials,
+    inputs: InputResolver,
+}
+
+/// The reqwest client every provider uses: rustls, HTTP/2 when offered, a deadline.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderConfigError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("imagegen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ProviderConfigError::Http(e.to_string()))
+}
+
+fn transport_error(e: reqwest::Error) -> ProviderError {
+    let kind = if e.is_timeout() { TransientKind::Timeout } else { TransientKind::Connection };
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    ProviderError::Transient { kind, status: None, message, retry_after: None }
+}
+
+impl GoogleClient {
+    fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+        let http = http_client(timeout)?;
+        let source = CredentialSource::parse(&p.credentials)?;
+        let credentials = Credentials::new(source, http.clone())?;
+        Ok(GoogleClient {
+            target: Target::from_config(p),
+            inputs: InputResolver::new(http.clone(), Vec::new()),
+            http,
+            credentials,
+        })
+    }
+
+    async fn call(&self, spec: &JobSpec) -> Result<ProviderOutput, ProviderError> {
+        let keep_gcs = self.target.backend == Backend::Vertex;
+        let resolved = self.inputs.resolve(spec, keep_gcs).await?;
+        let request = wire::build(&resolved, &self.target).map_err(|e| ProviderError::Permanent {
+            status: 0,
+            code: "INVALID_JOB".into(),
+            message: e.to_string(),
+        })?;
+        match self.send(&request).await {
+            Err(ProviderError::Unauthenticated { .. }) if !self.credentials.is_api_key() => {
+                tracing::info!(credentials = %self.credentials.describe(), "401 from provider: refreshing credentials once");
+                self.credentials.invalidate();
+                self.send(&request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(&self, request: &WireRequest) -> Result<ProviderOutput, ProviderError> {
+        let headers = self.credentials.headers().await.map_err(|e| {
+            if e.is_retryable() {
+                ProviderError::Transient { kind: TransientKind::Connection, status: None, message: format!("credentials: {e}"), retry_after: None }
+            } else {
+                ProviderError::Permanent { status: 0, code: "CREDENTIALS".into(), message: e.to_string() }
+            }
+        })?;
+        let mut builder = self.http.post(&request.url).json(&request.body);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let response = builder.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(transport_error)?;
+        classify(status, retry_after.as_deref(), &body, request.method)
+    }
+}
+
+/// Vertex AI: OAuth2 (or express-mode API key); every model family.
+pub struct VertexProvider(GoogleClient);
+
+impl VertexProvider {
+    /// From a `backend = "vertex"` project.
+    pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+        if p.backend != Backend::Vertex {
+            return Err(ProviderConfigError::Backend(format!("VertexProvider needs backend \"vertex\", got \"{}\"", p.backend.as_str())));
+        }
+        Ok(VertexProvider(GoogleClient::from_config(p, timeout)?))
+    }
+}
+
+impl ImageProvider for VertexProvider {
+    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
+        Box::pin(self.0.call(spec))
+    }
+    fn target(&self) -> &Target {
+        &self.0.target
+    }
+}
+
+/// The Gemini Developer API: `x-goog-api-key`; Gemini image models only.
+pub struct GeminiApiProvider(GoogleClient);
+
+impl GeminiApiProvider {
+    /// From a `backend = "gemini-api"` project.
+    pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+        if p.backend != Backend::GeminiApi {
+            return Err(ProviderConfigError::Backend(format!("GeminiApiProvider needs backend \"gemini-api\", got \"{}\"", p.backend.as_str())));
+        }
+        Ok(GeminiApiProvider(GoogleClient::from_config(p, timeout)?))
+    }
+}
+
+impl ImageProvider for GeminiApiProvider {
+    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
+        Box::pin(self.0.call(spec))
+    }
+    fn target(&self) -> &Target {
+        &self.0.target
+    }
+}
+
+/// The provider a project's config asks for.
+pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Box<dyn ImageProvider>, ProviderConfigError> {
+    Ok(match p.backend {
+        Backend::Vertex => Box::new(VertexProvider::from_config(p, timeout)?),
+        Backend::GeminiApi => Box::new(GeminiApiProvider::from_config(p, timeout)?),
+    })
+}
