@@ -9,3 +9,6 @@ pub mod config;
 pub mod emulator;
 pub mod job;
 pub mod providers;
+pub mod storage;
+pub mod telemetry;
+pub mod worker;

@@ -1,19 +1,30 @@
 //! The command line: one file per subcommand; this file parses and dispatches.
 
 pub mod emulator;
+pub mod run;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
 
 /// imagegen: batch image jobs against Google's image models.
 #[derive(Debug, Parser)]
 #[command(name = "imagegen", version, about)]
 pub struct Cli {
+    /// Configuration file (layered over config/default.toml; also IMAGEGEN_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a job file in this process (no Redis), against the built-in emulator when no
+    /// project is configured.
+    Run(run::RunArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
 }
@@ -28,16 +39,26 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async move {
-        match cli.command {
-            Command::Emulator(args) => emulator::run(args).await,
-        }
-    });
+    let result = rt.block_on(dispatch(cli));
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Emulator(args) => {
+            crate::telemetry::init("info");
+            emulator::run(args).await
+        }
+        Command::Run(args) => {
+            crate::telemetry::init("warn");
+            let settings = Settings::load(cli.config.as_deref())?;
+            run::run(args, settings).await
         }
     }
 }

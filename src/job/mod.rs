@@ -4,7 +4,9 @@
 //! Nothing here talks to a network, a queue or a provider.
 
 pub mod content;
+pub mod batch_file;
 pub mod image;
+pub mod result;
 pub mod spec;
 pub mod validate;
 

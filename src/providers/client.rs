@@ -82,6 +82,10 @@ impl GoogleClient {
         })
     }
 
+    fn new(target: Target, credentials: Credentials, http: reqwest::Client) -> Self {
+        GoogleClient { target, inputs: InputResolver::new(http.clone(), Vec::new()), http, credentials }
+    }
+
     async fn call(&self, spec: &JobSpec) -> Result<ProviderOutput, ProviderError> {
         let keep_gcs = self.target.backend == Backend::Vertex;
         let resolved = self.inputs.resolve(spec, keep_gcs).await?;
@@ -159,6 +163,11 @@ impl GeminiApiProvider {
             return Err(ProviderConfigError::Backend(format!("GeminiApiProvider needs backend \"gemini-api\", got \"{}\"", p.backend.as_str())));
         }
         Ok(GeminiApiProvider(GoogleClient::from_config(p, timeout)?))
+    }
+
+    /// A provider for an explicit target and credentials (the embedded emulator).
+    pub fn new(target: Target, credentials: Credentials, timeout: Duration) -> Result<Self, ProviderConfigError> {
+        Ok(GeminiApiProvider(GoogleClient::new(target, credentials, http_client(timeout)?)))
     }
 }
 

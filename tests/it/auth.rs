@@ -1,38 +1,41 @@
 //! `providers::auth` over real HTTP: service-account keys, token caching, 401 recovery,
 //! refused grants, the metadata server, ADC lookup and API keys.
 //!
-//! `Backend` speaks the emulator's auth contract (`/emulator/service-accounts`, `/token`,
-//! the metadata token route, `/emulator/tokens/revoke`, `/emulator/stats` `tokens_issued`,
-//! Bearer-checked Vertex routes). Until `imagegen::emulator` serves those routes it is a
-//! small axum stand-in defined below; the tests only talk HTTP to it.
+//! `Backend` is the product's emulator (`imagegen::emulator`), driven over HTTP through its
+//! auth contract: `/emulator/service-accounts`, `/token`, the metadata token route,
+//! `/emulator/tokens/revoke`, `/emulator/stats` `tokens_issued`, Bearer-checked Vertex
+//! routes. The emulator has no refresh-token grant, so the `authorized_user` test adds a
+//! small endpoint of its own (`refresh_endpoint`).
 
 use std::path::{Path, PathBuf};
 
+use imagegen::emulator::{EmulatorHandle, Scenario};
 use imagegen::providers::auth::{
     AdcChoice, AuthEnv, AuthError, CredentialSource, Credentials, adc_lookup,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-mod stand_in;
+mod refresh_endpoint;
 
 const GENERATE: &str = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent";
 
 struct Backend {
     base_url: String,
     http: reqwest::Client,
-    _server: tokio::task::JoinHandle<()>,
+    _emulator: EmulatorHandle,
 }
 
 impl Backend {
     async fn spawn() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(stand_in::serve(listener, base_url.clone()));
+        let emulator = imagegen::emulator::spawn(listener, Scenario::default())
+            .await
+            .unwrap();
         Self {
-            base_url,
+            base_url: emulator.base_url(),
             http: reqwest::Client::new(),
-            _server: server,
+            _emulator: emulator,
         }
     }
 
@@ -252,7 +255,7 @@ async fn adc_prefers_google_application_credentials_over_gcloud_file() {
     write_json(
         &gcloud_dir,
         "application_default_credentials.json",
-        &authorized_user_json("http://unused.invalid/token"),
+        &authorized_user_json("http://unused.invalid/token", "r"),
     );
     let env = AuthEnv {
         google_application_credentials: Some(key_path.clone()),
@@ -359,12 +362,12 @@ fn key_file_missing_a_field_fails_at_start_up_naming_path_and_field() {
     assert!(err.to_string().contains(&path.display().to_string()));
 }
 
-fn authorized_user_json(token_uri: &str) -> Value {
+fn authorized_user_json(token_uri: &str, refresh_token: &str) -> Value {
     json!({
         "type": "authorized_user",
         "client_id": "cid.apps.googleusercontent.com",
-        "client_secret": "d-FL95Q19q7MQmFpd7hHD0Ty",
-        "refresh_token": "1//refresh-secret",
+        "client_secret": refresh_endpoint::CLIENT_SECRET,
+        "refresh_token": refresh_token,
         "quota_project_id": "billing-project",
         "token_uri": token_uri,
     })
@@ -373,12 +376,10 @@ fn authorized_user_json(token_uri: &str) -> Value {
 #[tokio::test]
 async fn gcloud_authorized_user_refreshes_and_sends_quota_project() {
     let backend = Backend::spawn().await;
+    let token_uri = refresh_endpoint::spawn(backend.base_url.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    write_json(
-        dir.path(),
-        "application_default_credentials.json",
-        &authorized_user_json(&format!("{}/token", backend.base_url)),
-    );
+    let adc = authorized_user_json(&token_uri, refresh_endpoint::REFRESH_TOKEN);
+    write_json(dir.path(), "application_default_credentials.json", &adc);
     let env = AuthEnv {
         cloudsdk_config: Some(dir.path().to_owned()),
         ..AuthEnv::default()
@@ -387,18 +388,32 @@ async fn gcloud_authorized_user_refreshes_and_sends_quota_project() {
         Credentials::with_env(CredentialSource::Adc, reqwest::Client::new(), &env).unwrap();
 
     let headers = credentials.headers().await.unwrap();
-    assert!(bearer(&headers).starts_with("Bearer "));
     let quota = headers
         .iter()
         .find(|(n, _)| n == "x-goog-user-project")
         .map(|(_, v)| v);
     assert_eq!(quota.and_then(|v| v.to_str().ok()), Some("billing-project"));
     assert_eq!(backend.generate(&credentials).await, StatusCode::OK);
-    let debug = format!("{credentials:?} {}", credentials.describe());
+    assert_eq!(backend.tokens_issued().await, 1);
+    let shown = format!("{credentials:?} {}", credentials.describe());
     assert!(
-        !debug.contains("refresh-secret") && !debug.contains("d-FL95Q19q7MQmFpd7hHD0Ty"),
-        "{debug}"
+        !shown.contains(refresh_endpoint::REFRESH_TOKEN)
+            && !shown.contains(refresh_endpoint::CLIENT_SECRET),
+        "{shown}"
     );
+}
+
+#[tokio::test]
+async fn refused_refresh_token_surfaces_invalid_grant() {
+    let backend = Backend::spawn().await;
+    let token_uri = refresh_endpoint::spawn(backend.base_url.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let adc = authorized_user_json(&token_uri, "1//stale-refresh-token");
+    let path = write_json(dir.path(), "adc.json", &adc);
+
+    let err = credentials_from_file(&path).headers().await.unwrap_err();
+    assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err:?}");
+    assert!(!err.to_string().contains("stale-refresh-token"), "{err}");
 }
 
 #[tokio::test]

@@ -1,2 +1,4 @@
-
 mod auth;
+
+mod golden;
+mod emulator;

@@ -46,9 +46,15 @@ fn image_part(field: &str, img: &crate::job::ImageInput) -> Result<Value, BuildE
     Ok(serde_json::to_value(part).unwrap_or(Value::Null))
 }
 
-/// The user turn's parts: images in a stable order, then the instruction.
+/// The user turn's parts: images in a stable order, then the instruction. A chat turn is
+/// a message with attachments, so its text comes first (as the SDK's
+/// `send_message(["text", image])` sends it, capture `*_chat_multiturn`).
 fn user_parts(spec: &JobSpec) -> Result<Vec<Value>, BuildError> {
+    let mut text = instruction(spec).map(|t| json!({ "text": t }));
     let mut parts = Vec::new();
+    if spec.op == Operation::Chat {
+        parts.extend(text.take());
+    }
     for (i, img) in spec.images.iter().enumerate() {
         parts.push(image_part(&format!("images[{i}]"), img)?);
     }
@@ -71,9 +77,7 @@ fn user_parts(spec: &JobSpec) -> Result<Vec<Value>, BuildError> {
     if let Some(img) = &spec.person_image {
         parts.push(image_part("person_image", img)?);
     }
-    if let Some(text) = instruction(spec) {
-        parts.push(json!({ "text": text }));
-    }
+    parts.extend(text);
     Ok(parts)
 }
 
@@ -95,9 +99,10 @@ fn generation_config(spec: &JobSpec, vertex: bool) -> Obj {
     thinking
         .opt("thinkingLevel", spec.thinking_level.map(|t| t.wire()))
         .opt("includeThoughts", spec.include_thoughts);
-    let modalities = spec.response_modalities.as_ref().map(|m| {
-        serde_json::to_value(m).unwrap_or(Value::Null)
-    });
+    let modalities = spec
+        .response_modalities
+        .as_ref()
+        .map(|m| serde_json::to_value(m).unwrap_or(Value::Null));
     let mut config = Obj::new();
     config
         .opt("responseModalities", modalities)

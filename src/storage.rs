@@ -1,0 +1,198 @@
+//! Outputs through `object_store`: images, `result.json` per job and `manifest.jsonl`
+//! per batch, at deterministic keys (DESIGN.md "Outputs") so a re-run overwrites instead
+//! of duplicating:
+//! `{prefix}/{project}/{batch_id|_single}/{job_id}/{index}.{png|jpg}`.
+//!
+//! object_store types stay inside this module.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL cannot be turned into a store.
+    #[error("output URL `{url}`: {message}")]
+    Url {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A read or write failed.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// One stored image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredImage {
+    /// Position in the job's outputs.
+    pub index: usize,
+    /// Full URL (`file:///…`, `s3://bucket/…`).
+    pub url: String,
+    /// `image/png` or `image/jpeg`.
+    pub mime_type: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Pixel width (0 if the header could not be read).
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+/// Where outputs go.
+#[derive(Clone)]
+pub struct OutputStore {
+    store: Arc<dyn ObjectStore>,
+    /// Prefix inside the store (no leading/trailing slash).
+    prefix: String,
+    /// URL of the store root, for printing locations.
+    root_url: String,
+}
+
+impl std::fmt::Debug for OutputStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutputStore({}/{})", self.root_url, self.prefix)
+    }
+}
+
+/// The ids that place a job's outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLocation<'a> {
+    /// Project name.
+    pub project: &'a str,
+    /// Batch id, or `None` for single jobs (`_single`).
+    pub batch: Option<&'a str>,
+    /// Job id.
+    pub job: &'a str,
+}
+
+impl OutputStore {
+    /// Opens any supported URL: `file://` (relative paths allowed: `file://./out`),
+    /// `memory://`, `s3://`, `gs://`, `az://`. `options` are object_store options
+    /// (`aws_endpoint`, `aws_allow_http`, …).
+    pub fn from_url(url: &str, options: Vec<(String, String)>) -> Result<Self, StorageError> {
+        let err = |message: String| StorageError::Url { url: url.to_string(), message };
+        if let Some(path) = url.strip_prefix("file://") {
+            let path = std::path::Path::new(if path.is_empty() { "." } else { path });
+            std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+            let abs = std::fs::canonicalize(path).map_err(|e| err(e.to_string()))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs).map_err(|e| err(e.to_string()))?;
+            return Ok(OutputStore { store: Arc::new(fs), prefix: String::new(), root_url: format!("file://{}", abs.display()) });
+        }
+        if url.starts_with("memory://") {
+            let prefix = url.trim_start_matches("memory://").trim_matches('/').to_string();
+            return Ok(OutputStore { store: Arc::new(object_store::memory::InMemory::new()), prefix, root_url: "memory://".into() });
+        }
+        let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
+        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| err(e.to_string()))?;
+        let root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+        Ok(OutputStore { store: Arc::from(store), prefix: path.to_string(), root_url: root })
+    }
+
+    fn key(&self, rel: &str) -> StorePath {
+        if self.prefix.is_empty() {
+            StorePath::from(rel)
+        } else {
+            StorePath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// The URL of a key.
+    pub fn url_of(&self, key: &StorePath) -> String {
+        format!("{}/{}", self.root_url, key)
+    }
+
+    /// The folder of a job's outputs, relative to the store root.
+    pub fn job_dir(loc: &JobLocation<'_>) -> String {
+        format!("{}/{}/{}", loc.project, loc.batch.unwrap_or("_single"), loc.job)
+    }
+
+    /// Writes image `index` of a job.
+    pub async fn put_image(&self, loc: &JobLocation<'_>, index: usize, mime_type: &str, data: Bytes) -> Result<StoredImage, StorageError> {
+        let ext = if mime_type == "image/jpeg" { "jpg" } else { "png" };
+        let key = self.key(&format!("{}/{index}.{ext}", Self::job_dir(loc)));
+        let (width, height) = dimensions(&data);
+        let sha256 = hex(&Sha256::digest(&data));
+        let len = data.len() as u64;
+        self.store.put(&key, PutPayload::from_bytes(data)).await?;
+        Ok(StoredImage { index, url: self.url_of(&key), mime_type: mime_type.to_string(), bytes: len, sha256, width, height })
+    }
+
+    /// Writes `result.json` of a job; returns its URL.
+    pub async fn put_result<T: Serialize>(&self, loc: &JobLocation<'_>, result: &T) -> Result<String, StorageError> {
+        let key = self.key(&format!("{}/result.json", Self::job_dir(loc)));
+        let body = serde_json::to_vec_pretty(result).unwrap_or_default();
+        self.store.put(&key, PutPayload::from(body)).await?;
+        Ok(self.url_of(&key))
+    }
+
+    /// Writes a batch's `manifest.jsonl` (one JSON object per line); returns its URL.
+    pub async fn put_manifest(&self, project: &str, batch: &str, lines: Vec<serde_json::Value>) -> Result<String, StorageError> {
+        let key = self.key(&format!("{project}/{batch}/manifest.jsonl"));
+        let mut body = Vec::new();
+        for line in lines {
+            serde_json::to_writer(&mut body, &line).unwrap_or_default();
+            body.push(b'\n');
+        }
+        self.store.put(&key, PutPayload::from(body)).await?;
+        Ok(self.url_of(&key))
+    }
+
+    /// Reads an object by its path relative to the store root (tests, `results`).
+    pub async fn get(&self, rel: &str) -> Result<Bytes, StorageError> {
+        Ok(self.store.get(&self.key(rel)).await?.bytes().await?)
+    }
+
+    /// Lists object paths under a relative prefix.
+    pub async fn list(&self, rel: &str) -> Result<Vec<String>, StorageError> {
+        use futures::TryStreamExt as _;
+        let prefix = self.key(rel);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+}
+
+/// Width and height from the image header, without decoding pixels.
+pub fn dimensions(data: &[u8]) -> (u32, u32) {
+    image::ImageReader::new(std::io::Cursor::new(data))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .unwrap_or((0, 0))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn images_land_at_deterministic_keys_and_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = OutputStore::from_url(&url, vec![]).unwrap();
+        let loc = JobLocation { project: "p", batch: Some("b1"), job: "j1" };
+        let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IScHRwzEcQCxYxBBO0tjggAAAABJRU5ErkJggg==").unwrap();
+        let a = store.put_image(&loc, 0, "image/png", Bytes::from(png.clone())).await.unwrap();
+        let b = store.put_image(&loc, 0, "image/png", Bytes::from(png)).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!((a.width, a.height), (4, 4));
+        assert!(dir.path().join("p/b1/j1/0.png").exists());
+        assert_eq!(store.list("p/b1/j1").await.unwrap().len(), 1);
+        let single = JobLocation { project: "p", batch: None, job: "j2" };
+        store.put_result(&single, &serde_json::json!({"ok": true})).await.unwrap();
+        assert!(dir.path().join("p/_single/j2/result.json").exists());
+    }
+}
