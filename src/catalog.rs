@@ -209,14 +209,7 @@ pub const MODELS: &[ModelInfo] = &[
         4,
         4,
     ),
-    imagen(
-        "imagen-4.0-upscale",
-        Family::ImagenUpscale,
-        &[],
-        &[],
-        1,
-        1,
-    ),
+    imagen("imagen-4.0-upscale", Family::ImagenUpscale, &[], &[], 1, 1),
     imagen("imagegeneration@002", Family::ImagenUpscale, &[], &[], 1, 1),
     imagen(
         "imagen-product-recontext",
@@ -325,10 +318,10 @@ pub fn dimensions(
         return None;
     }
     let size = image_size.map(|s| s.to_ascii_uppercase());
-    if let Some(s) = &size {
-        if !model.image_sizes.iter().any(|k| k.eq_ignore_ascii_case(s)) {
-            return None;
-        }
+    if let Some(s) = &size
+        && !model.image_sizes.iter().any(|k| k.eq_ignore_ascii_case(s))
+    {
+        return None;
     }
     let (w, h) = match model.family {
         Family::GeminiImage if model.id == "gemini-2.5-flash-image" => gemini25_1k(ratio)?,
@@ -405,7 +398,9 @@ mod tests {
             "gemini-3-pro-image"
         );
         assert_eq!(
-            lookup("imagen-4.0-ultra-generate-preview-06-06").unwrap().id,
+            lookup("imagen-4.0-ultra-generate-preview-06-06")
+                .unwrap()
+                .id,
             "imagen-4.0-ultra-generate-001"
         );
         assert_eq!(
@@ -433,7 +428,10 @@ mod tests {
         assert_eq!(dimensions(g25, Some("1:8"), None), None);
         assert_eq!(dimensions(g25, None, Some("2K")), None);
         let pro = lookup("gemini-3-pro-image").unwrap();
-        assert_eq!(dimensions(pro, Some("21:9"), Some("2K")), Some((3168, 1344)));
+        assert_eq!(
+            dimensions(pro, Some("21:9"), Some("2K")),
+            Some((3168, 1344))
+        );
         let f31 = lookup("gemini-3.1-flash-image").unwrap();
         assert_eq!(dimensions(f31, Some("1:8"), Some("512")), Some((184, 1472)));
         let i4 = lookup("imagen-4.0-generate-001").unwrap();

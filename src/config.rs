@@ -171,16 +171,21 @@ impl Settings {
     /// Like `load`, with the environment given (tests use this; nothing else reads env).
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let file: Option<PathBuf> = file
-            .map(Path::to_path_buf)
-            .or_else(|| get("IMAGEGEN_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+        let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| {
+            get("IMAGEGEN_CONFIG")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        });
         let mut builder = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_TOML,
             config::FileFormat::Toml,
         ));
         if let Some(path) = &file {
             if !path.exists() {
-                return Err(invalid("--config", format!("file `{}` does not exist", path.display())));
+                return Err(invalid(
+                    "--config",
+                    format!("file `{}` does not exist", path.display()),
+                ));
             }
             builder = builder.add_source(config::File::from(path.as_path()));
         }
@@ -221,13 +226,24 @@ impl Settings {
 }
 
 fn check_store_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let ok = ["file://", "memory://", "s3://", "gs://", "az://", "abfs://", "abfss://"]
-        .iter()
-        .any(|s| url.starts_with(s));
+    let ok = [
+        "file://",
+        "memory://",
+        "s3://",
+        "gs://",
+        "az://",
+        "abfs://",
+        "abfss://",
+    ]
+    .iter()
+    .any(|s| url.starts_with(s));
     if ok {
         Ok(())
     } else {
-        Err(invalid(key, format!("`{url}` is not an object store URL (file://, memory://, s3://, gs://, az://)")))
+        Err(invalid(
+            key,
+            format!("`{url}` is not an object store URL (file://, memory://, s3://, gs://, az://)"),
+        ))
     }
 }
 
@@ -247,43 +263,88 @@ impl ProjectConfig {
             Backend::GeminiApi => &["v1", "v1beta", "v1alpha"],
         };
         if !versions.contains(&self.api_version()) {
-            return Err(invalid(format!("{key}.api_version"), format!("`{}` is not a {} API version (use {})", self.api_version(), self.backend.as_str(), versions.join(" or "))));
+            return Err(invalid(
+                format!("{key}.api_version"),
+                format!(
+                    "`{}` is not a {} API version (use {})",
+                    self.api_version(),
+                    self.backend.as_str(),
+                    versions.join(" or ")
+                ),
+            ));
         }
         let api_key = self.credentials.starts_with("env:");
-        if self.backend == Backend::Vertex && self.gcp_project.as_deref().unwrap_or("").is_empty() && !api_key {
-            return Err(invalid(format!("{key}.gcp_project"), "required for backend \"vertex\" (unless credentials is an API key: express mode)"));
+        if self.backend == Backend::Vertex
+            && self.gcp_project.as_deref().unwrap_or("").is_empty()
+            && !api_key
+        {
+            return Err(invalid(
+                format!("{key}.gcp_project"),
+                "required for backend \"vertex\" (unless credentials is an API key: express mode)",
+            ));
         }
         if self.backend == Backend::GeminiApi && !api_key && self.credentials != "none" {
-            return Err(invalid(format!("{key}.credentials"), "backend \"gemini-api\" needs an API key: credentials = \"env:VAR\""));
+            return Err(invalid(
+                format!("{key}.credentials"),
+                "backend \"gemini-api\" needs an API key: credentials = \"env:VAR\"",
+            ));
         }
-        if self.location.is_empty() || !self.location.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(invalid(format!("{key}.location"), format!("`{}` is not a location (e.g. global, us-central1, us, eu)", self.location)));
+        if self.location.is_empty()
+            || !self
+                .location
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(invalid(
+                format!("{key}.location"),
+                format!(
+                    "`{}` is not a location (e.g. global, us-central1, us, eu)",
+                    self.location
+                ),
+            ));
         }
         if let Some(ep) = &self.endpoint {
-            url::Url::parse(ep).map_err(|e| invalid(format!("{key}.endpoint"), format!("`{ep}` is not a URL: {e}")))?;
+            url::Url::parse(ep).map_err(|e| {
+                invalid(
+                    format!("{key}.endpoint"),
+                    format!("`{ep}` is not a URL: {e}"),
+                )
+            })?;
         }
         if self.concurrency == 0 {
             return Err(invalid(format!("{key}.concurrency"), "must be at least 1"));
         }
         if self.rpm == Some(0) {
-            return Err(invalid(format!("{key}.rpm"), "must be at least 1 (omit it for no limit)"));
+            return Err(invalid(
+                format!("{key}.rpm"),
+                "must be at least 1 (omit it for no limit)",
+            ));
         }
         if self.weight == 0 {
             return Err(invalid(format!("{key}.weight"), "must be at least 1"));
         }
         for (model, limits) in &self.models {
             if limits.concurrency == Some(0) || limits.rpm == Some(0) {
-                return Err(invalid(format!("{key}.models.\"{model}\""), "limits must be at least 1"));
+                return Err(invalid(
+                    format!("{key}.models.\"{model}\""),
+                    "limits must be at least 1",
+                ));
             }
         }
         if let Some(url) = &self.output_url {
             check_store_url(&format!("{key}.output_url"), url)?;
         }
-        for (field, value) in [("webhook_secret", &self.webhook_secret), ("api_tokens", &self.api_tokens)] {
-            if let Some(v) = value {
-                if !(v.starts_with("env:") || v.starts_with("file:")) {
-                    return Err(invalid(format!("{key}.{field}"), "secrets are read from the environment or a file: write \"env:VAR\" or \"file:PATH\""));
-                }
+        for (field, value) in [
+            ("webhook_secret", &self.webhook_secret),
+            ("api_tokens", &self.api_tokens),
+        ] {
+            if let Some(v) = value
+                && !(v.starts_with("env:") || v.starts_with("file:"))
+            {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "secrets are read from the environment or a file: write \"env:VAR\" or \"file:PATH\"",
+                ));
             }
         }
         Ok(())
@@ -293,9 +354,11 @@ impl ProjectConfig {
 /// Reads a secret named `env:VAR` or `file:PATH`; `key` names the config key in errors.
 pub fn read_secret(key: &str, source: &str) -> Result<secrecy::SecretString, ConfigError> {
     let value = if let Some(var) = source.strip_prefix("env:") {
-        std::env::var(var).map_err(|_| invalid(key, format!("environment variable `{var}` is not set")))?
+        std::env::var(var)
+            .map_err(|_| invalid(key, format!("environment variable `{var}` is not set")))?
     } else if let Some(path) = source.strip_prefix("file:") {
-        std::fs::read_to_string(path).map_err(|e| invalid(key, format!("cannot read `{path}`: {e}")))?
+        std::fs::read_to_string(path)
+            .map_err(|e| invalid(key, format!("cannot read `{path}`: {e}")))?
     } else {
         return Err(invalid(key, "write \"env:VAR\" or \"file:PATH\""));
     };
@@ -311,7 +374,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -345,14 +411,15 @@ mod tests {
             &env(&[("IMAGEGEN__PROJECTS__ACME__BACKEND", "vertex")]),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("projects.acme.gcp_project"), "{err}");
-        let err = Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__CONCURRENCY", "0")])).unwrap_err();
+        assert!(
+            err.to_string().contains("projects.acme.gcp_project"),
+            "{err}"
+        );
+        let err =
+            Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__CONCURRENCY", "0")])).unwrap_err();
         assert!(err.to_string().contains("worker.concurrency"), "{err}");
-        let err = Settings::load_from(
-            None,
-            &env(&[("IMAGEGEN__PROJECTS__X__BACKEND", "bedrock")]),
-        )
-        .unwrap_err();
+        let err = Settings::load_from(None, &env(&[("IMAGEGEN__PROJECTS__X__BACKEND", "bedrock")]))
+            .unwrap_err();
         assert!(err.to_string().contains("projects.x"), "{err}");
     }
 
@@ -367,7 +434,10 @@ mod tests {
         .unwrap();
         let s = Settings::load_from(Some(&path), &[]).unwrap();
         assert_eq!(s.projects["b"].rpm, Some(60));
-        assert_eq!(s.projects["b"].models["gemini-2.5-flash-image"].concurrency, Some(2));
+        assert_eq!(
+            s.projects["b"].models["gemini-2.5-flash-image"].concurrency,
+            Some(2)
+        );
         assert_eq!(s.projects["b"].api_version(), "v1beta");
     }
 }

@@ -80,22 +80,43 @@ impl OutputStore {
     /// `memory://`, `s3://`, `gs://`, `az://`. `options` are object_store options
     /// (`aws_endpoint`, `aws_allow_http`, …).
     pub fn from_url(url: &str, options: Vec<(String, String)>) -> Result<Self, StorageError> {
-        let err = |message: String| StorageError::Url { url: url.to_string(), message };
+        let err = |message: String| StorageError::Url {
+            url: url.to_string(),
+            message,
+        };
         if let Some(path) = url.strip_prefix("file://") {
             let path = std::path::Path::new(if path.is_empty() { "." } else { path });
-            std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
             let abs = std::fs::canonicalize(path).map_err(|e| err(e.to_string()))?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs).map_err(|e| err(e.to_string()))?;
-            return Ok(OutputStore { store: Arc::new(fs), prefix: String::new(), root_url: format!("file://{}", abs.display()) });
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs)
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(OutputStore {
+                store: Arc::new(fs),
+                prefix: String::new(),
+                root_url: format!("file://{}", abs.display()),
+            });
         }
         if url.starts_with("memory://") {
-            let prefix = url.trim_start_matches("memory://").trim_matches('/').to_string();
-            return Ok(OutputStore { store: Arc::new(object_store::memory::InMemory::new()), prefix, root_url: "memory://".into() });
+            let prefix = url
+                .trim_start_matches("memory://")
+                .trim_matches('/')
+                .to_string();
+            return Ok(OutputStore {
+                store: Arc::new(object_store::memory::InMemory::new()),
+                prefix,
+                root_url: "memory://".into(),
+            });
         }
         let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
-        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| err(e.to_string()))?;
+        let (store, path) =
+            object_store::parse_url_opts(&parsed, options).map_err(|e| err(e.to_string()))?;
         let root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
-        Ok(OutputStore { store: Arc::from(store), prefix: path.to_string(), root_url: root })
+        Ok(OutputStore {
+            store: Arc::from(store),
+            prefix: path.to_string(),
+            root_url: root,
+        })
     }
 
     fn key(&self, rel: &str) -> StorePath {
@@ -113,22 +134,49 @@ impl OutputStore {
 
     /// The folder of a job's outputs, relative to the store root.
     pub fn job_dir(loc: &JobLocation<'_>) -> String {
-        format!("{}/{}/{}", loc.project, loc.batch.unwrap_or("_single"), loc.job)
+        format!(
+            "{}/{}/{}",
+            loc.project,
+            loc.batch.unwrap_or("_single"),
+            loc.job
+        )
     }
 
     /// Writes image `index` of a job.
-    pub async fn put_image(&self, loc: &JobLocation<'_>, index: usize, mime_type: &str, data: Bytes) -> Result<StoredImage, StorageError> {
-        let ext = if mime_type == "image/jpeg" { "jpg" } else { "png" };
+    pub async fn put_image(
+        &self,
+        loc: &JobLocation<'_>,
+        index: usize,
+        mime_type: &str,
+        data: Bytes,
+    ) -> Result<StoredImage, StorageError> {
+        let ext = if mime_type == "image/jpeg" {
+            "jpg"
+        } else {
+            "png"
+        };
         let key = self.key(&format!("{}/{index}.{ext}", Self::job_dir(loc)));
         let (width, height) = dimensions(&data);
         let sha256 = hex(&Sha256::digest(&data));
         let len = data.len() as u64;
         self.store.put(&key, PutPayload::from_bytes(data)).await?;
-        Ok(StoredImage { index, url: self.url_of(&key), mime_type: mime_type.to_string(), bytes: len, sha256, width, height })
+        Ok(StoredImage {
+            index,
+            url: self.url_of(&key),
+            mime_type: mime_type.to_string(),
+            bytes: len,
+            sha256,
+            width,
+            height,
+        })
     }
 
     /// Writes `result.json` of a job; returns its URL.
-    pub async fn put_result<T: Serialize>(&self, loc: &JobLocation<'_>, result: &T) -> Result<String, StorageError> {
+    pub async fn put_result<T: Serialize>(
+        &self,
+        loc: &JobLocation<'_>,
+        result: &T,
+    ) -> Result<String, StorageError> {
         let key = self.key(&format!("{}/result.json", Self::job_dir(loc)));
         let body = serde_json::to_vec_pretty(result).unwrap_or_default();
         self.store.put(&key, PutPayload::from(body)).await?;
@@ -136,7 +184,12 @@ impl OutputStore {
     }
 
     /// Writes a batch's `manifest.jsonl` (one JSON object per line); returns its URL.
-    pub async fn put_manifest(&self, project: &str, batch: &str, lines: Vec<serde_json::Value>) -> Result<String, StorageError> {
+    pub async fn put_manifest(
+        &self,
+        project: &str,
+        batch: &str,
+        lines: Vec<serde_json::Value>,
+    ) -> Result<String, StorageError> {
         let key = self.key(&format!("{project}/{batch}/manifest.jsonl"));
         let mut body = Vec::new();
         for line in lines {
@@ -183,16 +236,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         let store = OutputStore::from_url(&url, vec![]).unwrap();
-        let loc = JobLocation { project: "p", batch: Some("b1"), job: "j1" };
+        let loc = JobLocation {
+            project: "p",
+            batch: Some("b1"),
+            job: "j1",
+        };
         let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IScHRwzEcQCxYxBBO0tjggAAAABJRU5ErkJggg==").unwrap();
-        let a = store.put_image(&loc, 0, "image/png", Bytes::from(png.clone())).await.unwrap();
-        let b = store.put_image(&loc, 0, "image/png", Bytes::from(png)).await.unwrap();
+        let a = store
+            .put_image(&loc, 0, "image/png", Bytes::from(png.clone()))
+            .await
+            .unwrap();
+        let b = store
+            .put_image(&loc, 0, "image/png", Bytes::from(png))
+            .await
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!((a.width, a.height), (4, 4));
         assert!(dir.path().join("p/b1/j1/0.png").exists());
         assert_eq!(store.list("p/b1/j1").await.unwrap().len(), 1);
-        let single = JobLocation { project: "p", batch: None, job: "j2" };
-        store.put_result(&single, &serde_json::json!({"ok": true})).await.unwrap();
+        let single = JobLocation {
+            project: "p",
+            batch: None,
+            job: "j2",
+        };
+        store
+            .put_result(&single, &serde_json::json!({"ok": true}))
+            .await
+            .unwrap();
         assert!(dir.path().join("p/_single/j2/result.json").exists());
     }
 }

@@ -64,14 +64,26 @@ struct Runtime {
 pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let runtime = runtime(&args, &settings).await?;
     let defaults = LineDefaults {
-        model: args.model.clone().or(runtime.default_model.clone()).or(Some(DEFAULT_MODEL.into())),
+        model: args
+            .model
+            .clone()
+            .or(runtime.default_model.clone())
+            .or(Some(DEFAULT_MODEL.into())),
         op: args.op,
     };
-    let format = batch_file::detect_format(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let ctx = ValidationContext { backend: runtime.backend, check_local_files: true };
+    let format = batch_file::detect_format(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let ctx = ValidationContext {
+        backend: runtime.backend,
+        check_local_files: true,
+    };
     let (valid, errors) = check_file(&args, format, &defaults, &ctx)?;
     if !errors.is_empty() {
-        eprintln!("{} invalid line(s) in {}:", errors.len(), args.file.display());
+        eprintln!(
+            "{} invalid line(s) in {}:",
+            errors.len(),
+            args.file.display()
+        );
         for e in errors.iter().take(50) {
             eprintln!("  {e}");
         }
@@ -86,29 +98,69 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     if valid == 0 {
         bail!("{} has no jobs", args.file.display());
     }
-    let out_url = args.out.clone().or_else(|| project_output(&settings, &runtime.project)).unwrap_or_else(|| settings.output.url.clone());
+    let out_url = args
+        .out
+        .clone()
+        .or_else(|| project_output(&settings, &runtime.project))
+        .unwrap_or_else(|| settings.output.url.clone());
     let store = OutputStore::from_url(&out_url, Vec::new())?;
     let batch_id = JobId::new().0;
-    let concurrency = args.concurrency.unwrap_or(settings.worker.concurrency as usize).max(1);
+    let concurrency = args
+        .concurrency
+        .unwrap_or(settings.worker.concurrency as usize)
+        .max(1);
     let started = Instant::now();
-    let results = execute(&args, format, defaults, ctx, &runtime, &store, &batch_id, concurrency, valid).await?;
-    let manifest = results.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
-    let manifest_url = store.put_manifest(&runtime.project, &batch_id, manifest).await?;
+    let results = execute(
+        &args,
+        format,
+        defaults,
+        ctx,
+        &runtime,
+        &store,
+        &batch_id,
+        concurrency,
+        valid,
+    )
+    .await?;
+    let manifest = results
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
+    let manifest_url = store
+        .put_manifest(&runtime.project, &batch_id, manifest)
+        .await?;
     print_summary(&results, &manifest_url, started.elapsed());
     let all_ok = results.iter().all(|r| r.status == JobStatus::Succeeded);
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn project_output(settings: &Settings, project: &str) -> Option<String> {
-    settings.projects.get(project).and_then(|p| p.output_url.clone())
+    settings
+        .projects
+        .get(project)
+        .and_then(|p| p.output_url.clone())
 }
 
 /// First pass: parse and validate every line (streaming), count the valid ones.
-fn check_file(args: &RunArgs, format: batch_file::FileFormat, defaults: &LineDefaults, ctx: &ValidationContext) -> anyhow::Result<(usize, Vec<LineError>)> {
+fn check_file(
+    args: &RunArgs,
+    format: batch_file::FileFormat,
+    defaults: &LineDefaults,
+    ctx: &ValidationContext,
+) -> anyhow::Result<(usize, Vec<LineError>)> {
     let mut valid = 0;
     let mut errors = Vec::new();
     for item in batch_file::read(&args.file, format, defaults.clone())? {
-        match item.and_then(|(line, spec)| validate(&spec, ctx).map_err(|e| LineError { line, message: e.to_string() })) {
+        match item.and_then(|(line, spec)| {
+            validate(&spec, ctx).map_err(|e| LineError {
+                line,
+                message: e.to_string(),
+            })
+        }) {
             Ok(()) => valid += 1,
             Err(e) => errors.push(e),
         }
@@ -130,8 +182,10 @@ async fn execute(
 ) -> anyhow::Result<Vec<JobResult>> {
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs ({per_sec}, eta {eta}) {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let job_ctx = JobContext {
         provider: runtime.provider.as_ref(),
@@ -152,7 +206,10 @@ async fn execute(
             let r = process_job(job_ctx, &id.0, &spec).await;
             bar_ref.inc(1);
             if r.status != JobStatus::Succeeded {
-                bar_ref.set_message(format!("last problem: {}", r.error.as_deref().unwrap_or("")));
+                bar_ref.set_message(format!(
+                    "last problem: {}",
+                    r.error.as_deref().unwrap_or("")
+                ));
             }
             r
         })
@@ -170,10 +227,28 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
     }
     let (name, project): (&String, &ProjectConfig) = match &args.project {
         Some(p) => settings.projects.get_key_value(p).with_context(|| {
-            format!("no project `{p}` in the configuration (configured: {})", settings.projects.keys().cloned().collect::<Vec<_>>().join(", "))
+            format!(
+                "no project `{p}` in the configuration (configured: {})",
+                settings
+                    .projects
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })?,
-        None if settings.projects.len() == 1 => settings.projects.iter().next().context("no project")?,
-        None => bail!("several projects are configured ({}): choose one with --project", settings.projects.keys().cloned().collect::<Vec<_>>().join(", ")),
+        None if settings.projects.len() == 1 => {
+            settings.projects.iter().next().context("no project")?
+        }
+        None => bail!(
+            "several projects are configured ({}): choose one with --project",
+            settings
+                .projects
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     Ok(Runtime {
         provider: providers::from_config(project, timeout)?,
@@ -192,7 +267,9 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
     } else {
         Scenario::from_file(std::path::Path::new(&settings.emulator.scenario))?
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the in-process emulator")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the in-process emulator")?;
     let handle = emulator::spawn(listener, scenario).await?;
     let target = Target {
         backend: Backend::GeminiApi,
@@ -202,9 +279,14 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
         location: "global".into(),
         express: false,
     };
-    let key = CredentialSource::ApiKey(secrecy::SecretString::from("local-emulator-key".to_string()));
+    let key = CredentialSource::ApiKey(secrecy::SecretString::from(
+        "local-emulator-key".to_string(),
+    ));
     let credentials = Credentials::new(key, providers::client::http_client(timeout)?)?;
-    eprintln!("no project configured: using the built-in emulator at {} (model {DEFAULT_MODEL})", handle.base_url());
+    eprintln!(
+        "no project configured: using the built-in emulator at {} (model {DEFAULT_MODEL})",
+        handle.base_url()
+    );
     Ok(Runtime {
         provider: Box::new(GeminiApiProvider::new(target, credentials, timeout)?),
         project: "local".into(),
@@ -220,7 +302,11 @@ fn print_summary(results: &[JobResult], manifest_url: &str, elapsed: Duration) {
         *counts.entry(r.status.as_str()).or_default() += 1;
     }
     let images: usize = results.iter().map(|r| r.images.len()).sum();
-    println!("{} job(s) in {:.1}s, {images} image(s)", results.len(), elapsed.as_secs_f64());
+    println!(
+        "{} job(s) in {:.1}s, {images} image(s)",
+        results.len(),
+        elapsed.as_secs_f64()
+    );
     println!("  {:<10} {:>8}", "status", "jobs");
     for (status, n) in &counts {
         println!("  {status:<10} {n:>8}");
@@ -237,8 +323,17 @@ fn print_summary(results: &[JobResult], manifest_url: &str, elapsed: Duration) {
     if shown > 20 {
         println!("  … and {} more image(s)", shown - 20);
     }
-    for r in results.iter().filter(|r| r.status != JobStatus::Succeeded).take(20) {
-        println!("  {} {}: {}", r.status, r.job_id, r.error.as_deref().unwrap_or(""));
+    for r in results
+        .iter()
+        .filter(|r| r.status != JobStatus::Succeeded)
+        .take(20)
+    {
+        println!(
+            "  {} {}: {}",
+            r.status,
+            r.job_id,
+            r.error.as_deref().unwrap_or("")
+        );
     }
     println!("manifest: {manifest_url}");
 }

@@ -61,7 +61,11 @@ pub struct OAuthError {
 }
 
 fn grant_error(description: &str) -> OAuthError {
-    OAuthError { status: 400, kind: "invalid_grant", description: description.into() }
+    OAuthError {
+        status: 400,
+        kind: "invalid_grant",
+        description: description.into(),
+    }
 }
 
 impl AuthStore {
@@ -72,7 +76,9 @@ impl AuthStore {
     /// Issues a fresh access token valid for `ttl`.
     pub fn issue(&self, ttl: Duration) -> String {
         let token = format!("ya29.emu-{:032x}", rand::random::<u128>());
-        self.lock().tokens.insert(token.clone(), Instant::now() + ttl);
+        self.lock()
+            .tokens
+            .insert(token.clone(), Instant::now() + ttl);
         token
     }
 
@@ -86,7 +92,10 @@ impl AuthStore {
 
     /// `Some(true)` valid, `Some(false)` expired, `None` unknown.
     fn token_state(&self, token: &str) -> Option<bool> {
-        self.lock().tokens.get(token).map(|exp| *exp > Instant::now())
+        self.lock()
+            .tokens
+            .get(token)
+            .map(|exp| *exp > Instant::now())
     }
 }
 
@@ -102,7 +111,8 @@ pub fn mint_service_account(
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| ApiError::new(500, format!("key encoding failed: {e}")))?;
     let public = private.to_public_key();
-    let key = DecodingKey::from_rsa_raw_components(&public.n().to_bytes_be(), &public.e().to_bytes_be());
+    let key =
+        DecodingKey::from_rsa_raw_components(&public.n().to_bytes_be(), &public.e().to_bytes_be());
     let kid = format!("{:040x}", rand::random::<u128>());
     let client_id = format!("1{:020}", rand::random::<u64>());
     let email = client_email
@@ -110,7 +120,10 @@ pub fn mint_service_account(
         .unwrap_or_else(|| format!("emulator@{project_id}.iam.gserviceaccount.com"));
     state.auth.lock().accounts.insert(
         kid.clone(),
-        Account { client_email: email.clone(), key },
+        Account {
+            client_email: email.clone(),
+            key,
+        },
     );
     Ok(json!({
         "type": "service_account",
@@ -210,7 +223,11 @@ fn check_claims(state: &AppState, claims: &Claims) -> Result<(), OAuthError> {
 }
 
 /// Checks `Authorization: Bearer` on a Vertex project path.
-pub fn check_bearer(state: &AppState, headers: &HeaderMap, api_method: &str) -> Result<(), ApiError> {
+pub fn check_bearer(
+    state: &AppState,
+    headers: &HeaderMap,
+    api_method: &str,
+) -> Result<(), ApiError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -231,8 +248,16 @@ pub fn check_bearer(state: &AppState, headers: &HeaderMap, api_method: &str) -> 
     }
     match state.auth.token_state(token) {
         Some(true) => Ok(()),
-        Some(false) => Err(unauthenticated(INVALID_CREDENTIALS, "ACCESS_TOKEN_EXPIRED", api_method)),
-        None => Err(unauthenticated(INVALID_CREDENTIALS, "ACCESS_TOKEN_TYPE_UNSUPPORTED", api_method)),
+        Some(false) => Err(unauthenticated(
+            INVALID_CREDENTIALS,
+            "ACCESS_TOKEN_EXPIRED",
+            api_method,
+        )),
+        None => Err(unauthenticated(
+            INVALID_CREDENTIALS,
+            "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+            api_method,
+        )),
     }
 }
 
@@ -279,7 +304,10 @@ pub fn check_api_key(
                     json!({"reason": "API_KEY_INVALID", "domain": "googleapis.com",
                            "metadata": {"service": service}}),
                 )
-                .with_detail("LocalizedMessage", json!({"locale": "en-US", "message": msg})))
+                .with_detail(
+                    "LocalizedMessage",
+                    json!({"locale": "en-US", "message": msg}),
+                ))
         }
     }
 }
@@ -294,7 +322,10 @@ mod tests {
         let state = AppState::new("127.0.0.1:1".parse().expect("addr"), Scenario::default());
         let token = state.auth.issue(Duration::from_secs(60));
         let mut headers = HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        headers.insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
         assert!(check_bearer(&state, &headers, "m").is_ok());
         state.auth.revoke_all();
         assert_eq!(check_bearer(&state, &headers, "m").unwrap_err().code, 401);

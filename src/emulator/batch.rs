@@ -16,8 +16,10 @@ use super::routes::{Route, VertexLoc};
 use super::state::{AppState, StoredBatch};
 use super::{gemini, gemini_response};
 
-const DEV_BATCH_TYPE: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch";
-const DEV_OUTPUT_TYPE: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput";
+const DEV_BATCH_TYPE: &str =
+    "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch";
+const DEV_OUTPUT_TYPE: &str =
+    "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -32,25 +34,48 @@ pub fn create_dev(state: &AppState, ctx: &CallCtx, body: &Value) -> Response {
 }
 
 fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Value, ApiError> {
-    let batch = body.get("batch").filter(|b| b.is_object()).ok_or_else(|| ApiError::field("batch", "batch is required."))?;
+    let batch = body
+        .get("batch")
+        .filter(|b| b.is_object())
+        .ok_or_else(|| ApiError::field("batch", "batch is required."))?;
     let input = batch
         .get("inputConfig")
         .or_else(|| batch.get("input_config"))
         .ok_or_else(|| ApiError::field("batch.input_config", "input_config is required."))?;
     let mut inline = Vec::new();
-    if let Some(list) = input.pointer("/requests/requests").and_then(Value::as_array) {
+    if let Some(list) = input
+        .pointer("/requests/requests")
+        .and_then(Value::as_array)
+    {
         for (i, item) in list.iter().enumerate() {
             let request = item.get("request").ok_or_else(|| {
-                ApiError::field(&format!("batch.input_config.requests.requests[{i}].request"), "request is required.")
+                ApiError::field(
+                    &format!("batch.input_config.requests.requests[{i}].request"),
+                    "request is required.",
+                )
             })?;
             gemini::plan(ctx, request).map_err(|mut e| {
-                e.message = format!("batch.input_config.requests.requests[{i}].request: {}", e.message);
+                e.message = format!(
+                    "batch.input_config.requests.requests[{i}].request: {}",
+                    e.message
+                );
                 e
             })?;
-            inline.push((request.clone(), item.get("metadata").cloned().unwrap_or(Value::Null)));
+            inline.push((
+                request.clone(),
+                item.get("metadata").cloned().unwrap_or(Value::Null),
+            ));
         }
-    } else if input.get("fileName").or_else(|| input.get("file_name")).and_then(Value::as_str).is_none() {
-        return Err(ApiError::field("batch.input_config", "input_config must set requests or file_name."));
+    } else if input
+        .get("fileName")
+        .or_else(|| input.get("file_name"))
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        return Err(ApiError::field(
+            "batch.input_config",
+            "input_config must set requests or file_name.",
+        ));
     }
     let id = format!("emu{:016x}", state.random_u64());
     let name = format!("batches/{id}");
@@ -70,14 +95,17 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
         metadata["batchStats"] = json!({"requestCount": n, "pendingRequestCount": n});
     }
     let resource = json!({"name": name, "metadata": metadata});
-    state.batches().insert(id, StoredBatch {
-        project: ctx.project.clone(),
-        resource: resource.clone(),
-        inline,
-        model: ctx.model.clone(),
-        version: ctx.version.clone(),
-        cancelled: false,
-    });
+    state.batches().insert(
+        id,
+        StoredBatch {
+            project: ctx.project.clone(),
+            resource: resource.clone(),
+            inline,
+            model: ctx.model.clone(),
+            version: ctx.version.clone(),
+            cancelled: false,
+        },
+    );
     Ok(resource)
 }
 
@@ -85,7 +113,9 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
 pub fn handle(state: &AppState, route: Route, project: &str, body: &[u8]) -> Response {
     let result = match route {
         Route::VertexBatchCreate(loc) => vertex_create(state, &loc, body),
-        Route::VertexBatchGet(loc, id) => stored(state, &loc.project, &id).map(|b| vertex_finished(&b)),
+        Route::VertexBatchGet(loc, id) => {
+            stored(state, &loc.project, &id).map(|b| vertex_finished(&b))
+        }
         Route::DevBatchGet(_, id) => stored(state, project, &id).map(|b| dev_finished(state, &b)),
         Route::VertexBatchCancel(loc, id) => cancel(state, &loc.project, &id),
         Route::DevBatchCancel(_, id) => cancel(state, project, &id),
@@ -126,17 +156,29 @@ fn vertex_create(state: &AppState, loc: &VertexLoc, body: &[u8]) -> Result<Value
     let model = req.get("model").and_then(Value::as_str).unwrap_or("");
     let id = model.rsplit('/').next().unwrap_or("");
     if catalog::lookup(model).is_none_or(|m| !m.family.is_gemini()) {
-        return Err(ApiError::field("batch_prediction_job.model", format!("Model \"{model}\" is not supported for batch prediction.")));
+        return Err(ApiError::field(
+            "batch_prediction_job.model",
+            format!("Model \"{model}\" is not supported for batch prediction."),
+        ));
     }
     let input = req.get("inputConfig").cloned().unwrap_or(Value::Null);
     let output = req.get("outputConfig").cloned().unwrap_or(Value::Null);
     if input.get("gcsSource").is_none() && input.get("bigquerySource").is_none() {
-        return Err(ApiError::field("batch_prediction_job.input_config", "input_config must set gcs_source or bigquery_source."));
+        return Err(ApiError::field(
+            "batch_prediction_job.input_config",
+            "input_config must set gcs_source or bigquery_source.",
+        ));
     }
     if output.get("gcsDestination").is_none() && output.get("bigqueryDestination").is_none() {
-        return Err(ApiError::field("batch_prediction_job.output_config", "output_config must set gcs_destination or bigquery_destination."));
+        return Err(ApiError::field(
+            "batch_prediction_job.output_config",
+            "output_config must set gcs_destination or bigquery_destination.",
+        ));
     }
-    let job_id = format!("{}", state.random_u64() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000);
+    let job_id = format!(
+        "{}",
+        state.random_u64() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000
+    );
     let ts = now();
     let resource = json!({
         "name": format!("projects/{}/locations/{}/batchPredictionJobs/{job_id}", loc.project, loc.location),
@@ -148,14 +190,17 @@ fn vertex_create(state: &AppState, loc: &VertexLoc, body: &[u8]) -> Result<Value
         "inputConfig": input,
         "outputConfig": output,
     });
-    state.batches().insert(job_id, StoredBatch {
-        project: loc.project.clone(),
-        resource: resource.clone(),
-        inline: Vec::new(),
-        model: id.to_string(),
-        version: loc.version.clone(),
-        cancelled: false,
-    });
+    state.batches().insert(
+        job_id,
+        StoredBatch {
+            project: loc.project.clone(),
+            resource: resource.clone(),
+            inline: Vec::new(),
+            model: id.to_string(),
+            version: loc.version.clone(),
+            cancelled: false,
+        },
+    );
     Ok(resource)
 }
 
@@ -171,10 +216,17 @@ fn vertex_finished(b: &StoredBatch) -> Value {
     r["state"] = json!("JOB_STATE_SUCCEEDED");
     r["completionStats"] = json!({"successfulCount": "1"});
     let created = r["createTime"].as_str().unwrap_or("").to_string();
-    if let Some(prefix) = r.pointer("/outputConfig/gcsDestination/outputUriPrefix").and_then(Value::as_str) {
+    if let Some(prefix) = r
+        .pointer("/outputConfig/gcsDestination/outputUriPrefix")
+        .and_then(Value::as_str)
+    {
         let slash = if prefix.ends_with('/') { "" } else { "/" };
-        r["outputInfo"] = json!({"gcsOutputDirectory": format!("{prefix}{slash}prediction-model-{created}")});
-    } else if let Some(uri) = r.pointer("/outputConfig/bigqueryDestination/outputUri").and_then(Value::as_str) {
+        r["outputInfo"] =
+            json!({"gcsOutputDirectory": format!("{prefix}{slash}prediction-model-{created}")});
+    } else if let Some(uri) = r
+        .pointer("/outputConfig/bigqueryDestination/outputUri")
+        .and_then(Value::as_str)
+    {
         r["outputInfo"] = json!({"bigqueryOutputTable": uri, "bigqueryOutputDataset": uri.rsplit_once('.').map_or(uri, |(d, _)| d)});
     }
     r

@@ -31,7 +31,13 @@ pub struct CallCtx {
 impl CallCtx {
     /// The model resource name as Google writes it in messages.
     pub fn resource(&self) -> String {
-        resource_name(self.surface, self.express, &self.project, &self.location, &self.model)
+        resource_name(
+            self.surface,
+            self.express,
+            &self.project,
+            &self.location,
+            &self.model,
+        )
     }
 
     /// Stats key `"<project>/<model>"`.

@@ -63,7 +63,13 @@ struct MintRequest {
 pub async fn mint(State(state): State<Shared>, body: Bytes) -> Response {
     let req: MintRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return ApiError::field("project_id", format!("Expected {{\"project_id\": ...}}: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::field(
+                "project_id",
+                format!("Expected {{\"project_id\": ...}}: {e}"),
+            )
+            .into_response();
+        }
     };
     let result = tokio::task::spawn_blocking(move || {
         auth::mint_service_account(&state, &req.project_id, req.client_email.as_deref())
@@ -91,7 +97,11 @@ pub async fn token(State(state): State<Shared>, body: Bytes) -> Response {
         Err(e) => {
             state.stats.token_request(false);
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, Json(json!({"error": e.kind, "error_description": e.description}))).into_response()
+            (
+                status,
+                Json(json!({"error": e.kind, "error_description": e.description})),
+            )
+                .into_response()
         }
     }
 }
@@ -105,13 +115,21 @@ fn metadata_flavor_ok(headers: &HeaderMap) -> bool {
 
 fn metadata_response(body: impl IntoResponse) -> Response {
     let mut r = body.into_response();
-    r.headers_mut().insert("metadata-flavor", header::HeaderValue::from_static("Google"));
+    r.headers_mut().insert(
+        "metadata-flavor",
+        header::HeaderValue::from_static("Google"),
+    );
     r
 }
 
 fn metadata_forbidden() -> Response {
     let body = "Missing Metadata-Flavor:Google header.\n";
-    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain")],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /computeMetadata/v1/instance/service-accounts/default/token`.
@@ -123,7 +141,9 @@ pub async fn metadata_token(State(state): State<Shared>, headers: HeaderMap) -> 
     let ttl = state.scenario().token_ttl_s;
     let token = state.auth.issue(Duration::from_secs(ttl));
     state.stats.token_request(true);
-    metadata_response(Json(json!({"access_token": token, "expires_in": ttl, "token_type": "Bearer"})))
+    metadata_response(Json(
+        json!({"access_token": token, "expires_in": ttl, "token_type": "Bearer"}),
+    ))
 }
 
 /// `GET /computeMetadata/v1/project/project-id`.
@@ -140,7 +160,10 @@ pub async fn metadata_account(State(state): State<Shared>, headers: HeaderMap) -
     if !metadata_flavor_ok(&headers) {
         return metadata_forbidden();
     }
-    let email = format!("emulator@{}.iam.gserviceaccount.com", state.scenario().metadata_project_id);
+    let email = format!(
+        "emulator@{}.iam.gserviceaccount.com",
+        state.scenario().metadata_project_id
+    );
     metadata_response(Json(json!({
         "aliases": ["default"],
         "email": email,
@@ -153,7 +176,10 @@ pub async fn metadata_email(State(state): State<Shared>, headers: HeaderMap) -> 
     if !metadata_flavor_ok(&headers) {
         return metadata_forbidden();
     }
-    metadata_response(format!("emulator@{}.iam.gserviceaccount.com", state.scenario().metadata_project_id))
+    metadata_response(format!(
+        "emulator@{}.iam.gserviceaccount.com",
+        state.scenario().metadata_project_id
+    ))
 }
 
 /// `GET /` — the metadata server's ping answers with the `Metadata-Flavor` header.

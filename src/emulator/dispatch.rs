@@ -53,7 +53,11 @@ pub async fn api(State(state): State<Shared>, req: Request) -> Response {
     let query: HashMap<String, String> = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let Some(route) = routes::parse(&parts.method, parts.uri.path()) else {
         return ApiError::not_found(format!(
@@ -84,12 +88,22 @@ fn authenticate_route(
     query: &HashMap<String, String>,
 ) -> Result<String, ApiError> {
     match route {
-        Route::VertexBatchCreate(loc) | Route::VertexBatchGet(loc, _) | Route::VertexBatchCancel(loc, _) => {
-            let method = format!("google.cloud.aiplatform.{}.JobService.BatchPredictionJob", loc.version);
+        Route::VertexBatchCreate(loc)
+        | Route::VertexBatchGet(loc, _)
+        | Route::VertexBatchCancel(loc, _) => {
+            let method = format!(
+                "google.cloud.aiplatform.{}.JobService.BatchPredictionJob",
+                loc.version
+            );
             auth::check_bearer(state, headers, &method)?;
             Ok(loc.project.clone())
         }
-        _ => auth::check_api_key(state, headers, query.get("key").map(String::as_str), "generativelanguage.googleapis.com"),
+        _ => auth::check_api_key(
+            state,
+            headers,
+            query.get("key").map(String::as_str),
+            "generativelanguage.googleapis.com",
+        ),
     }
 }
 
@@ -101,19 +115,42 @@ fn authenticate(
 ) -> Result<String, ApiError> {
     match (t.surface, &t.project) {
         (Surface::Vertex, Some(project)) => {
-            let service = if t.method == "predict" { "PredictionService.Predict" } else { "PredictionService.GenerateContent" };
-            auth::check_bearer(state, headers, &format!("google.cloud.aiplatform.{}.{service}", t.version))?;
+            let service = if t.method == "predict" {
+                "PredictionService.Predict"
+            } else {
+                "PredictionService.GenerateContent"
+            };
+            auth::check_bearer(
+                state,
+                headers,
+                &format!("google.cloud.aiplatform.{}.{service}", t.version),
+            )?;
             Ok(project.clone())
         }
-        (Surface::Vertex, None) => auth::check_api_key(state, headers, query.get("key").map(String::as_str), "aiplatform.googleapis.com"),
-        (Surface::Developer, _) => auth::check_api_key(state, headers, query.get("key").map(String::as_str), "generativelanguage.googleapis.com"),
+        (Surface::Vertex, None) => auth::check_api_key(
+            state,
+            headers,
+            query.get("key").map(String::as_str),
+            "aiplatform.googleapis.com",
+        ),
+        (Surface::Developer, _) => auth::check_api_key(
+            state,
+            headers,
+            query.get("key").map(String::as_str),
+            "generativelanguage.googleapis.com",
+        ),
     }
 }
 
 /// Reads the body up to the scenario's `max_request_bytes` (413 above).
 async fn read_body(state: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let max = state.scenario().max_request_bytes;
-    let too_large = || ApiError::new(413, format!("Request payload size exceeds the limit: {max} bytes."));
+    let too_large = || {
+        ApiError::new(
+            413,
+            format!("Request payload size exceeds the limit: {max} bytes."),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -122,7 +159,9 @@ async fn read_body(state: &Shared, headers: &HeaderMap, body: Body) -> Result<By
         return Err(too_large());
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 async fn model_call(
@@ -154,7 +193,11 @@ async fn model_call(
 fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, ApiError> {
     let scenario = state.scenario();
     let info = catalog::lookup(&t.model).filter(|i| {
-        t.publisher == "google" && !scenario.retired_models.iter().any(|r| r == &t.model || r == i.id)
+        t.publisher == "google"
+            && !scenario
+                .retired_models
+                .iter()
+                .any(|r| r == &t.model || r == i.id)
     });
     let not_found = || match t.surface {
         Surface::Developer => ApiError::not_found(format!(
@@ -169,8 +212,13 @@ fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, 
     let info = info.ok_or_else(not_found)?;
     let method = t.method.as_str();
     let allowed = match (info.family, t.surface) {
-        (Family::GeminiImage, Surface::Vertex) => matches!(method, "generateContent" | "streamGenerateContent"),
-        (Family::GeminiImage, Surface::Developer) => matches!(method, "generateContent" | "streamGenerateContent" | "batchGenerateContent"),
+        (Family::GeminiImage, Surface::Vertex) => {
+            matches!(method, "generateContent" | "streamGenerateContent")
+        }
+        (Family::GeminiImage, Surface::Developer) => matches!(
+            method,
+            "generateContent" | "streamGenerateContent" | "batchGenerateContent"
+        ),
         (Family::ImagenGenerate, Surface::Developer) => method == "predict",
         (_, Surface::Developer) => false,
         (_, Surface::Vertex) => method == "predict",
@@ -178,11 +226,16 @@ fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, 
     if !allowed {
         return Err(match (info.family, t.surface, method) {
             (_, Surface::Developer, _) => not_found(),
-            (Family::GeminiImage, _, "predict") => ApiError::failed_precondition("Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage."),
-            (_, _, "generateContent" | "streamGenerateContent") => ApiError::new(400, format!(
-                "Model {} does not support {method}. Imagen models are served by the predict method.",
-                resource_name(t.surface, t.express, &project, &t.location, &t.model)
-            )),
+            (Family::GeminiImage, _, "predict") => ApiError::failed_precondition(
+                "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
+            ),
+            (_, _, "generateContent" | "streamGenerateContent") => ApiError::new(
+                400,
+                format!(
+                    "Model {} does not support {method}. Imagen models are served by the predict method.",
+                    resource_name(t.surface, t.express, &project, &t.location, &t.model)
+                ),
+            ),
             _ => ApiError::not_found(format!("Method {method} is not found for {}.", t.model)),
         });
     }
@@ -199,9 +252,8 @@ fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, 
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid_json(None, format!("Invalid JSON payload received. {e}"))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_json(None, format!("Invalid JSON payload received. {e}")))
 }
 
 async fn admitted_call(
@@ -224,7 +276,9 @@ async fn admitted_call(
         Planned::Imagen(imagen::plan(&ctx, &json)?)
     };
     let scenario = state.scenario();
-    let latency = scenario.latency_for(&ctx.model, ctx.info.id).sample(state.unit());
+    let latency = scenario
+        .latency_for(&ctx.model, ctx.info.id)
+        .sample(state.unit());
     let forced = faults::marker_fault(&scenario, planned.prompt());
     let outcome = faults::outcome(&scenario, planned.prompt());
     let _permit = match scenario.quota_for(&ctx.project, &ctx.model, ctx.info.id) {
@@ -252,7 +306,11 @@ async fn admitted_call(
     Ok(json_or_stream(&ctx, query, body))
 }
 
-async fn inject(scenario: &super::scenario::Scenario, headers: &HeaderMap, fault: Fault) -> Response {
+async fn inject(
+    scenario: &super::scenario::Scenario,
+    headers: &HeaderMap,
+    fault: Fault,
+) -> Response {
     if fault == Fault::Timeout {
         let server_timeout = headers
             .get("x-server-timeout")
@@ -268,7 +326,12 @@ async fn inject(scenario: &super::scenario::Scenario, headers: &HeaderMap, fault
 }
 
 /// Builds the response JSON on the blocking pool (image encoding is CPU work).
-async fn render(state: Shared, ctx: CallCtx, planned: Planned, outcome: Outcome) -> Result<Value, ApiError> {
+async fn render(
+    state: Shared,
+    ctx: CallCtx,
+    planned: Planned,
+    outcome: Outcome,
+) -> Result<Value, ApiError> {
     tokio::task::spawn_blocking(move || match &planned {
         Planned::Gemini(p) => gemini_response::respond(&state, &ctx, p, outcome),
         Planned::Imagen(p) => imagen_response::respond(&state, &ctx, p, outcome),
@@ -283,7 +346,12 @@ fn json_or_stream(ctx: &CallCtx, query: &HashMap<String, String>, body: Value) -
     }
     if query.get("alt").map(String::as_str) == Some("sse") {
         let text = format!("data: {body}\r\n\r\n");
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream")], text).into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            text,
+        )
+            .into_response();
     }
     axum::Json(Value::Array(vec![body])).into_response()
 }

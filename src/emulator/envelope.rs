@@ -36,7 +36,10 @@ impl ApiError {
     /// Adds a detail of `google.rpc.<kind>` with the given fields.
     pub fn with_detail(mut self, kind: &str, mut fields: Value) -> Self {
         if let Some(map) = fields.as_object_mut() {
-            map.insert("@type".into(), Value::String(format!("{TYPE_PREFIX}{kind}")));
+            map.insert(
+                "@type".into(),
+                Value::String(format!("{TYPE_PREFIX}{kind}")),
+            );
         }
         self.details.push(fields);
         self

@@ -72,7 +72,11 @@ pub fn marker_fault(scenario: &Scenario, prompt: &str) -> Option<Fault> {
         "malformed" => Some(Fault::Malformed),
         "non_json" => Some(Fault::NonJson),
         "429" => Some(Fault::Shared429),
-        code => code.parse::<u16>().ok().filter(|c| (400..600).contains(c)).map(Fault::Status),
+        code => code
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (400..600).contains(c))
+            .map(Fault::Status),
     }
 }
 
@@ -139,7 +143,10 @@ pub fn fault_response(fault: Fault) -> Response {
 fn reset_response() -> Response {
     let stream = futures::stream::iter([
         Ok::<Bytes, std::io::Error>(Bytes::from_static(b"{\"candidates\": [")),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated connection reset")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "emulated connection reset",
+        )),
     ]);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
@@ -168,7 +175,10 @@ mod tests {
     #[test]
     fn markers_force_faults_and_outcomes() {
         let s = Scenario::default();
-        assert_eq!(marker_fault(&s, "a [[fail:503]] b"), Some(Fault::Status(503)));
+        assert_eq!(
+            marker_fault(&s, "a [[fail:503]] b"),
+            Some(Fault::Status(503))
+        );
         assert_eq!(marker_fault(&s, "[[fail:reset]]"), Some(Fault::Reset));
         assert_eq!(marker_fault(&s, "plain"), None);
         assert_eq!(outcome(&s, "x [[blocked]]"), Outcome::Blocked);

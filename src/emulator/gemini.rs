@@ -61,7 +61,10 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
     let encoding = output_encoding(&image_config)?;
     let seed = config
         .get("seed")
-        .and_then(|s| s.as_i64().or_else(|| s.as_str().and_then(|t| t.parse().ok())))
+        .and_then(|s| {
+            s.as_i64()
+                .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+        })
         .unwrap_or(0);
     let output_uri_prefix = req
         .pointer("/outputConfig/outputUriPrefix")
@@ -106,7 +109,12 @@ fn check_contents(ctx: &CallCtx, req: &Value) -> Result<Inputs, ApiError> {
             ),
         });
     };
-    let mut inputs = Inputs { prompt: String::new(), all_text: String::new(), images: 0, first_dims: None };
+    let mut inputs = Inputs {
+        prompt: String::new(),
+        all_text: String::new(),
+        images: 0,
+        first_dims: None,
+    };
     for (i, content) in contents.iter().enumerate() {
         let role = content.get("role").and_then(Value::as_str).unwrap_or("");
         if !matches!(role, "" | "user" | "model") {
@@ -136,7 +144,10 @@ fn check_contents(ctx: &CallCtx, req: &Value) -> Result<Inputs, ApiError> {
     if inputs.images > max {
         return Err(ApiError::field(
             "contents",
-            format!("Too many input images: {} (model {} accepts at most {max}).", inputs.images, ctx.model),
+            format!(
+                "Too many input images: {} (model {} accepts at most {max}).",
+                inputs.images, ctx.model
+            ),
         ));
     }
     Ok(inputs)
@@ -151,8 +162,19 @@ fn check_part(
     inputs: &mut Inputs,
 ) -> Result<(), ApiError> {
     let path = format!("contents[{i}].parts[{j}]");
-    let data_fields = ["text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode", "codeExecutionResult"];
-    let present = data_fields.iter().filter(|f| part.get(**f).is_some()).count();
+    let data_fields = [
+        "text",
+        "inlineData",
+        "fileData",
+        "functionCall",
+        "functionResponse",
+        "executableCode",
+        "codeExecutionResult",
+    ];
+    let present = data_fields
+        .iter()
+        .filter(|f| part.get(**f).is_some())
+        .count();
     if present != 1 {
         let msg = if present == 0 {
             format!("{path}.data: required oneof field 'data' must have one initialized field")
@@ -170,8 +192,15 @@ fn check_part(
         }
     }
     if let Some(file) = part.get("fileData") {
-        if file.get("fileUri").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(ApiError::field(&format!("{path}.file_data.file_uri"), "file_uri must be set."));
+        if file
+            .get("fileUri")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::field(
+                &format!("{path}.file_data.file_uri"),
+                "file_uri must be set.",
+            ));
         }
         if role != "model" {
             inputs.images += 1;
@@ -209,7 +238,11 @@ fn check_inline(ctx: &CallCtx, blob: &Value, path: &str) -> Result<Option<(u32, 
     if bytes.len() as u64 > max {
         return Err(ApiError::field(
             &field,
-            format!("Inline image is {} bytes; the maximum for {} is {max} bytes.", bytes.len(), ctx.model),
+            format!(
+                "Inline image is {} bytes; the maximum for {} is {max} bytes.",
+                bytes.len(),
+                ctx.model
+            ),
         ));
     }
     match inspect(&bytes) {
@@ -232,7 +265,11 @@ fn modalities(ctx: &CallCtx, config: &Value) -> Result<(bool, bool), ApiError> {
     if let Some(bad) = names.iter().find(|m| !matches!(**m, "TEXT" | "IMAGE")) {
         return Err(ApiError::field(
             "generation_config.response_modalities",
-            format!("Model {} does not support the requested response modalities: {}", ctx.model, bad.to_ascii_lowercase()),
+            format!(
+                "Model {} does not support the requested response modalities: {}",
+                ctx.model,
+                bad.to_ascii_lowercase()
+            ),
         ));
     }
     Ok((names.contains(&"TEXT"), names.contains(&"IMAGE")))
@@ -241,7 +278,10 @@ fn modalities(ctx: &CallCtx, config: &Value) -> Result<(bool, bool), ApiError> {
 fn candidate_count(ctx: &CallCtx, config: &Value) -> Result<u32, ApiError> {
     let n = config
         .get("candidateCount")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .unwrap_or(1);
     let max = ctx.info.max_outputs as i64;
     if n > 1 && max == 1 {
@@ -253,7 +293,10 @@ fn candidate_count(ctx: &CallCtx, config: &Value) -> Result<u32, ApiError> {
     if !(1..=max).contains(&n) {
         return Err(ApiError::field(
             "generation_config.candidate_count",
-            format!("candidate_count must be between 1 and {max} for {}, got {n}.", ctx.model),
+            format!(
+                "candidate_count must be between 1 and {max} for {}, got {n}.",
+                ctx.model
+            ),
         ));
     }
     Ok(n as u32)
@@ -271,7 +314,11 @@ fn dimensions(
             if !info.aspect_ratios.contains(&r) {
                 return Err(ApiError::field(
                     "generation_config.image_config.aspect_ratio",
-                    format!("Unsupported aspect ratio \"{r}\" for model {}. Supported: {}.", ctx.model, info.aspect_ratios.join(", ")),
+                    format!(
+                        "Unsupported aspect ratio \"{r}\" for model {}. Supported: {}.",
+                        ctx.model,
+                        info.aspect_ratios.join(", ")
+                    ),
                 ));
             }
             r
@@ -283,10 +330,18 @@ fn dimensions(
     match catalog::dimensions(info, Some(ratio), size) {
         Some(d) => Ok((d, size.map(str::to_ascii_uppercase))),
         None => {
-            let supported = if info.image_sizes.is_empty() { "none (fixed size)".to_string() } else { info.image_sizes.join(", ") };
+            let supported = if info.image_sizes.is_empty() {
+                "none (fixed size)".to_string()
+            } else {
+                info.image_sizes.join(", ")
+            };
             Err(ApiError::field(
                 "generation_config.image_config.image_size",
-                format!("Unsupported image size \"{}\" for model {}. Supported: {supported}.", size.unwrap_or(""), ctx.model),
+                format!(
+                    "Unsupported image size \"{}\" for model {}. Supported: {supported}.",
+                    size.unwrap_or(""),
+                    ctx.model
+                ),
             ))
         }
     }
@@ -296,14 +351,21 @@ fn output_encoding(image_config: &Value) -> Result<Encoding, ApiError> {
     let Some(opts) = image_config.get("imageOutputOptions") else {
         return Ok(Encoding::Png);
     };
-    let quality = opts.get("compressionQuality").and_then(Value::as_i64).unwrap_or(75);
+    let quality = opts
+        .get("compressionQuality")
+        .and_then(Value::as_i64)
+        .unwrap_or(75);
     if !(0..=100).contains(&quality) {
         return Err(ApiError::field(
             "generation_config.image_config.image_output_options.compression_quality",
             format!("compression_quality must be between 0 and 100, got {quality}."),
         ));
     }
-    match opts.get("mimeType").and_then(Value::as_str).unwrap_or("image/png") {
+    match opts
+        .get("mimeType")
+        .and_then(Value::as_str)
+        .unwrap_or("image/png")
+    {
         "image/png" => Ok(Encoding::Png),
         "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
         other => Err(ApiError::field(

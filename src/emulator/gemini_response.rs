@@ -68,12 +68,20 @@ pub fn respond(
             "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 16,
                               "totalTokenCount": prompt_tokens + 16},
         }),
-        Outcome::Normal => normal_body(state, ctx, plan, &response_id, prompt_tokens, prompt_image_tokens)?,
+        Outcome::Normal => normal_body(
+            state,
+            ctx,
+            plan,
+            &response_id,
+            prompt_tokens,
+            prompt_image_tokens,
+        )?,
     };
     body["modelVersion"] = json!(ctx.model);
     body["responseId"] = json!(response_id);
     if ctx.surface == Surface::Vertex {
-        body["createTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        body["createTime"] =
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         body["usageMetadata"]["trafficType"] = json!("ON_DEMAND");
     }
     Ok(body)
@@ -105,10 +113,19 @@ fn normal_body(
             "index": index,
         }));
     }
-    let image_tokens = if plan.want_image { per_image * plan.candidates } else { 0 };
-    let out_text_tokens = if plan.want_text { text_tokens * plan.candidates } else { 0 };
+    let image_tokens = if plan.want_image {
+        per_image * plan.candidates
+    } else {
+        0
+    };
+    let out_text_tokens = if plan.want_text {
+        text_tokens * plan.candidates
+    } else {
+        0
+    };
     let candidates_tokens = image_tokens + out_text_tokens;
-    let mut prompt_details = vec![json!({"modality": "TEXT", "tokenCount": plan.prompt_text_tokens})];
+    let mut prompt_details =
+        vec![json!({"modality": "TEXT", "tokenCount": plan.prompt_text_tokens})];
     if prompt_image_tokens > 0 {
         prompt_details.push(json!({"modality": "IMAGE", "tokenCount": prompt_image_tokens}));
     }
@@ -145,18 +162,38 @@ fn image_part(
         &plan.seed.to_string(),
         &format!("{w}x{h}:{index}:{:?}", plan.encoding),
     ]);
-    let signature = base64::engine::general_purpose::STANDARD.encode(format!("emu-thought:{seed:016x}"));
+    let signature =
+        base64::engine::general_purpose::STANDARD.encode(format!("emu-thought:{seed:016x}"));
     let mime = plan.encoding.mime();
     if let Some(prefix) = &plan.output_uri_prefix {
-        let uri = format!("{prefix}{response_id}/image_{index}.{}", plan.encoding.ext());
-        return Ok(json!({"fileData": {"mimeType": mime, "fileUri": uri}, "thoughtSignature": signature}));
+        let uri = format!(
+            "{prefix}{response_id}/image_{index}.{}",
+            plan.encoding.ext()
+        );
+        return Ok(
+            json!({"fileData": {"mimeType": mime, "fileUri": uri}, "thoughtSignature": signature}),
+        );
     }
-    let key = ImageKey { seed, width: w, height: h, encoding: plan.encoding };
-    let data = state.images.get_base64(key).map_err(|e| ApiError::new(500, e))?;
-    Ok(json!({"inlineData": {"mimeType": mime, "data": data.as_str()}, "thoughtSignature": signature}))
+    let key = ImageKey {
+        seed,
+        width: w,
+        height: h,
+        encoding: plan.encoding,
+    };
+    let data = state
+        .images
+        .get_base64(key)
+        .map_err(|e| ApiError::new(500, e))?;
+    Ok(
+        json!({"inlineData": {"mimeType": mime, "data": data.as_str()}, "thoughtSignature": signature}),
+    )
 }
 
 fn short(prompt: &str) -> String {
     let s: String = prompt.chars().take(80).collect();
-    if s.is_empty() { "as requested".into() } else { s }
+    if s.is_empty() {
+        "as requested".into()
+    } else {
+        s
+    }
 }

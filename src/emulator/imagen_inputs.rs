@@ -13,38 +13,79 @@ use super::media::{decode_b64, inspect};
 use super::synth::Encoding;
 
 const REFERENCE_TYPES: &[&str] = &[
-    "REFERENCE_TYPE_RAW", "REFERENCE_TYPE_MASK", "REFERENCE_TYPE_CONTROL",
-    "REFERENCE_TYPE_STYLE", "REFERENCE_TYPE_SUBJECT", "REFERENCE_TYPE_CONTENT",
+    "REFERENCE_TYPE_RAW",
+    "REFERENCE_TYPE_MASK",
+    "REFERENCE_TYPE_CONTROL",
+    "REFERENCE_TYPE_STYLE",
+    "REFERENCE_TYPE_SUBJECT",
+    "REFERENCE_TYPE_CONTENT",
 ];
 const EDIT_MODES: &[&str] = &[
-    "EDIT_MODE_DEFAULT", "EDIT_MODE_INPAINT_REMOVAL", "EDIT_MODE_INPAINT_INSERTION",
-    "EDIT_MODE_OUTPAINT", "EDIT_MODE_CONTROLLED_EDITING", "EDIT_MODE_STYLE",
-    "EDIT_MODE_BGSWAP", "EDIT_MODE_PRODUCT_IMAGE",
+    "EDIT_MODE_DEFAULT",
+    "EDIT_MODE_INPAINT_REMOVAL",
+    "EDIT_MODE_INPAINT_INSERTION",
+    "EDIT_MODE_OUTPAINT",
+    "EDIT_MODE_CONTROLLED_EDITING",
+    "EDIT_MODE_STYLE",
+    "EDIT_MODE_BGSWAP",
+    "EDIT_MODE_PRODUCT_IMAGE",
 ];
 const MASK_MODES: &[&str] = &[
-    "MASK_MODE_DEFAULT", "MASK_MODE_USER_PROVIDED", "MASK_MODE_BACKGROUND",
-    "MASK_MODE_FOREGROUND", "MASK_MODE_SEMANTIC",
+    "MASK_MODE_DEFAULT",
+    "MASK_MODE_USER_PROVIDED",
+    "MASK_MODE_BACKGROUND",
+    "MASK_MODE_FOREGROUND",
+    "MASK_MODE_SEMANTIC",
 ];
-const CONTROL_TYPES: &[&str] = &["CONTROL_TYPE_DEFAULT", "CONTROL_TYPE_CANNY", "CONTROL_TYPE_SCRIBBLE", "CONTROL_TYPE_FACE_MESH"];
-const SUBJECT_TYPES: &[&str] = &["SUBJECT_TYPE_DEFAULT", "SUBJECT_TYPE_PERSON", "SUBJECT_TYPE_ANIMAL", "SUBJECT_TYPE_PRODUCT"];
-const SEGMENT_MODES: &[&str] = &["FOREGROUND", "BACKGROUND", "PROMPT", "SEMANTIC", "INTERACTIVE"];
+const CONTROL_TYPES: &[&str] = &[
+    "CONTROL_TYPE_DEFAULT",
+    "CONTROL_TYPE_CANNY",
+    "CONTROL_TYPE_SCRIBBLE",
+    "CONTROL_TYPE_FACE_MESH",
+];
+const SUBJECT_TYPES: &[&str] = &[
+    "SUBJECT_TYPE_DEFAULT",
+    "SUBJECT_TYPE_PERSON",
+    "SUBJECT_TYPE_ANIMAL",
+    "SUBJECT_TYPE_PRODUCT",
+];
+const SEGMENT_MODES: &[&str] = &[
+    "FOREGROUND",
+    "BACKGROUND",
+    "PROMPT",
+    "SEMANTIC",
+    "INTERACTIVE",
+];
 
 /// Checks one input image object (`{bytesBase64Encoded|gcsUri, mimeType}`); returns its
 /// dimensions when they can be read.
-pub fn image_field(ctx: &CallCtx, image: &Value, path: &str) -> Result<Option<(u32, u32)>, ApiError> {
-    if let Some(mime) = image.get("mimeType").and_then(Value::as_str) {
-        if !matches!(mime, "image/png" | "image/jpeg" | "image/webp") {
-            return Err(ApiError::field(&format!("{path}.mimeType"), format!("Unsupported mimeType {mime}.")));
-        }
+pub fn image_field(
+    ctx: &CallCtx,
+    image: &Value,
+    path: &str,
+) -> Result<Option<(u32, u32)>, ApiError> {
+    if let Some(mime) = image.get("mimeType").and_then(Value::as_str)
+        && !matches!(mime, "image/png" | "image/jpeg" | "image/webp")
+    {
+        return Err(ApiError::field(
+            &format!("{path}.mimeType"),
+            format!("Unsupported mimeType {mime}."),
+        ));
     }
     if let Some(uri) = image.get("gcsUri").and_then(Value::as_str) {
         if !uri.starts_with("gs://") {
-            return Err(ApiError::field(&format!("{path}.gcsUri"), "gcsUri must start with gs://."));
+            return Err(ApiError::field(
+                &format!("{path}.gcsUri"),
+                "gcsUri must start with gs://.",
+            ));
         }
         return Ok(None);
     }
     let Some(b64) = image.get("bytesBase64Encoded").and_then(Value::as_str) else {
-        return Err(ApiError::field(path, format!("{path} must carry bytesBase64Encoded or gcsUri.")));
+        return Err(ApiError::field(
+            path,
+            format!("{path} must carry bytesBase64Encoded or gcsUri."),
+        ));
     };
     let field = format!("{path}.bytesBase64Encoded");
     let Some(bytes) = decode_b64(b64).filter(|b| !b.is_empty()) else {
@@ -52,33 +93,64 @@ pub fn image_field(ctx: &CallCtx, image: &Value, path: &str) -> Result<Option<(u
     };
     let max = ctx.info.max_inline_bytes;
     if bytes.len() as u64 > max {
-        return Err(ApiError::field(&field, format!("Input image is {} bytes; the limit is {max} bytes.", bytes.len())));
+        return Err(ApiError::field(
+            &field,
+            format!(
+                "Input image is {} bytes; the limit is {max} bytes.",
+                bytes.len()
+            ),
+        ));
     }
     match inspect(&bytes) {
         Some(found) => Ok(found.dims),
-        None => Err(ApiError::field(&field, "Unable to decode the input image. Please provide a valid PNG, JPEG or WebP image.")),
+        None => Err(ApiError::field(
+            &field,
+            "Unable to decode the input image. Please provide a valid PNG, JPEG or WebP image.",
+        )),
     }
 }
 
 /// Edit / customization on a capability model.
-pub fn edit(ctx: &CallCtx, instance: &Value, params: &Value, c: Common) -> Result<ImagenPlan, ApiError> {
+pub fn edit(
+    ctx: &CallCtx,
+    instance: &Value,
+    params: &Value,
+    c: Common,
+) -> Result<ImagenPlan, ApiError> {
     let prompt = match instance.get("prompt") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => String::new(),
-        Some(other) => return Err(ApiError::field("instances[0].prompt", format!("prompt must be a string, got {other}."))),
+        Some(other) => {
+            return Err(ApiError::field(
+                "instances[0].prompt",
+                format!("prompt must be a string, got {other}."),
+            ));
+        }
     };
     enum_param(params, "editMode", EDIT_MODES)?;
     let refs = instance.get("referenceImages").and_then(Value::as_array);
     let Some(refs) = refs.filter(|r| !r.is_empty()) else {
-        return Err(ApiError::field("instances[0].referenceImages", "At least one reference image is required for editing."));
+        return Err(ApiError::field(
+            "instances[0].referenceImages",
+            "At least one reference image is required for editing.",
+        ));
     };
     if refs.len() as u32 > ctx.info.max_input_images {
-        return Err(ApiError::field("instances[0].referenceImages", format!("At most {} reference images are supported; got {}.", ctx.info.max_input_images, refs.len())));
+        return Err(ApiError::field(
+            "instances[0].referenceImages",
+            format!(
+                "At most {} reference images are supported; got {}.",
+                ctx.info.max_input_images,
+                refs.len()
+            ),
+        ));
     }
     let mut raw_dims = None;
     for (i, r) in refs.iter().enumerate() {
         let dims = reference(ctx, r, &format!("instances[0].referenceImages[{i}]"))?;
-        if raw_dims.is_none() && r.get("referenceType").and_then(Value::as_str) == Some("REFERENCE_TYPE_RAW") {
+        if raw_dims.is_none()
+            && r.get("referenceType").and_then(Value::as_str) == Some("REFERENCE_TYPE_RAW")
+        {
             raw_dims = dims;
         }
     }
@@ -92,10 +164,21 @@ pub fn edit(ctx: &CallCtx, instance: &Value, params: &Value, c: Common) -> Resul
 fn reference(ctx: &CallCtx, r: &Value, path: &str) -> Result<Option<(u32, u32)>, ApiError> {
     let kind = r.get("referenceType").and_then(Value::as_str).unwrap_or("");
     if !REFERENCE_TYPES.contains(&kind) {
-        return Err(ApiError::field(&format!("{path}.referenceType"), format!("Invalid referenceType \"{kind}\". Allowed: {}.", REFERENCE_TYPES.join(", "))));
+        return Err(ApiError::field(
+            &format!("{path}.referenceType"),
+            format!(
+                "Invalid referenceType \"{kind}\". Allowed: {}.",
+                REFERENCE_TYPES.join(", ")
+            ),
+        ));
     }
-    if r.get("referenceId").is_some_and(|v| !v.is_i64() && !v.is_u64()) {
-        return Err(ApiError::field(&format!("{path}.referenceId"), "referenceId must be an integer."));
+    if r.get("referenceId")
+        .is_some_and(|v| !v.is_i64() && !v.is_u64())
+    {
+        return Err(ApiError::field(
+            &format!("{path}.referenceId"),
+            "referenceId must be an integer.",
+        ));
     }
     let nested = [
         ("maskImageConfig", "maskMode", MASK_MODES),
@@ -103,29 +186,47 @@ fn reference(ctx: &CallCtx, r: &Value, path: &str) -> Result<Option<(u32, u32)>,
         ("subjectImageConfig", "subjectType", SUBJECT_TYPES),
     ];
     for (config, field, allowed) in nested {
-        if let Some(v) = r.get(config).and_then(|c| c.get(field)) {
-            if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
-                return Err(ApiError::field(&format!("{path}.{config}.{field}"), format!("Invalid {field} {v}. Allowed: {}.", allowed.join(", "))));
-            }
+        if let Some(v) = r.get(config).and_then(|c| c.get(field))
+            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+        {
+            return Err(ApiError::field(
+                &format!("{path}.{config}.{field}"),
+                format!("Invalid {field} {v}. Allowed: {}.", allowed.join(", ")),
+            ));
         }
     }
-    if let Some(d) = r.pointer("/maskImageConfig/dilation").and_then(Value::as_f64) {
-        if !(0.0..=1.0).contains(&d) {
-            return Err(ApiError::field(&format!("{path}.maskImageConfig.dilation"), "dilation must be between 0 and 1."));
-        }
+    if let Some(d) = r
+        .pointer("/maskImageConfig/dilation")
+        .and_then(Value::as_f64)
+        && !(0.0..=1.0).contains(&d)
+    {
+        return Err(ApiError::field(
+            &format!("{path}.maskImageConfig.dilation"),
+            "dilation must be between 0 and 1.",
+        ));
     }
-    let mask_mode = r.pointer("/maskImageConfig/maskMode").and_then(Value::as_str);
-    let image_optional = kind == "REFERENCE_TYPE_MASK" && mask_mode != Some("MASK_MODE_USER_PROVIDED");
+    let mask_mode = r
+        .pointer("/maskImageConfig/maskMode")
+        .and_then(Value::as_str);
+    let image_optional =
+        kind == "REFERENCE_TYPE_MASK" && mask_mode != Some("MASK_MODE_USER_PROVIDED");
     match r.get("referenceImage") {
         Some(img) => image_field(ctx, img, &format!("{path}.referenceImage")),
         None if image_optional => Ok(None),
-        None => Err(ApiError::field(&format!("{path}.referenceImage"), format!("{kind} requires a referenceImage."))),
+        None => Err(ApiError::field(
+            &format!("{path}.referenceImage"),
+            format!("{kind} requires a referenceImage."),
+        )),
     }
 }
 
 /// Product recontext: prompt plus 1–3 product images.
 pub fn recontext(ctx: &CallCtx, instance: &Value, c: Common) -> Result<ImagenPlan, ApiError> {
-    let prompt = instance.get("prompt").and_then(Value::as_str).unwrap_or("").to_string();
+    let prompt = instance
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     product_images(ctx, instance, 1, ctx.info.max_input_images as usize)?;
     let dims = ratio_dims(ctx, c.aspect_ratio.as_deref(), None)?;
     Ok(base_plan(Op::Recontext, prompt, dims, c))
@@ -133,9 +234,12 @@ pub fn recontext(ctx: &CallCtx, instance: &Value, c: Common) -> Result<ImagenPla
 
 /// Virtual try-on: one person image plus one product image.
 pub fn try_on(ctx: &CallCtx, instance: &Value, c: Common) -> Result<ImagenPlan, ApiError> {
-    let person = instance
-        .pointer("/personImage/image")
-        .ok_or_else(|| ApiError::field("instances[0].personImage.image", "personImage.image is required for virtual try-on."))?;
+    let person = instance.pointer("/personImage/image").ok_or_else(|| {
+        ApiError::field(
+            "instances[0].personImage.image",
+            "personImage.image is required for virtual try-on.",
+        )
+    })?;
     image_field(ctx, person, "instances[0].personImage.image")?;
     product_images(ctx, instance, 1, 1)?;
     let dims = ratio_dims(ctx, c.aspect_ratio.as_deref(), None)?;
@@ -143,16 +247,26 @@ pub fn try_on(ctx: &CallCtx, instance: &Value, c: Common) -> Result<ImagenPlan, 
 }
 
 fn product_images(ctx: &CallCtx, instance: &Value, min: usize, max: usize) -> Result<(), ApiError> {
-    let list = instance.get("productImages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let list = instance
+        .get("productImages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if list.len() < min || list.len() > max {
         return Err(ApiError::field(
             "instances[0].productImages",
-            format!("productImages must hold between {min} and {max} images for {}; got {}.", ctx.model, list.len()),
+            format!(
+                "productImages must hold between {min} and {max} images for {}; got {}.",
+                ctx.model,
+                list.len()
+            ),
         ));
     }
     for (i, p) in list.iter().enumerate() {
         let path = format!("instances[0].productImages[{i}].image");
-        let img = p.get("image").ok_or_else(|| ApiError::field(&path, "image is required."))?;
+        let img = p
+            .get("image")
+            .ok_or_else(|| ApiError::field(&path, "image is required."))?;
         image_field(ctx, img, &path)?;
     }
     Ok(())
@@ -160,29 +274,72 @@ fn product_images(ctx: &CallCtx, instance: &Value, min: usize, max: usize) -> Re
 
 /// Segmentation: one mask per prediction, labels from the mode/prompt.
 pub fn segment(ctx: &CallCtx, instance: &Value, params: &Value) -> Result<ImagenPlan, ApiError> {
-    let image = instance.get("image").ok_or_else(|| ApiError::field("instances[0].image", "instances[0].image is required for segmentation."))?;
+    let image = instance.get("image").ok_or_else(|| {
+        ApiError::field(
+            "instances[0].image",
+            "instances[0].image is required for segmentation.",
+        )
+    })?;
     let dims = image_field(ctx, image, "instances[0].image")?.unwrap_or((1024, 1024));
-    let mode = params.get("mode").and_then(Value::as_str).unwrap_or("FOREGROUND").to_ascii_uppercase();
+    let mode = params
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("FOREGROUND")
+        .to_ascii_uppercase();
     if !SEGMENT_MODES.contains(&mode.as_str()) {
-        return Err(ApiError::field("parameters.mode", format!("Invalid segmentation mode \"{mode}\". Allowed: {}.", SEGMENT_MODES.join(", "))));
+        return Err(ApiError::field(
+            "parameters.mode",
+            format!(
+                "Invalid segmentation mode \"{mode}\". Allowed: {}.",
+                SEGMENT_MODES.join(", ")
+            ),
+        ));
     }
-    let prompt = instance.get("prompt").and_then(Value::as_str).unwrap_or("").trim().to_string();
+    let prompt = instance
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if matches!(mode.as_str(), "PROMPT" | "SEMANTIC") && prompt.is_empty() {
-        return Err(ApiError::field("instances[0].prompt", format!("A prompt is required for {mode} segmentation.")));
+        return Err(ApiError::field(
+            "instances[0].prompt",
+            format!("A prompt is required for {mode} segmentation."),
+        ));
     }
     match (mode.as_str(), instance.get("scribble")) {
         ("INTERACTIVE", Some(s)) => {
-            let img = s.get("image").ok_or_else(|| ApiError::field("instances[0].scribble.image", "scribble.image is required."))?;
+            let img = s.get("image").ok_or_else(|| {
+                ApiError::field("instances[0].scribble.image", "scribble.image is required.")
+            })?;
             image_field(ctx, img, "instances[0].scribble.image")?;
         }
-        ("INTERACTIVE", None) => return Err(ApiError::field("instances[0].scribble", "A scribble is required for INTERACTIVE segmentation.")),
-        (_, Some(_)) => return Err(ApiError::field("instances[0].scribble", "scribble is only supported in INTERACTIVE mode.")),
+        ("INTERACTIVE", None) => {
+            return Err(ApiError::field(
+                "instances[0].scribble",
+                "A scribble is required for INTERACTIVE segmentation.",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::field(
+                "instances[0].scribble",
+                "scribble is only supported in INTERACTIVE mode.",
+            ));
+        }
         _ => {}
     }
     check_segment_numbers(params)?;
-    let max = params.get("maxPredictions").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+    let max = params
+        .get("maxPredictions")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .max(1) as usize;
     let labels: Vec<String> = match mode.as_str() {
-        "SEMANTIC" => prompt.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        "SEMANTIC" => prompt
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         "PROMPT" => vec![prompt.clone(); max.min(2)],
         "BACKGROUND" => vec!["background".into()],
         "FOREGROUND" => vec!["foreground".into()],
@@ -214,12 +371,21 @@ fn check_segment_numbers(params: &Value) -> Result<(), ApiError> {
         if let Some(v) = params.get(name).filter(|v| !v.is_null()) {
             let ok = v.as_f64().is_some_and(|x| (lo..=hi).contains(&x));
             if !ok {
-                return Err(ApiError::field(&format!("parameters.{name}"), format!("{name} must be between {lo} and {hi}, got {v}.")));
+                return Err(ApiError::field(
+                    &format!("parameters.{name}"),
+                    format!("{name} must be between {lo} and {hi}, got {v}."),
+                ));
             }
         }
     }
-    if params.get("maxPredictions").is_some_and(|v| !v.as_u64().is_some_and(|n| n >= 1)) {
-        return Err(ApiError::field("parameters.maxPredictions", "maxPredictions must be a positive integer."));
+    if params
+        .get("maxPredictions")
+        .is_some_and(|v| v.as_u64().is_none_or(|n| n < 1))
+    {
+        return Err(ApiError::field(
+            "parameters.maxPredictions",
+            "maxPredictions must be a positive integer.",
+        ));
     }
     Ok(())
 }

@@ -16,7 +16,12 @@ use super::synth::{ImageKey, seed_of};
 const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
 
 /// The predict response for a planned request and its safety outcome.
-pub fn respond(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, outcome: Outcome) -> Result<Value, ApiError> {
+pub fn respond(
+    state: &AppState,
+    ctx: &CallCtx,
+    plan: &ImagenPlan,
+    outcome: Outcome,
+) -> Result<Value, ApiError> {
     if plan.op == Op::Segment {
         return masks(state, ctx, plan);
     }
@@ -45,7 +50,13 @@ pub fn respond(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, outcome: Outc
     Ok(json!({"predictions": predictions}))
 }
 
-fn sample(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, index: u32, run: &str) -> Result<Value, ApiError> {
+fn sample(
+    state: &AppState,
+    ctx: &CallCtx,
+    plan: &ImagenPlan,
+    index: u32,
+    run: &str,
+) -> Result<Value, ApiError> {
     let (w, h) = plan.dims;
     let mime = plan.encoding.mime();
     let mut p = match &plan.storage_uri {
@@ -60,13 +71,24 @@ fn sample(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan, index: u32, run: &
                 &plan.seed.to_string(),
                 &format!("{:?}:{w}x{h}:{index}:{:?}", plan.op, plan.encoding),
             ]);
-            let key = ImageKey { seed, width: w, height: h, encoding: plan.encoding };
-            let data = state.images.get_base64(key).map_err(|e| ApiError::new(500, e))?;
+            let key = ImageKey {
+                seed,
+                width: w,
+                height: h,
+                encoding: plan.encoding,
+            };
+            let data = state
+                .images
+                .get_base64(key)
+                .map_err(|e| ApiError::new(500, e))?;
             json!({"bytesBase64Encoded": data.as_str(), "mimeType": mime})
         }
     };
     if plan.enhance_prompt && !plan.prompt.is_empty() {
-        p["prompt"] = json!(format!("{}, highly detailed, natural lighting, sharp focus, professional composition", plan.prompt));
+        p["prompt"] = json!(format!(
+            "{}, highly detailed, natural lighting, sharp focus, professional composition",
+            plan.prompt
+        ));
     }
     if plan.include_safety {
         p["safetyAttributes"] = json!({"categories": [], "scores": []});
@@ -79,8 +101,16 @@ fn masks(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan) -> Result<Value, Ap
     let mut predictions = Vec::new();
     for (i, label) in plan.mask_labels.iter().enumerate() {
         let seed = seed_of(&[ctx.info.id, &plan.prompt, label, &format!("{w}x{h}:{i}")]);
-        let key = ImageKey { seed, width: w, height: h, encoding: plan.encoding };
-        let data = state.images.get_base64(key).map_err(|e| ApiError::new(500, e))?;
+        let key = ImageKey {
+            seed,
+            width: w,
+            height: h,
+            encoding: plan.encoding,
+        };
+        let data = state
+            .images
+            .get_base64(key)
+            .map_err(|e| ApiError::new(500, e))?;
         let score = 0.95 - 0.1 * i as f64;
         predictions.push(json!({
             "bytesBase64Encoded": data.as_str(),

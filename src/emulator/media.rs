@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn nearest_ratio_keeps_the_shape() {
-        assert_eq!(nearest_ratio(1920, 1080, &["1:1", "16:9", "4:3"]), Some("16:9"));
+        assert_eq!(
+            nearest_ratio(1920, 1080, &["1:1", "16:9", "4:3"]),
+            Some("16:9")
+        );
         assert_eq!(nearest_ratio(2, 2, &["1:1", "16:9"]), Some("1:1"));
     }
 }

@@ -131,16 +131,31 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(control::root))
         .route("/emulator/health", get(control::health))
-        .route("/emulator/scenario", get(control::get_scenario).post(control::set_scenario))
+        .route(
+            "/emulator/scenario",
+            get(control::get_scenario).post(control::set_scenario),
+        )
         .route("/emulator/stats", get(control::stats))
         .route("/emulator/stats/reset", post(control::reset_stats))
         .route("/emulator/service-accounts", post(control::mint))
         .route("/emulator/tokens/revoke", post(control::revoke))
         .route("/token", post(control::token))
-        .route("/computeMetadata/v1/instance/service-accounts/default/token", get(control::metadata_token))
-        .route("/computeMetadata/v1/instance/service-accounts/default/", get(control::metadata_account))
-        .route("/computeMetadata/v1/instance/service-accounts/default/email", get(control::metadata_email))
-        .route("/computeMetadata/v1/project/project-id", get(control::metadata_project))
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            get(control::metadata_token),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/",
+            get(control::metadata_account),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/email",
+            get(control::metadata_email),
+        )
+        .route(
+            "/computeMetadata/v1/project/project-id",
+            get(control::metadata_project),
+        )
         .fallback(dispatch::api)
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

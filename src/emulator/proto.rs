@@ -49,10 +49,22 @@ struct Field {
 }
 
 const fn f(camel: &'static str, snake: &'static str, kind: Kind) -> Field {
-    Field { camel, snake, kind, repeated: false, scope: Scope::All }
+    Field {
+        camel,
+        snake,
+        kind,
+        repeated: false,
+        scope: Scope::All,
+    }
 }
 const fn rep(camel: &'static str, snake: &'static str, kind: Kind) -> Field {
-    Field { camel, snake, kind, repeated: true, scope: Scope::All }
+    Field {
+        camel,
+        snake,
+        kind,
+        repeated: true,
+        scope: Scope::All,
+    }
 }
 const fn vx(mut field: Field) -> Field {
     field.scope = Scope::Vertex;
@@ -136,9 +148,21 @@ const CONTENT: &[Field] = &[
     rep("parts", "parts", Kind::Msg("Part", PART)),
 ];
 const SAFETY_SETTING: &[Field] = &[
-    f("category", "category", Kind::Enum("HarmCategory", HARM_CATEGORIES)),
-    f("threshold", "threshold", Kind::Enum("SafetySetting.HarmBlockThreshold", THRESHOLDS)),
-    vx(f("method", "method", Kind::Enum("SafetySetting.HarmBlockMethod", METHODS))),
+    f(
+        "category",
+        "category",
+        Kind::Enum("HarmCategory", HARM_CATEGORIES),
+    ),
+    f(
+        "threshold",
+        "threshold",
+        Kind::Enum("SafetySetting.HarmBlockThreshold", THRESHOLDS),
+    ),
+    vx(f(
+        "method",
+        "method",
+        Kind::Enum("SafetySetting.HarmBlockMethod", METHODS),
+    )),
 ];
 const IMAGE_OUTPUT_OPTIONS: &[Field] = &[
     f("mimeType", "mime_type", Kind::Str),
@@ -169,7 +193,10 @@ const THINKING_CONFIG: &[Field] = &[
     f(
         "thinkingLevel",
         "thinking_level",
-        Kind::Enum("GenerationConfig.ThinkingConfig.ThinkingLevel", THINKING_LEVELS),
+        Kind::Enum(
+            "GenerationConfig.ThinkingConfig.ThinkingLevel",
+            THINKING_LEVELS,
+        ),
     ),
 ];
 const GENERATION_CONFIG: &[Field] = &[
@@ -194,26 +221,62 @@ const GENERATION_CONFIG: &[Field] = &[
     ),
     f("mediaResolution", "media_resolution", Kind::Any),
     f("speechConfig", "speech_config", Kind::Any),
-    f("thinkingConfig", "thinking_config", Kind::Msg("GenerationConfig.ThinkingConfig", THINKING_CONFIG)),
-    f("imageConfig", "image_config", Kind::Msg("ImageConfig", IMAGE_CONFIG)),
-    f("enableAffectiveDialog", "enable_affective_dialog", Kind::Bool),
+    f(
+        "thinkingConfig",
+        "thinking_config",
+        Kind::Msg("GenerationConfig.ThinkingConfig", THINKING_CONFIG),
+    ),
+    f(
+        "imageConfig",
+        "image_config",
+        Kind::Msg("ImageConfig", IMAGE_CONFIG),
+    ),
+    f(
+        "enableAffectiveDialog",
+        "enable_affective_dialog",
+        Kind::Bool,
+    ),
     vx(f("routingConfig", "routing_config", Kind::Any)),
     vx(f("audioTimestamp", "audio_timestamp", Kind::Bool)),
-    vx(f("modelSelectionConfig", "model_selection_config", Kind::Any)),
-    dev(f("enableEnhancedCivicAnswers", "enable_enhanced_civic_answers", Kind::Bool)),
+    vx(f(
+        "modelSelectionConfig",
+        "model_selection_config",
+        Kind::Any,
+    )),
+    dev(f(
+        "enableEnhancedCivicAnswers",
+        "enable_enhanced_civic_answers",
+        Kind::Bool,
+    )),
 ];
 const OUTPUT_CONFIG: &[Field] = &[f("outputUriPrefix", "output_uri_prefix", Kind::Str)];
 const REQUEST: &[Field] = &[
     rep("contents", "contents", Kind::Msg("Content", CONTENT)),
-    f("systemInstruction", "system_instruction", Kind::Msg("Content", CONTENT)),
+    f(
+        "systemInstruction",
+        "system_instruction",
+        Kind::Msg("Content", CONTENT),
+    ),
     rep("tools", "tools", Kind::Any),
     f("toolConfig", "tool_config", Kind::Any),
-    rep("safetySettings", "safety_settings", Kind::Msg("SafetySetting", SAFETY_SETTING)),
-    f("generationConfig", "generation_config", Kind::Msg("GenerationConfig", GENERATION_CONFIG)),
+    rep(
+        "safetySettings",
+        "safety_settings",
+        Kind::Msg("SafetySetting", SAFETY_SETTING),
+    ),
+    f(
+        "generationConfig",
+        "generation_config",
+        Kind::Msg("GenerationConfig", GENERATION_CONFIG),
+    ),
     f("cachedContent", "cached_content", Kind::Str),
     f("model", "model", Kind::Str),
     vx(f("labels", "labels", Kind::Map)),
-    vx(f("outputConfig", "output_config", Kind::Msg("OutputConfig", OUTPUT_CONFIG))),
+    vx(f(
+        "outputConfig",
+        "output_config",
+        Kind::Msg("OutputConfig", OUTPUT_CONFIG),
+    )),
     vx(f("modelArmorConfig", "model_armor_config", Kind::Any)),
 ];
 
@@ -231,9 +294,14 @@ pub fn normalize_generate_content(
 ) -> Result<Value, ApiError> {
     let type_prefix = match surface {
         Surface::Vertex => format!("type.googleapis.com/google.cloud.aiplatform.{version}."),
-        Surface::Developer => format!("type.googleapis.com/google.ai.generativelanguage.{version}."),
+        Surface::Developer => {
+            format!("type.googleapis.com/google.ai.generativelanguage.{version}.")
+        }
     };
-    let ctx = Ctx { surface, type_prefix };
+    let ctx = Ctx {
+        surface,
+        type_prefix,
+    };
     message(&ctx, body, "GenerateContentRequest", REQUEST, "")
 }
 
@@ -245,7 +313,11 @@ fn message(
     path: &str,
 ) -> Result<Value, ApiError> {
     let Some(obj) = value.as_object() else {
-        return Err(invalid_value(path, &format!("{}{type_name}", ctx.type_prefix), value));
+        return Err(invalid_value(
+            path,
+            &format!("{}{type_name}", ctx.type_prefix),
+            value,
+        ));
     };
     let mut out = Map::new();
     for (key, v) in obj {
@@ -289,13 +361,18 @@ fn scalar(ctx: &Ctx, kind: Kind, v: &Value, path: &str) -> Result<Value, ApiErro
         Kind::Bool => v.is_boolean(),
         Kind::Int => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
         Kind::Float => v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()),
-        Kind::Map => v.as_object().is_some_and(|m| m.values().all(Value::is_string)),
+        Kind::Map => v
+            .as_object()
+            .is_some_and(|m| m.values().all(Value::is_string)),
         Kind::Bytes => {
             if let Some(s) = v.as_str() {
                 if decode_b64(s).is_none() {
                     return Err(ApiError::invalid_json(
                         Some(path),
-                        format!("Invalid value at '{path}' (TYPE_BYTES), Base64 decoding failed for \"{}\"", excerpt(s)),
+                        format!(
+                            "Invalid value at '{path}' (TYPE_BYTES), Base64 decoding failed for \"{}\"",
+                            excerpt(s)
+                        ),
                     ));
                 }
                 true
@@ -343,7 +420,9 @@ fn unknown_name(key: &str, path: &str) -> ApiError {
     let message = if path.is_empty() {
         format!("Invalid JSON payload received. Unknown name \"{key}\": Cannot find field.")
     } else {
-        format!("Invalid JSON payload received. Unknown name \"{key}\" at '{path}': Cannot find field.")
+        format!(
+            "Invalid JSON payload received. Unknown name \"{key}\" at '{path}': Cannot find field."
+        )
     };
     ApiError::invalid_json(Some(path), message)
 }
@@ -370,8 +449,14 @@ mod tests {
             {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]}],
             "generation_config": {"thinking_config": {"thinking_level": "MINIMAL"}}});
         let out = normalize_generate_content(&body, Surface::Developer, "v1").expect("valid");
-        assert_eq!(out["contents"][0]["parts"][0]["inlineData"]["mimeType"], "image/png");
-        assert_eq!(out["generationConfig"]["thinkingConfig"]["thinkingLevel"], "MINIMAL");
+        assert_eq!(
+            out["contents"][0]["parts"][0]["inlineData"]["mimeType"],
+            "image/png"
+        );
+        assert_eq!(
+            out["generationConfig"]["thinkingConfig"]["thinkingLevel"],
+            "MINIMAL"
+        );
     }
 
     #[test]
@@ -391,7 +476,12 @@ mod tests {
     fn enum_and_type_errors_name_the_path() {
         let body = json!({"generationConfig": {"responseModalities": ["IMAGE", "SMELL"]}});
         let e = normalize_generate_content(&body, Surface::Vertex, "v1beta1").unwrap_err();
-        assert!(e.message.starts_with("Invalid value at 'generation_config.response_modalities[1]'"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("Invalid value at 'generation_config.response_modalities[1]'"),
+            "{}",
+            e.message
+        );
         let body = json!({"generationConfig": {"candidateCount": "two"}});
         let e = normalize_generate_content(&body, Surface::Vertex, "v1").unwrap_err();
         assert!(e.message.contains("(TYPE_INT32)"), "{}", e.message);

@@ -90,7 +90,11 @@ impl QuotaBook {
         let bucket_key = (req.project.to_string(), req.key.to_string());
         let mut buckets = self.lock();
         let b = buckets.entry(bucket_key.clone()).or_default();
-        while b.minute.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+        while b
+            .minute
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
             b.minute.pop_front();
         }
         while b.day.front().is_some_and(|t| now.duration_since(*t) >= DAY) {
@@ -163,8 +167,8 @@ fn exhausted(req: &QuotaRequest<'_>, limit: Limit, value: u64, wait: Duration) -
         "quotaDimensions": {"location": req.location, "model": req.base_model},
         "quotaValue": value.to_string(),
     });
-    let mut e = ApiError::new(429, message)
-        .with_detail("QuotaFailure", json!({"violations": [violation]}));
+    let mut e =
+        ApiError::new(429, message).with_detail("QuotaFailure", json!({"violations": [violation]}));
     if req.surface == Surface::Developer {
         e = e.with_detail(
             "Help",
@@ -224,25 +228,48 @@ mod tests {
     #[test]
     fn rpm_refuses_the_request_over_the_limit_with_retry_info() {
         let book = Arc::new(QuotaBook::default());
-        let r = req(QuotaLimits { rpm: Some(2), ..Default::default() });
+        let r = req(QuotaLimits {
+            rpm: Some(2),
+            ..Default::default()
+        });
         let _a = book.admit(&r).expect("first");
         let _b = book.admit(&r).expect("second");
         let e = book.admit(&r).expect_err("third is over");
         assert_eq!(e.code, 429);
         let body = e.body();
         let details = body["error"]["details"].as_array().expect("details");
-        let retry = details.iter().find(|d| d["@type"].as_str().is_some_and(|t| t.ends_with("RetryInfo"))).expect("retry");
-        assert!(retry["retryDelay"].as_str().is_some_and(|s| s.ends_with('s')));
-        assert!(e.message.contains("generate_content_requests_per_minute_per_project_per_base_model"));
+        let retry = details
+            .iter()
+            .find(|d| {
+                d["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("RetryInfo"))
+            })
+            .expect("retry");
+        assert!(
+            retry["retryDelay"]
+                .as_str()
+                .is_some_and(|s| s.ends_with('s'))
+        );
+        assert!(
+            e.message
+                .contains("generate_content_requests_per_minute_per_project_per_base_model")
+        );
     }
 
     #[test]
     fn concurrency_slot_frees_when_the_permit_drops() {
         let book = Arc::new(QuotaBook::default());
-        let r = req(QuotaLimits { concurrent: Some(1), ..Default::default() });
+        let r = req(QuotaLimits {
+            concurrent: Some(1),
+            ..Default::default()
+        });
         let a = book.admit(&r).expect("first");
         let e = book.admit(&r).expect_err("second waits");
-        assert!(e.body()["error"]["details"][0]["violations"][0]["quotaId"] == "ConcurrentRequestsPerProjectPerModel");
+        assert!(
+            e.body()["error"]["details"][0]["violations"][0]["quotaId"]
+                == "ConcurrentRequestsPerProjectPerModel"
+        );
         drop(a);
         book.admit(&r).expect("slot freed");
     }

@@ -71,9 +71,17 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let post = method == Method::POST;
     match segs.as_slice() {
-        [v, "projects", p, "locations", l, "publishers", publisher, "models", mm]
-            if post && VERTEX_VERSIONS.contains(v) =>
-        {
+        [
+            v,
+            "projects",
+            p,
+            "locations",
+            l,
+            "publishers",
+            publisher,
+            "models",
+            mm,
+        ] if post && VERTEX_VERSIONS.contains(v) => {
             let (model, m) = model_method(mm)?;
             Some(Route::Model(ModelTarget {
                 surface: Surface::Vertex,
@@ -112,8 +120,20 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
                 method: m,
             }))
         }
-        [v, "projects", p, "locations", l, "batchPredictionJobs", rest @ ..] if VERTEX_VERSIONS.contains(v) => {
-            let loc = VertexLoc { version: v.to_string(), project: p.to_string(), location: l.to_string() };
+        [
+            v,
+            "projects",
+            p,
+            "locations",
+            l,
+            "batchPredictionJobs",
+            rest @ ..,
+        ] if VERTEX_VERSIONS.contains(v) => {
+            let loc = VertexLoc {
+                version: v.to_string(),
+                project: p.to_string(),
+                location: l.to_string(),
+            };
             vertex_batch(method, loc, rest)
         }
         [v, "batches", id] if DEV_VERSIONS.contains(v) => dev_batch(method, v, id),
@@ -124,7 +144,9 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
 fn vertex_batch(method: &Method, loc: VertexLoc, rest: &[&str]) -> Option<Route> {
     match (method, rest) {
         (&Method::POST, []) => Some(Route::VertexBatchCreate(loc)),
-        (&Method::GET, [id]) if !id.contains(':') => Some(Route::VertexBatchGet(loc, id.to_string())),
+        (&Method::GET, [id]) if !id.contains(':') => {
+            Some(Route::VertexBatchGet(loc, id.to_string()))
+        }
         (&Method::POST, [id]) => {
             let (id, action) = id.split_once(':')?;
             (action == "cancel").then(|| Route::VertexBatchCancel(loc, id.to_string()))
@@ -151,15 +173,40 @@ mod tests {
 
     #[test]
     fn google_paths_parse() {
-        let r = parse(&Method::POST, "/v1beta1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent");
-        let Some(Route::Model(t)) = r else { panic!("model route") };
-        assert_eq!((t.model.as_str(), t.method.as_str(), t.express), ("gemini-2.5-flash-image", "generateContent", false));
-        let Some(Route::Model(t)) = parse(&Method::POST, "/v1/models/imagen-4.0-generate-001:predict") else { panic!("dev") };
+        let r = parse(
+            &Method::POST,
+            "/v1beta1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent",
+        );
+        let Some(Route::Model(t)) = r else {
+            panic!("model route")
+        };
+        assert_eq!(
+            (t.model.as_str(), t.method.as_str(), t.express),
+            ("gemini-2.5-flash-image", "generateContent", false)
+        );
+        let Some(Route::Model(t)) =
+            parse(&Method::POST, "/v1/models/imagen-4.0-generate-001:predict")
+        else {
+            panic!("dev")
+        };
         assert_eq!(t.surface, Surface::Developer);
-        let Some(Route::Model(t)) = parse(&Method::POST, "/v1beta1/publishers/google/models/m:predict") else { panic!("express") };
+        let Some(Route::Model(t)) =
+            parse(&Method::POST, "/v1beta1/publishers/google/models/m:predict")
+        else {
+            panic!("express")
+        };
         assert!(t.express);
-        assert_eq!(parse(&Method::GET, "/v1/batches/abc"), Some(Route::DevBatchGet("v1".into(), "abc".into())));
+        assert_eq!(
+            parse(&Method::GET, "/v1/batches/abc"),
+            Some(Route::DevBatchGet("v1".into(), "abc".into()))
+        );
         assert!(parse(&Method::POST, "/v2/models/m:generateContent").is_none());
-        assert!(parse(&Method::POST, "/v1beta/projects/p/locations/l/publishers/google/models/m:predict").is_none());
+        assert!(
+            parse(
+                &Method::POST,
+                "/v1beta/projects/p/locations/l/publishers/google/models/m:predict"
+            )
+            .is_none()
+        );
     }
 }

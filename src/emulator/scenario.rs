@@ -170,9 +170,8 @@ impl Scenario {
 
     /// Reads, parses and checks a TOML scenario file.
     pub fn from_file(path: &Path) -> Result<Self, EmulatorError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            EmulatorError::Scenario(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| EmulatorError::Scenario(format!("cannot read {}: {e}", path.display())))?;
         Self::from_toml_str(&text)
     }
 
@@ -255,12 +254,12 @@ impl LatencyConfig {
 
 impl LatencySpec {
     fn validate(&self, key: &str) -> Result<(), EmulatorError> {
-        if let (Some(lo), Some(hi)) = (self.min_ms, self.max_ms) {
-            if lo > hi {
-                return Err(EmulatorError::Scenario(format!(
-                    "{key}.min_ms ({lo}) is greater than {key}.max_ms ({hi})"
-                )));
-            }
+        if let (Some(lo), Some(hi)) = (self.min_ms, self.max_ms)
+            && lo > hi
+        {
+            return Err(EmulatorError::Scenario(format!(
+                "{key}.min_ms ({lo}) is greater than {key}.max_ms ({hi})"
+            )));
         }
         if self.table.iter().any(|b| !(b.weight >= 0.0)) {
             return Err(EmulatorError::Scenario(format!(
@@ -323,7 +322,10 @@ concurrent = 16
 "#,
         )
         .expect("parses");
-        assert_eq!(s.latency_for("gemini-2.5-flash-image", "x").sample(0.5), 200);
+        assert_eq!(
+            s.latency_for("gemini-2.5-flash-image", "x").sample(0.5),
+            200
+        );
         let (key, q) = s
             .quota_for("acme", "gemini-2.5-flash-image", "gemini-2.5-flash-image")
             .expect("quota");

@@ -104,7 +104,9 @@ impl ImageCache {
             inner.map.insert(key, b64.clone());
             inner.order.push_back(key);
             while inner.bytes > self.max_bytes {
-                let Some(old) = inner.order.pop_front() else { break };
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
                 if let Some(v) = inner.map.remove(&old) {
                     inner.bytes -= v.len();
                 }
@@ -121,7 +123,11 @@ impl ImageCache {
 /// Renders and encodes the picture for `key`.
 pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
     let (w, h) = (key.width.max(1), key.height.max(1));
-    let channels = if key.encoding == Encoding::MaskPng { 1 } else { 3 };
+    let channels = if key.encoding == Encoding::MaskPng {
+        1
+    } else {
+        3
+    };
     let pixels = draw(key.seed, w, h, channels);
     let mut out = Vec::with_capacity(pixels.len() / 8 + 1024);
     let color = if channels == 1 {
@@ -130,14 +136,14 @@ pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
         ExtendedColorType::Rgb8
     };
     let result = match key.encoding {
-        Encoding::Png | Encoding::MaskPng => {
-            PngEncoder::new_with_quality(Cursor::new(&mut out), CompressionType::Fast, FilterType::Up)
-                .write_image(&pixels, w, h, color)
-        }
-        Encoding::Jpeg(q) => {
-            JpegEncoder::new_with_quality(Cursor::new(&mut out), q.clamp(1, 100))
-                .write_image(&pixels, w, h, color)
-        }
+        Encoding::Png | Encoding::MaskPng => PngEncoder::new_with_quality(
+            Cursor::new(&mut out),
+            CompressionType::Fast,
+            FilterType::Up,
+        )
+        .write_image(&pixels, w, h, color),
+        Encoding::Jpeg(q) => JpegEncoder::new_with_quality(Cursor::new(&mut out), q.clamp(1, 100))
+            .write_image(&pixels, w, h, color),
     };
     result.map_err(|e| format!("image encoding failed: {e}"))?;
     Ok(out)
@@ -147,8 +153,16 @@ pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
 /// a band are identical, so each band is computed once and copied.
 fn draw(seed: u64, w: u32, h: u32, channels: usize) -> Vec<u8> {
     let (w, h) = (w as usize, h as usize);
-    let c0 = [(seed & 0xff) as u8, (seed >> 8 & 0xff) as u8, (seed >> 16 & 0xff) as u8];
-    let c1 = [(seed >> 24 & 0xff) as u8, (seed >> 32 & 0xff) as u8, (seed >> 40 & 0xff) as u8];
+    let c0 = [
+        (seed & 0xff) as u8,
+        (seed >> 8 & 0xff) as u8,
+        (seed >> 16 & 0xff) as u8,
+    ];
+    let c1 = [
+        (seed >> 24 & 0xff) as u8,
+        (seed >> 32 & 0xff) as u8,
+        (seed >> 40 & 0xff) as u8,
+    ];
     let block = 16 + (seed >> 48 & 0x3f) as usize;
     let stride = w * channels;
     let mut pixels = vec![0u8; stride * h];
@@ -158,7 +172,11 @@ fn draw(seed: u64, w: u32, h: u32, channels: usize) -> Vec<u8> {
         let band = band_start / block;
         for x in 0..w {
             let t = (x * 255 / w.max(1)) as u32;
-            let checker = if ((x / block) + band) % 2 == 0 { 0 } else { 40 };
+            let checker = if ((x / block) + band).is_multiple_of(2) {
+                0
+            } else {
+                40
+            };
             for c in 0..channels {
                 let (a, b) = (c0[c] as u32, c1[c] as u32);
                 let v = (a * (255 - t) + b * t) / 255;
@@ -179,7 +197,12 @@ mod tests {
     use super::*;
 
     fn key(seed: u64, encoding: Encoding) -> ImageKey {
-        ImageKey { seed, width: 64, height: 48, encoding }
+        ImageKey {
+            seed,
+            width: 64,
+            height: 48,
+            encoding,
+        }
     }
 
     #[test]

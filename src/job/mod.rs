@@ -3,8 +3,8 @@
 //!
 //! Nothing here talks to a network, a queue or a provider.
 
-pub mod content;
 pub mod batch_file;
+pub mod content;
 pub mod image;
 pub mod result;
 pub mod spec;

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::spec::JobSpec;
 use super::JobStatus;
+use super::spec::JobSpec;
 use crate::providers::{ProviderOutput, Usage};
 use crate::storage::StoredImage;
 
@@ -65,7 +65,8 @@ pub fn redacted_request(spec: &JobSpec) -> serde_json::Value {
                 for (k, child) in map.iter_mut() {
                     if k == "data" {
                         if let serde_json::Value::String(s) = child {
-                            *child = serde_json::Value::String(format!("<{} bytes base64>", s.len()));
+                            *child =
+                                serde_json::Value::String(format!("<{} bytes base64>", s.len()));
                         }
                     } else {
                         walk(child);

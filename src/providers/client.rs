@@ -19,7 +19,10 @@ use super::wire::{self, WireRequest};
 /// Something that runs one job against an image API.
 pub trait ImageProvider: Send + Sync {
     /// Runs `spec` once: no retries here (the queue schedules them).
-    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>>;
+    fn call<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+    ) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>>;
     /// Where requests go.
     fn target(&self) -> &Target;
 }
@@ -58,7 +61,11 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderConfigE
 }
 
 fn transport_error(e: reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() { TransientKind::Timeout } else { TransientKind::Connection };
+    let kind = if e.is_timeout() {
+        TransientKind::Timeout
+    } else {
+        TransientKind::Connection
+    };
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -66,7 +73,12 @@ fn transport_error(e: reqwest::Error) -> ProviderError {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    ProviderError::Transient { kind, status: None, message, retry_after: None }
+    ProviderError::Transient {
+        kind,
+        status: None,
+        message,
+        retry_after: None,
+    }
 }
 
 impl GoogleClient {
@@ -83,17 +95,23 @@ impl GoogleClient {
     }
 
     fn new(target: Target, credentials: Credentials, http: reqwest::Client) -> Self {
-        GoogleClient { target, inputs: InputResolver::new(http.clone(), Vec::new()), http, credentials }
+        GoogleClient {
+            target,
+            inputs: InputResolver::new(http.clone(), Vec::new()),
+            http,
+            credentials,
+        }
     }
 
     async fn call(&self, spec: &JobSpec) -> Result<ProviderOutput, ProviderError> {
         let keep_gcs = self.target.backend == Backend::Vertex;
         let resolved = self.inputs.resolve(spec, keep_gcs).await?;
-        let request = wire::build(&resolved, &self.target).map_err(|e| ProviderError::Permanent {
-            status: 0,
-            code: "INVALID_JOB".into(),
-            message: e.to_string(),
-        })?;
+        let request =
+            wire::build(&resolved, &self.target).map_err(|e| ProviderError::Permanent {
+                status: 0,
+                code: "INVALID_JOB".into(),
+                message: e.to_string(),
+            })?;
         match self.send(&request).await {
             Err(ProviderError::Unauthenticated { .. }) if !self.credentials.is_api_key() => {
                 tracing::info!(credentials = %self.credentials.describe(), "401 from provider: refreshing credentials once");
@@ -107,9 +125,18 @@ impl GoogleClient {
     async fn send(&self, request: &WireRequest) -> Result<ProviderOutput, ProviderError> {
         let headers = self.credentials.headers().await.map_err(|e| {
             if e.is_retryable() {
-                ProviderError::Transient { kind: TransientKind::Connection, status: None, message: format!("credentials: {e}"), retry_after: None }
+                ProviderError::Transient {
+                    kind: TransientKind::Connection,
+                    status: None,
+                    message: format!("credentials: {e}"),
+                    retry_after: None,
+                }
             } else {
-                ProviderError::Permanent { status: 0, code: "CREDENTIALS".into(), message: e.to_string() }
+                ProviderError::Permanent {
+                    status: 0,
+                    code: "CREDENTIALS".into(),
+                    message: e.to_string(),
+                }
             }
         })?;
         let mut builder = self.http.post(&request.url).json(&request.body);
@@ -138,14 +165,20 @@ impl VertexProvider {
     /// From a `backend = "vertex"` project.
     pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
         if p.backend != Backend::Vertex {
-            return Err(ProviderConfigError::Backend(format!("VertexProvider needs backend \"vertex\", got \"{}\"", p.backend.as_str())));
+            return Err(ProviderConfigError::Backend(format!(
+                "VertexProvider needs backend \"vertex\", got \"{}\"",
+                p.backend.as_str()
+            )));
         }
         Ok(VertexProvider(GoogleClient::from_config(p, timeout)?))
     }
 }
 
 impl ImageProvider for VertexProvider {
-    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
+    fn call<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+    ) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
         Box::pin(self.0.call(spec))
     }
     fn target(&self) -> &Target {
@@ -160,19 +193,33 @@ impl GeminiApiProvider {
     /// From a `backend = "gemini-api"` project.
     pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
         if p.backend != Backend::GeminiApi {
-            return Err(ProviderConfigError::Backend(format!("GeminiApiProvider needs backend \"gemini-api\", got \"{}\"", p.backend.as_str())));
+            return Err(ProviderConfigError::Backend(format!(
+                "GeminiApiProvider needs backend \"gemini-api\", got \"{}\"",
+                p.backend.as_str()
+            )));
         }
         Ok(GeminiApiProvider(GoogleClient::from_config(p, timeout)?))
     }
 
     /// A provider for an explicit target and credentials (the embedded emulator).
-    pub fn new(target: Target, credentials: Credentials, timeout: Duration) -> Result<Self, ProviderConfigError> {
-        Ok(GeminiApiProvider(GoogleClient::new(target, credentials, http_client(timeout)?)))
+    pub fn new(
+        target: Target,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Result<Self, ProviderConfigError> {
+        Ok(GeminiApiProvider(GoogleClient::new(
+            target,
+            credentials,
+            http_client(timeout)?,
+        )))
     }
 }
 
 impl ImageProvider for GeminiApiProvider {
-    fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
+    fn call<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+    ) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
         Box::pin(self.0.call(spec))
     }
     fn target(&self) -> &Target {
@@ -181,7 +228,10 @@ impl ImageProvider for GeminiApiProvider {
 }
 
 /// The provider a project's config asks for.
-pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Box<dyn ImageProvider>, ProviderConfigError> {
+pub fn from_config(
+    p: &ProjectConfig,
+    timeout: Duration,
+) -> Result<Box<dyn ImageProvider>, ProviderConfigError> {
     Ok(match p.backend {
         Backend::Vertex => Box::new(VertexProvider::from_config(p, timeout)?),
         Backend::GeminiApi => Box::new(GeminiApiProvider::from_config(p, timeout)?),

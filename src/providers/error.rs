@@ -171,23 +171,42 @@ fn parse_details(details: &[serde_json::Value]) -> ErrorDetails {
     let mut out = ErrorDetails::default();
     for d in details {
         let ty = d.get("@type").and_then(|t| t.as_str()).unwrap_or("");
-        let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let str_of =
+            |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         if ty.ends_with("RetryInfo") {
-            out.retry_delay = d.get("retryDelay").and_then(|v| v.as_str()).and_then(parse_duration);
+            out.retry_delay = d
+                .get("retryDelay")
+                .and_then(|v| v.as_str())
+                .and_then(parse_duration);
         } else if ty.ends_with("QuotaFailure") {
-            for v in d.get("violations").and_then(|v| v.as_array()).into_iter().flatten() {
-                if let Some(id) = str_of(v, "quotaId").or_else(|| str_of(v, "quotaMetric")).or_else(|| str_of(v, "subject")) {
+            for v in d
+                .get("violations")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = str_of(v, "quotaId")
+                    .or_else(|| str_of(v, "quotaMetric"))
+                    .or_else(|| str_of(v, "subject"))
+                {
                     out.quota_ids.push(id);
                 }
                 let value = v.get("quotaValue");
-                if value.and_then(|q| q.as_str()) == Some("0") || value.and_then(|q| q.as_i64()) == Some(0) {
+                if value.and_then(|q| q.as_str()) == Some("0")
+                    || value.and_then(|q| q.as_i64()) == Some(0)
+                {
                     out.zero_quota = true;
                 }
             }
         } else if ty.ends_with("ErrorInfo") {
             out.reason = str_of(d, "reason");
         } else if ty.ends_with("BadRequest") {
-            for v in d.get("fieldViolations").and_then(|v| v.as_array()).into_iter().flatten() {
+            for v in d
+                .get("fieldViolations")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 let field = str_of(v, "field").unwrap_or_default();
                 let desc = str_of(v, "description").unwrap_or_default();
                 out.field_violations.push(format!("{field}: {desc}"));
@@ -203,7 +222,13 @@ fn delay_in_message(message: &str) -> Option<Duration> {
     let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let unit = &rest[end..];
     let n: f64 = rest[..end].parse().ok()?;
-    let secs = if unit.starts_with("ms") { n / 1000.0 } else if unit.starts_with('s') { n } else { return None };
+    let secs = if unit.starts_with("ms") {
+        n / 1000.0
+    } else if unit.starts_with('s') {
+        n
+    } else {
+        return None;
+    };
     Some(Duration::from_secs_f64(secs))
 }
 
@@ -224,7 +249,10 @@ pub fn parse_error_body(body: &[u8], http_status: u16) -> (String, String, Error
             let text = String::from_utf8_lossy(body);
             let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
             if text.len() > 300 {
-                let cut = (0..=300).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                let cut = (0..=300)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
                 text.truncate(cut);
                 text.push('…');
             }
@@ -250,17 +278,33 @@ pub fn classify(
     }
     let (message, code, details) = parse_error_body(body, status);
     let header_delay = retry_after_header.and_then(parse_retry_after);
-    let retry_after = details.retry_delay.or(header_delay).or_else(|| delay_in_message(&message));
-    let transient = |kind| ProviderError::Transient { kind, status: Some(status), message: message.clone(), retry_after };
+    let retry_after = details
+        .retry_delay
+        .or(header_delay)
+        .or_else(|| delay_in_message(&message));
+    let transient = |kind| ProviderError::Transient {
+        kind,
+        status: Some(status),
+        message: message.clone(),
+        retry_after,
+    };
     match status {
         401 => Err(ProviderError::Unauthenticated { message }),
         408 => Err(transient(TransientKind::Timeout)),
         429 => {
             let daily = details.quota_ids.iter().find(|q| q.contains("PerDay"));
             match (daily, details.zero_quota) {
-                (Some(id), _) => Err(ProviderError::QuotaExhausted { quota_id: id.clone(), message, retry_after }),
+                (Some(id), _) => Err(ProviderError::QuotaExhausted {
+                    quota_id: id.clone(),
+                    message,
+                    retry_after,
+                }),
                 (None, true) => Err(ProviderError::QuotaExhausted {
-                    quota_id: details.quota_ids.first().cloned().unwrap_or_else(|| "quota 0".into()),
+                    quota_id: details
+                        .quota_ids
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "quota 0".into()),
                     message,
                     retry_after,
                 }),
@@ -269,12 +313,20 @@ pub fn classify(
         }
         499 | 500 | 502 | 503 | 504 => Err(transient(TransientKind::Server)),
         _ => {
-            let code = details.reason.clone().filter(|_| code.is_empty() || code == "INVALID_ARGUMENT").unwrap_or(code);
+            let code = details
+                .reason
+                .clone()
+                .filter(|_| code.is_empty() || code == "INVALID_ARGUMENT")
+                .unwrap_or(code);
             let mut message = message;
             if !details.field_violations.is_empty() {
                 message = format!("{message} [{}]", details.field_violations.join("; "));
             }
-            Err(ProviderError::Permanent { status, code, message })
+            Err(ProviderError::Permanent {
+                status,
+                code,
+                message,
+            })
         }
     }
 }

@@ -13,7 +13,9 @@ pub mod inputs;
 pub mod response;
 pub mod wire;
 
-pub use client::{GeminiApiProvider, ImageProvider, ProviderConfigError, VertexProvider, from_config};
+pub use client::{
+    GeminiApiProvider, ImageProvider, ProviderConfigError, VertexProvider, from_config,
+};
 pub use endpoint::{Method, Target};
 pub use error::{ProviderError, TransientKind, classify};
 pub use response::{OutputImage, ProviderOutput, Usage};

@@ -94,7 +94,8 @@ pub struct ProviderOutput {
 
 /// Parses a 2xx body for `method`.
 pub fn parse_success(body: &[u8], method: Method) -> Result<ProviderOutput, ProviderError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed(format!("response is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("response is not JSON: {e}")))?;
     match method {
         Method::GenerateContent => parse_generate_content(value),
         Method::Predict => parse_predict(value),
@@ -102,13 +103,22 @@ pub fn parse_success(body: &[u8], method: Method) -> Result<ProviderOutput, Prov
 }
 
 fn malformed(message: String) -> ProviderError {
-    ProviderError::Transient { kind: TransientKind::Malformed, status: Some(200), message, retry_after: None }
+    ProviderError::Transient {
+        kind: TransientKind::Malformed,
+        status: Some(200),
+        message,
+        retry_after: None,
+    }
 }
 
 fn decode(data: &str) -> Result<bytes::Bytes, ProviderError> {
     crate::job::image::decode_base64(data)
         .map(bytes::Bytes::from)
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(data).map(bytes::Bytes::from))
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map(bytes::Bytes::from)
+        })
         .map_err(|e| malformed(format!("image data is not base64: {e}")))
 }
 
@@ -149,43 +159,82 @@ struct PromptFeedback {
 
 /// Finish reasons that mean a content-policy refusal (spec §4.2).
 const SAFETY_FINISH: &[&str] = &[
-    "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST",
-    "SPII", "RECITATION", "IMAGE_RECITATION", "MODEL_ARMOR",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "SAFETY",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "RECITATION",
+    "IMAGE_RECITATION",
+    "MODEL_ARMOR",
 ];
 /// Finish reasons after which the same request may produce an image.
-const RETRY_FINISH: &[&str] = &["NO_IMAGE", "IMAGE_OTHER", "OTHER", "MALFORMED_RESPONSE", "STOP"];
+const RETRY_FINISH: &[&str] = &[
+    "NO_IMAGE",
+    "IMAGE_OTHER",
+    "OTHER",
+    "MALFORMED_RESPONSE",
+    "STOP",
+];
 
 fn image_of(part: &Part) -> Result<Option<OutputImage>, ProviderError> {
     if part.is_thought() {
         return Ok(None);
     }
-    if let Some(blob) = &part.inline_data {
-        if blob.mime_type.starts_with("image/") {
-            return Ok(Some(OutputImage { bytes: decode(&blob.data)?, gcs_uri: None, mime_type: blob.mime_type.clone(), enhanced_prompt: None, safety_attributes: None, labels: None }));
-        }
+    if let Some(blob) = &part.inline_data
+        && blob.mime_type.starts_with("image/")
+    {
+        return Ok(Some(OutputImage {
+            bytes: decode(&blob.data)?,
+            gcs_uri: None,
+            mime_type: blob.mime_type.clone(),
+            enhanced_prompt: None,
+            safety_attributes: None,
+            labels: None,
+        }));
     }
-    if let Some(file) = &part.file_data {
-        if file.mime_type.starts_with("image/") || file.mime_type.is_empty() {
-            return Ok(Some(OutputImage { bytes: bytes::Bytes::new(), gcs_uri: Some(file.file_uri.clone()), mime_type: file.mime_type.clone(), enhanced_prompt: None, safety_attributes: None, labels: None }));
-        }
+    if let Some(file) = &part.file_data
+        && (file.mime_type.starts_with("image/") || file.mime_type.is_empty())
+    {
+        return Ok(Some(OutputImage {
+            bytes: bytes::Bytes::new(),
+            gcs_uri: Some(file.file_uri.clone()),
+            mime_type: file.mime_type.clone(),
+            enhanced_prompt: None,
+            safety_attributes: None,
+            labels: None,
+        }));
     }
     Ok(None)
 }
 
 fn parse_generate_content(value: serde_json::Value) -> Result<ProviderOutput, ProviderError> {
-    let resp: GenerateContentResponse = serde_json::from_value(value).map_err(|e| malformed(format!("unexpected generateContent shape: {e}")))?;
-    if let Some(reason) = resp.prompt_feedback.as_ref().and_then(|f| f.block_reason.clone()) {
+    let resp: GenerateContentResponse = serde_json::from_value(value)
+        .map_err(|e| malformed(format!("unexpected generateContent shape: {e}")))?;
+    if let Some(reason) = resp
+        .prompt_feedback
+        .as_ref()
+        .and_then(|f| f.block_reason.clone())
+    {
         let message = resp.prompt_feedback.and_then(|f| f.block_reason_message);
         return Err(ProviderError::Blocked { reason, message });
     }
-    let mut out = ProviderOutput { usage: resp.usage_metadata, model_version: resp.model_version, response_id: resp.response_id, ..Default::default() };
+    let mut out = ProviderOutput {
+        usage: resp.usage_metadata,
+        model_version: resp.model_version,
+        response_id: resp.response_id,
+        ..Default::default()
+    };
     let mut finish_message = None;
     for cand in resp.candidates {
         if out.finish_reason.is_none() {
             out.finish_reason = cand.finish_reason.clone();
             finish_message = cand.finish_message.clone();
         }
-        let Some(content) = cand.content else { continue };
+        let Some(content) = cand.content else {
+            continue;
+        };
         for part in &content.parts {
             if let Some(img) = image_of(part)? {
                 out.images.push(img);
@@ -200,23 +249,48 @@ fn parse_generate_content(value: serde_json::Value) -> Result<ProviderOutput, Pr
     if !out.images.is_empty() {
         return Ok(out);
     }
-    let reason = out.finish_reason.clone().unwrap_or_else(|| "NO_CANDIDATES".into());
+    let reason = out
+        .finish_reason
+        .clone()
+        .unwrap_or_else(|| "NO_CANDIDATES".into());
     let message = finish_message.or_else(|| out.text.first().cloned());
     if SAFETY_FINISH.contains(&reason.as_str()) {
         return Err(ProviderError::Blocked { reason, message });
     }
-    if RETRY_FINISH.contains(&reason.as_str()) || reason == "NO_CANDIDATES" || !is_known_finish(&reason) {
-        let message = format!("no image in the response (finishReason {reason}){}", message.map(|m| format!(": {m}")).unwrap_or_default());
-        return Err(ProviderError::Transient { kind: TransientKind::NoImage, status: Some(200), message, retry_after: None });
+    if RETRY_FINISH.contains(&reason.as_str())
+        || reason == "NO_CANDIDATES"
+        || !is_known_finish(&reason)
+    {
+        let message = format!(
+            "no image in the response (finishReason {reason}){}",
+            message.map(|m| format!(": {m}")).unwrap_or_default()
+        );
+        return Err(ProviderError::Transient {
+            kind: TransientKind::NoImage,
+            status: Some(200),
+            message,
+            retry_after: None,
+        });
     }
-    Err(ProviderError::Permanent { status: 200, code: reason, message: message.unwrap_or_else(|| "the model stopped without an image".into()) })
+    Err(ProviderError::Permanent {
+        status: 200,
+        code: reason,
+        message: message.unwrap_or_else(|| "the model stopped without an image".into()),
+    })
 }
 
 /// Finish reasons Google documents; an unknown one is treated like `OTHER`.
 fn is_known_finish(reason: &str) -> bool {
     const PERMANENT: &[&str] = &[
-        "MAX_TOKENS", "LANGUAGE", "MISSING_THOUGHT_SIGNATURE", "ESCALATION", "PUP_LIMITED_DISABLED",
-        "CONTINUATION", "MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS",
+        "MAX_TOKENS",
+        "LANGUAGE",
+        "MISSING_THOUGHT_SIGNATURE",
+        "ESCALATION",
+        "PUP_LIMITED_DISABLED",
+        "CONTINUATION",
+        "MALFORMED_FUNCTION_CALL",
+        "UNEXPECTED_TOOL_CALL",
+        "TOO_MANY_TOOL_CALLS",
         "FINISH_REASON_UNSPECIFIED",
     ];
     PERMANENT.contains(&reason) || SAFETY_FINISH.contains(&reason) || RETRY_FINISH.contains(&reason)
@@ -246,7 +320,8 @@ struct Prediction {
 fn parse_predict(value: serde_json::Value) -> Result<ProviderOutput, ProviderError> {
     let predictions = match value.get("predictions") {
         None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(p) => serde_json::from_value::<Vec<Prediction>>(p.clone()).map_err(|e| malformed(format!("unexpected predict shape: {e}")))?,
+        Some(p) => serde_json::from_value::<Vec<Prediction>>(p.clone())
+            .map_err(|e| malformed(format!("unexpected predict shape: {e}")))?,
     };
     let mut out = ProviderOutput::default();
     let mut saw_masks = false;
@@ -255,7 +330,10 @@ fn parse_predict(value: serde_json::Value) -> Result<ProviderOutput, ProviderErr
             out.prompt_safety_attributes = p.safety_attributes;
             continue;
         }
-        if let Some(reason) = p.rai_filtered_reason.filter(|_| p.bytes_base64_encoded.is_none() && p.gcs_uri.is_none()) {
+        if let Some(reason) = p
+            .rai_filtered_reason
+            .filter(|_| p.bytes_base64_encoded.is_none() && p.gcs_uri.is_none())
+        {
             out.rai_filtered_reasons.push(reason);
             continue;
         }
@@ -265,13 +343,23 @@ fn parse_predict(value: serde_json::Value) -> Result<ProviderOutput, ProviderErr
             None if p.gcs_uri.is_some() => bytes::Bytes::new(),
             None => continue,
         };
-        out.images.push(OutputImage { bytes, gcs_uri: p.gcs_uri, mime_type: p.mime_type.unwrap_or_else(|| "image/png".into()), enhanced_prompt: p.prompt, safety_attributes: p.safety_attributes, labels: p.labels });
+        out.images.push(OutputImage {
+            bytes,
+            gcs_uri: p.gcs_uri,
+            mime_type: p.mime_type.unwrap_or_else(|| "image/png".into()),
+            enhanced_prompt: p.prompt,
+            safety_attributes: p.safety_attributes,
+            labels: p.labels,
+        });
     }
     if !out.images.is_empty() || saw_masks {
         return Ok(out);
     }
     if !out.rai_filtered_reasons.is_empty() {
-        return Err(ProviderError::Blocked { reason: "RAI_FILTERED".into(), message: Some(out.rai_filtered_reasons.join("; ")) });
+        return Err(ProviderError::Blocked {
+            reason: "RAI_FILTERED".into(),
+            message: Some(out.rai_filtered_reasons.join("; ")),
+        });
     }
     Err(ProviderError::Transient {
         kind: TransientKind::NoImage,

@@ -23,7 +23,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { min_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60), max_retries: 5 }
+        RetryPolicy {
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_retries: 5,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ pub struct JobContext<'a> {
 }
 
 /// Calls the provider, retrying transient errors; returns the outcome and attempts made.
-pub async fn call_with_retries(ctx: &JobContext<'_>, spec: &JobSpec) -> (Result<ProviderOutput, ProviderError>, u32) {
+pub async fn call_with_retries(
+    ctx: &JobContext<'_>,
+    spec: &JobSpec,
+) -> (Result<ProviderOutput, ProviderError>, u32) {
     let attempts = std::sync::atomic::AtomicU32::new(0);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(ctx.retry.min_delay)
@@ -65,15 +72,31 @@ pub async fn call_with_retries(ctx: &JobContext<'_>, spec: &JobSpec) -> (Result<
 }
 
 /// Writes every image of `out`; returns what was stored.
-pub async fn store_outputs(store: &OutputStore, loc: &JobLocation<'_>, out: &ProviderOutput) -> Result<Vec<StoredImage>, StorageError> {
+pub async fn store_outputs(
+    store: &OutputStore,
+    loc: &JobLocation<'_>,
+    out: &ProviderOutput,
+) -> Result<Vec<StoredImage>, StorageError> {
     let mut stored = Vec::with_capacity(out.images.len());
     for (i, img) in out.images.iter().enumerate() {
         if let Some(uri) = &img.gcs_uri {
             // Google wrote it (output_gcs_uri): record where, do not copy.
-            stored.push(StoredImage { index: i, url: uri.clone(), mime_type: img.mime_type.clone(), bytes: 0, sha256: String::new(), width: 0, height: 0 });
+            stored.push(StoredImage {
+                index: i,
+                url: uri.clone(),
+                mime_type: img.mime_type.clone(),
+                bytes: 0,
+                sha256: String::new(),
+                width: 0,
+                height: 0,
+            });
             continue;
         }
-        stored.push(store.put_image(loc, i, &img.mime_type, img.bytes.clone()).await?);
+        stored.push(
+            store
+                .put_image(loc, i, &img.mime_type, img.bytes.clone())
+                .await?,
+        );
     }
     Ok(stored)
 }
@@ -82,8 +105,14 @@ pub async fn store_outputs(store: &OutputStore, loc: &JobLocation<'_>, out: &Pro
 pub async fn process_job(ctx: &JobContext<'_>, job_id: &str, spec: &JobSpec) -> JobResult {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let _span = tracing::info_span!("job", job.id = job_id, project = ctx.project, operation = %spec.op).entered();
-    let loc = JobLocation { project: ctx.project, batch: ctx.batch, job: job_id };
+    let _span =
+        tracing::info_span!("job", job.id = job_id, project = ctx.project, operation = %spec.op)
+            .entered();
+    let loc = JobLocation {
+        project: ctx.project,
+        batch: ctx.batch,
+        job: job_id,
+    };
     let (outcome, attempts) = call_with_retries(ctx, spec).await;
     let mut result = JobResult {
         job_id: job_id.to_string(),

@@ -44,10 +44,16 @@ impl Reply {
 impl Emu {
     /// Starts an emulator with `scenario` and fetches a token through the JWT flow.
     pub async fn start(scenario: Scenario) -> Emu {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let handle = emulator::spawn(listener, scenario).await.expect("spawn");
         let http = reqwest::Client::new();
-        let mut emu = Emu { handle, http, token: String::new() };
+        let mut emu = Emu {
+            handle,
+            http,
+            token: String::new(),
+        };
         emu.token = emu.token_via_jwt().await;
         emu
     }
@@ -59,7 +65,13 @@ impl Emu {
 
     /// Mints a service-account key through the control API.
     pub async fn mint_key(&self, project: &str) -> Value {
-        let r = self.http.post(self.url("/emulator/service-accounts")).json(&json!({"project_id": project})).send().await.expect("mint");
+        let r = self
+            .http
+            .post(self.url("/emulator/service-accounts"))
+            .json(&json!({"project_id": project}))
+            .send()
+            .await
+            .expect("mint");
         assert_eq!(r.status(), 200);
         r.json().await.expect("key json")
     }
@@ -84,7 +96,10 @@ impl Emu {
         let r = self
             .http
             .post(token_uri)
-            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)])
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion),
+            ])
             .send()
             .await
             .expect("token request");
@@ -96,24 +111,43 @@ impl Emu {
         let key = self.mint_key(PROJECT).await;
         let kid = key["private_key_id"].as_str().expect("kid").to_string();
         let assertion = Self::assertion(&key, &kid, Self::claims(&key));
-        let r = self.exchange(key["token_uri"].as_str().expect("token_uri"), &assertion).await;
+        let r = self
+            .exchange(key["token_uri"].as_str().expect("token_uri"), &assertion)
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        r.json()["access_token"].as_str().expect("access_token").to_string()
+        r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     /// POST to a Vertex model method in `PROJECT`/us-central1 with the bearer token.
     pub async fn vertex(&self, model: &str, method: &str, body: &Value) -> Reply {
-        let path = format!("/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/{model}:{method}");
+        let path = format!(
+            "/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/{model}:{method}"
+        );
         self.post(&path, body, Some(&self.token), None).await
     }
 
     /// POST to a Developer-API model method with `API_KEY`.
     pub async fn dev(&self, model: &str, method: &str, body: &Value) -> Reply {
-        self.post(&format!("/v1beta/models/{model}:{method}"), body, None, Some(API_KEY)).await
+        self.post(
+            &format!("/v1beta/models/{model}:{method}"),
+            body,
+            None,
+            Some(API_KEY),
+        )
+        .await
     }
 
     /// POST JSON with optional bearer token and API key.
-    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>, key: Option<&str>) -> Reply {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+        key: Option<&str>,
+    ) -> Reply {
         let mut req = self.http.post(self.url(path)).json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -126,16 +160,32 @@ impl Emu {
 
     /// GET `/emulator/stats` as JSON.
     pub async fn stats(&self) -> Value {
-        self.http.get(self.url("/emulator/stats")).send().await.expect("stats").json().await.expect("stats json")
+        self.http
+            .get(self.url("/emulator/stats"))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json")
     }
 }
 
 /// Reads a reqwest response into a `Reply`.
 pub async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
-    let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let text = r.text().await.expect("body");
-    Reply { status, content_type, text }
+    Reply {
+        status,
+        content_type,
+        text,
+    }
 }
 
 /// `shared/` beside the project (`IMAGEGEN_SHARED_DIR` overrides).
@@ -147,7 +197,9 @@ pub fn shared_dir() -> PathBuf {
 
 /// Decodes base64 image bytes and returns the image.
 pub fn decode_image(b64: &str) -> image::DynamicImage {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
     image::load_from_memory(&bytes).expect("decodable image")
 }
 
@@ -155,7 +207,8 @@ pub fn decode_image(b64: &str) -> image::DynamicImage {
 pub fn png_b64(w: u32, h: u32) -> String {
     let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     base64::engine::general_purpose::STANDARD.encode(out.into_inner())
 }
 
@@ -167,7 +220,10 @@ pub fn gc_body(prompt: &str) -> Value {
 
 /// The `@type`-suffixed detail of an error body.
 pub fn detail<'a>(body: &'a Value, kind: &str) -> Option<&'a Value> {
-    body["error"]["details"].as_array()?.iter().find(|d| d["@type"].as_str().is_some_and(|t| t.ends_with(kind)))
+    body["error"]["details"]
+        .as_array()?
+        .iter()
+        .find(|d| d["@type"].as_str().is_some_and(|t| t.ends_with(kind)))
 }
 
 /// The first inline image of a generateContent response.

@@ -1,4 +1,6 @@
 mod auth;
 
-mod golden;
+mod cli_run;
 mod emulator;
+mod golden;
+mod providers;

@@ -41,7 +41,12 @@ fn history_images(spec: &JobSpec) -> impl Iterator<Item = (String, &Part)> {
     })
 }
 
-pub(super) fn check_all(spec: &JobSpec, model: &ModelInfo, ctx: &ValidationContext, r: &mut Report) {
+pub(super) fn check_all(
+    spec: &JobSpec,
+    model: &ModelInfo,
+    ctx: &ValidationContext,
+    r: &mut Report,
+) {
     let all = inputs(spec);
     if model.family.is_gemini() {
         // Scribbles and masks are not Gemini inputs; every listed image becomes a part.
@@ -49,7 +54,10 @@ pub(super) fn check_all(spec: &JobSpec, model: &ModelInfo, ctx: &ValidationConte
         if n > model.max_input_images {
             r.err(
                 "images",
-                format!("`{}` takes at most {} input images per request, this job has {n}", spec.model, model.max_input_images),
+                format!(
+                    "`{}` takes at most {} input images per request, this job has {n}",
+                    spec.model, model.max_input_images
+                ),
             );
         }
     }
@@ -63,19 +71,39 @@ pub(super) fn check_all(spec: &JobSpec, model: &ModelInfo, ctx: &ValidationConte
     }
 }
 
-fn check_one(field: &str, img: &ImageInput, model: &ModelInfo, ctx: &ValidationContext, r: &mut Report) {
-    if let Some(m) = &img.mime_type {
-        if !INPUT_MIME_TYPES.contains(&m.as_str()) {
-            r.err(format!("{field}.mime_type"), format!("`{m}` is not accepted (allowed: {})", INPUT_MIME_TYPES.join(", ")));
-        }
+fn check_one(
+    field: &str,
+    img: &ImageInput,
+    model: &ModelInfo,
+    ctx: &ValidationContext,
+    r: &mut Report,
+) {
+    if let Some(m) = &img.mime_type
+        && !INPUT_MIME_TYPES.contains(&m.as_str())
+    {
+        r.err(
+            format!("{field}.mime_type"),
+            format!(
+                "`{m}` is not accepted (allowed: {})",
+                INPUT_MIME_TYPES.join(", ")
+            ),
+        );
     }
     match &img.source {
         ImageSource::Inline(data) => check_inline(field, data, img.mime_type.as_deref(), model, r),
         ImageSource::Path(path) if ctx.check_local_files => match std::fs::metadata(path) {
-            Ok(meta) if !meta.is_file() => r.err(field, format!("`{}` is not a file", path.display())),
+            Ok(meta) if !meta.is_file() => {
+                r.err(field, format!("`{}` is not a file", path.display()))
+            }
             Ok(meta) if meta.len() > model.max_inline_bytes => r.err(
                 field,
-                format!("`{}` is {} bytes, over the {}-byte limit of `{}`", path.display(), meta.len(), model.max_inline_bytes, model.id),
+                format!(
+                    "`{}` is {} bytes, over the {}-byte limit of `{}`",
+                    path.display(),
+                    meta.len(),
+                    model.max_inline_bytes,
+                    model.id
+                ),
             ),
             Ok(_) => check_file_type(field, path, img.mime_type.as_deref(), r),
             Err(e) => r.err(field, format!("cannot read `{}`: {e}", path.display())),
@@ -92,13 +120,27 @@ fn check_one(field: &str, img: &ImageInput, model: &ModelInfo, ctx: &ValidationC
 fn check_file_type(field: &str, path: &std::path::Path, declared: Option<&str>, r: &mut Report) {
     use std::io::Read;
     let mut head = [0u8; 16];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
     if declared.is_none() && sniff_mime(&head[..n]).is_none() {
-        r.err(field, format!("`{}` is not a PNG, JPEG, WebP or HEIC/HEIF image", path.display()));
+        r.err(
+            field,
+            format!(
+                "`{}` is not a PNG, JPEG, WebP or HEIC/HEIF image",
+                path.display()
+            ),
+        );
     }
 }
 
-fn check_inline(field: &str, data: &str, declared: Option<&str>, model: &ModelInfo, r: &mut Report) {
+fn check_inline(
+    field: &str,
+    data: &str,
+    declared: Option<&str>,
+    model: &ModelInfo,
+    r: &mut Report,
+) {
     let bytes = match decode_base64(data) {
         Ok(b) => b,
         Err(e) => {
@@ -113,10 +155,14 @@ fn check_inline(field: &str, data: &str, declared: Option<&str>, model: &ModelIn
         );
     }
     match (declared, sniff_mime(&bytes)) {
-        (None, None) => r.err(field, "inline data is not a PNG, JPEG, WebP or HEIC/HEIF image; set mime_type if it is"),
-        (Some(d), Some(s)) if d != s && !(d == "image/heif" && s == "image/heic") => {
-            r.err(format!("{field}.mime_type"), format!("declared `{d}` but the bytes are `{s}`"))
-        }
+        (None, None) => r.err(
+            field,
+            "inline data is not a PNG, JPEG, WebP or HEIC/HEIF image; set mime_type if it is",
+        ),
+        (Some(d), Some(s)) if d != s && !(d == "image/heif" && s == "image/heic") => r.err(
+            format!("{field}.mime_type"),
+            format!("declared `{d}` but the bytes are `{s}`"),
+        ),
         _ => {}
     }
 }

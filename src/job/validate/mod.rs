@@ -116,7 +116,11 @@ fn model_for(spec: &JobSpec, r: &mut Report) -> Option<ModelInfo> {
         let known: Vec<&str> = catalog::MODELS.iter().map(|m| m.id).collect();
         r.err(
             "model",
-            format!("unknown model `{}` (known: {})", spec.model, known.join(", ")),
+            format!(
+                "unknown model `{}` (known: {})",
+                spec.model,
+                known.join(", ")
+            ),
         );
     }
     found

@@ -1,9 +1,7 @@
 //! Per-operation rules: required inputs, counts, value ranges and string enums.
 
 use crate::catalog::{Family, ModelInfo};
-use crate::job::spec::{
-    JobSpec, MaskMode, Operation, ReferenceType, SegmentMode,
-};
+use crate::job::spec::{JobSpec, MaskMode, Operation, ReferenceType, SegmentMode};
 
 use super::{Report, ValidationContext};
 
@@ -61,7 +59,10 @@ fn prompt_required(spec: &JobSpec, model: &ModelInfo) -> bool {
 fn check_prompt(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     let prompt = spec.prompt.as_deref().unwrap_or("");
     if prompt.trim().is_empty() && prompt_required(spec, model) {
-        r.err("prompt", format!("a prompt is required for `{}` on `{}`", spec.op, spec.model));
+        r.err(
+            "prompt",
+            format!("a prompt is required for `{}` on `{}`", spec.op, spec.model),
+        );
         return;
     }
     let limit = if model.family.is_gemini() {
@@ -73,42 +74,75 @@ fn check_prompt(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     if tokens > limit {
         r.err(
             "prompt",
-            format!("about {tokens} tokens ({} characters), over the {limit}-token limit of `{}`", prompt.chars().count(), spec.model),
+            format!(
+                "about {tokens} tokens ({} characters), over the {limit}-token limit of `{}`",
+                prompt.chars().count(),
+                spec.model
+            ),
         );
     }
 }
 
 fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
-    if let Some(n) = spec.number_of_images {
-        if n == 0 || n > model.max_outputs {
-            r.err("number_of_images", format!("must be 1 to {} for `{}`, got {n}", model.max_outputs, spec.model));
-        }
+    if let Some(n) = spec.number_of_images
+        && (n == 0 || n > model.max_outputs)
+    {
+        r.err(
+            "number_of_images",
+            format!(
+                "must be 1 to {} for `{}`, got {n}",
+                model.max_outputs, spec.model
+            ),
+        );
     }
-    if let Some(ratio) = &spec.aspect_ratio {
-        if !model.aspect_ratios.contains(&ratio.as_str()) {
-            r.err("aspect_ratio", format!("`{ratio}` is not offered by `{}` (allowed: {})", spec.model, model.aspect_ratios.join(", ")));
-        }
+    if let Some(ratio) = &spec.aspect_ratio
+        && !model.aspect_ratios.contains(&ratio.as_str())
+    {
+        r.err(
+            "aspect_ratio",
+            format!(
+                "`{ratio}` is not offered by `{}` (allowed: {})",
+                spec.model,
+                model.aspect_ratios.join(", ")
+            ),
+        );
     }
-    if let Some(size) = &spec.image_size {
-        if !model.image_sizes.iter().any(|s| *s == size.as_str()) {
-            let allowed = if model.image_sizes.is_empty() {
-                "none: the model has a fixed size".to_string()
-            } else {
-                model.image_sizes.join(", ")
-            };
-            r.err("image_size", format!("`{size}` is not offered by `{}` (allowed: {allowed}; sizes use an uppercase K)", spec.model));
-        }
+    if let Some(size) = &spec.image_size
+        && !model.image_sizes.contains(&size.as_str())
+    {
+        let allowed = if model.image_sizes.is_empty() {
+            "none: the model has a fixed size".to_string()
+        } else {
+            model.image_sizes.join(", ")
+        };
+        r.err(
+            "image_size",
+            format!(
+                "`{size}` is not offered by `{}` (allowed: {allowed}; sizes use an uppercase K)",
+                spec.model
+            ),
+        );
     }
-    if let Some(mime) = &spec.output_mime_type {
-        if mime != "image/png" && mime != "image/jpeg" {
-            r.err("output_mime_type", format!("`{mime}` is not an output type (use image/png or image/jpeg)"));
-        }
+    if let Some(mime) = &spec.output_mime_type
+        && mime != "image/png"
+        && mime != "image/jpeg"
+    {
+        r.err(
+            "output_mime_type",
+            format!("`{mime}` is not an output type (use image/png or image/jpeg)"),
+        );
     }
     if let Some(q) = spec.output_compression_quality {
         if q > 100 {
-            r.err("output_compression_quality", format!("must be 0 to 100, got {q}"));
+            r.err(
+                "output_compression_quality",
+                format!("must be 0 to 100, got {q}"),
+            );
         } else if spec.output_mime_type.as_deref() != Some("image/jpeg") {
-            r.err("output_compression_quality", "applies to JPEG only: set output_mime_type to image/jpeg");
+            r.err(
+                "output_compression_quality",
+                "applies to JPEG only: set output_mime_type to image/jpeg",
+            );
         }
     }
     if spec.seed.is_some() && !model.family.is_gemini() && spec.add_watermark != Some(false) {
@@ -117,10 +151,10 @@ fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
 }
 
 fn check_unit(r: &mut Report, field: &str, v: Option<f64>, lo: f64, hi: f64) {
-    if let Some(v) = v {
-        if !(lo..=hi).contains(&v) || v.is_nan() {
-            r.err(field, format!("must be between {lo} and {hi}, got {v}"));
-        }
+    if let Some(v) = v
+        && (!(lo..=hi).contains(&v) || v.is_nan())
+    {
+        r.err(field, format!("must be between {lo} and {hi}, got {v}"));
     }
 }
 
@@ -129,18 +163,34 @@ fn check_ranges(spec: &JobSpec, r: &mut Report) {
     check_unit(r, "top_p", spec.top_p, 0.0, 1.0);
     check_unit(r, "top_k", spec.top_k, 1.0, 1000.0);
     check_unit(r, "guidance_scale", spec.guidance_scale, 0.0, 500.0);
-    check_unit(r, "image_preservation_factor", spec.image_preservation_factor, 0.0, 1.0);
-    check_unit(r, "confidence_threshold", spec.confidence_threshold, 0.0, 1.0);
+    check_unit(
+        r,
+        "image_preservation_factor",
+        spec.image_preservation_factor,
+        0.0,
+        1.0,
+    );
+    check_unit(
+        r,
+        "confidence_threshold",
+        spec.confidence_threshold,
+        0.0,
+        1.0,
+    );
     check_unit(r, "mask_dilation", spec.mask_dilation, 0.0, 1.0);
-    if let Some(t) = spec.binary_color_threshold {
-        if t != -1.0 && !(0.0..=255.0).contains(&t) {
-            r.err("binary_color_threshold", format!("must be 0 to 255, or -1 to turn it off, got {t}"));
-        }
+    if let Some(t) = spec.binary_color_threshold
+        && t != -1.0
+        && !(0.0..=255.0).contains(&t)
+    {
+        r.err(
+            "binary_color_threshold",
+            format!("must be 0 to 255, or -1 to turn it off, got {t}"),
+        );
     }
-    if let Some(t) = spec.timeout_s {
-        if t == 0 || t > 3600 {
-            r.err("timeout_s", format!("must be 1 to 3600 seconds, got {t}"));
-        }
+    if let Some(t) = spec.timeout_s
+        && (t == 0 || t > 3600)
+    {
+        r.err("timeout_s", format!("must be 1 to 3600 seconds, got {t}"));
     }
     if spec.base_steps == Some(0) {
         r.err("base_steps", "must be at least 1");
@@ -172,39 +222,79 @@ const THRESHOLDS: &[&str] = &[
 ];
 
 fn check_strings(spec: &JobSpec, r: &mut Report) {
-    if let Some(lang) = &spec.language {
-        if !LANGUAGES.contains(&lang.as_str()) {
-            r.err("language", format!("`{lang}` is not supported (allowed: {})", LANGUAGES.join(", ")));
-        }
+    if let Some(lang) = &spec.language
+        && !LANGUAGES.contains(&lang.as_str())
+    {
+        r.err(
+            "language",
+            format!(
+                "`{lang}` is not supported (allowed: {})",
+                LANGUAGES.join(", ")
+            ),
+        );
     }
-    if let Some(f) = &spec.upscale_factor {
-        if !["x2", "x3", "x4"].contains(&f.as_str()) {
-            r.err("upscale_factor", format!("`{f}` is not a factor (allowed: x2, x3, x4)"));
-        }
+    if let Some(f) = &spec.upscale_factor
+        && !["x2", "x3", "x4"].contains(&f.as_str())
+    {
+        r.err(
+            "upscale_factor",
+            format!("`{f}` is not a factor (allowed: x2, x3, x4)"),
+        );
     }
     for (i, s) in spec.safety_settings.iter().enumerate() {
         if !HARM_CATEGORIES.contains(&s.category.as_str()) {
-            r.err(format!("safety_settings[{i}].category"), format!("unknown category `{}` (allowed: {})", s.category, HARM_CATEGORIES.join(", ")));
+            r.err(
+                format!("safety_settings[{i}].category"),
+                format!(
+                    "unknown category `{}` (allowed: {})",
+                    s.category,
+                    HARM_CATEGORIES.join(", ")
+                ),
+            );
         }
         if !THRESHOLDS.contains(&s.threshold.as_str()) {
-            r.err(format!("safety_settings[{i}].threshold"), format!("unknown threshold `{}` (allowed: {})", s.threshold, THRESHOLDS.join(", ")));
+            r.err(
+                format!("safety_settings[{i}].threshold"),
+                format!(
+                    "unknown threshold `{}` (allowed: {})",
+                    s.threshold,
+                    THRESHOLDS.join(", ")
+                ),
+            );
         }
     }
     if spec.labels.len() > 64 {
-        r.err("labels", format!("at most 64 labels, got {}", spec.labels.len()));
+        r.err(
+            "labels",
+            format!("at most 64 labels, got {}", spec.labels.len()),
+        );
     }
     for (k, v) in &spec.labels {
         if !valid_label(k, true) {
-            r.err(format!("labels.{k}"), "label keys are 1–63 lowercase letters, digits, `_` or `-`, starting with a letter");
+            r.err(
+                format!("labels.{k}"),
+                "label keys are 1–63 lowercase letters, digits, `_` or `-`, starting with a letter",
+            );
         }
         if !valid_label(v, false) {
-            r.err(format!("labels.{k}"), format!("label value `{v}` must be at most 63 lowercase letters, digits, `_` or `-`"));
+            r.err(
+                format!("labels.{k}"),
+                format!(
+                    "label value `{v}` must be at most 63 lowercase letters, digits, `_` or `-`"
+                ),
+            );
         }
     }
 }
 
 fn valid_label(s: &str, key: bool) -> bool {
-    let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' || (!c.is_ascii() && c.is_lowercase()));
+    let ok_chars = s.chars().all(|c| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || c == '_'
+            || c == '-'
+            || (!c.is_ascii() && c.is_lowercase())
+    });
     let starts = !key || s.chars().next().is_some_and(|c| c.is_lowercase());
     s.chars().count() <= 63 && ok_chars && starts && (!key || !s.is_empty())
 }
@@ -215,21 +305,31 @@ fn check_edit(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
             r.err("images", "an edit needs the image to edit");
         }
         for (i, ref_img) in spec.reference_images.iter().enumerate() {
-            if matches!(ref_img.reference_type, ReferenceType::Mask | ReferenceType::Control) || ref_img.image.is_none() {
+            if matches!(
+                ref_img.reference_type,
+                ReferenceType::Mask | ReferenceType::Control
+            ) || ref_img.image.is_none()
+            {
                 r.err(format!("reference_images[{i}]"), "Gemini models take reference images with an `image` (raw, style, subject, content); masks and controls need an Imagen capability model, or describe the edit in the prompt");
             }
         }
         return;
     }
     if spec.reference_images.is_empty() {
-        r.err("reference_images", "an Imagen edit needs at least one reference image");
+        r.err(
+            "reference_images",
+            "an Imagen edit needs at least one reference image",
+        );
     }
     let mut ids = std::collections::BTreeSet::new();
     for (i, ref_img) in spec.reference_images.iter().enumerate() {
         let field = format!("reference_images[{i}]");
         let id = ref_img.reference_id.unwrap_or(i as u32 + 1);
         if !ids.insert(id) {
-            r.err(format!("{field}.reference_id"), format!("id {id} is used twice"));
+            r.err(
+                format!("{field}.reference_id"),
+                format!("id {id} is used twice"),
+            );
         }
         check_reference(ref_img, &field, r);
     }
@@ -238,23 +338,45 @@ fn check_edit(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
 fn check_reference(ref_img: &crate::job::spec::ReferenceImage, field: &str, r: &mut Report) {
     use ReferenceType::*;
     let t = ref_img.reference_type;
-    let auto_mask = t == Mask && matches!(ref_img.mask_mode, Some(MaskMode::Background | MaskMode::Foreground | MaskMode::Semantic));
+    let auto_mask = t == Mask
+        && matches!(
+            ref_img.mask_mode,
+            Some(MaskMode::Background | MaskMode::Foreground | MaskMode::Semantic)
+        );
     if ref_img.image.is_none() && !auto_mask {
         r.err(format!("{field}.image"), format!("a {} reference needs an image (only background/foreground/semantic masks are computed by Google)", t.wire()));
     }
     let wrong = |set: bool, name: &str, kind: ReferenceType, r: &mut Report| {
         if set && t != kind {
-            r.err(format!("{field}.{name}"), format!("applies to {} references only", kind.wire()));
+            r.err(
+                format!("{field}.{name}"),
+                format!("applies to {} references only", kind.wire()),
+            );
         }
     };
     wrong(ref_img.mask_mode.is_some(), "mask_mode", Mask, r);
     wrong(!ref_img.mask_classes.is_empty(), "mask_classes", Mask, r);
     wrong(ref_img.mask_dilation.is_some(), "mask_dilation", Mask, r);
     wrong(ref_img.control_type.is_some(), "control_type", Control, r);
-    wrong(ref_img.compute_control.is_some(), "compute_control", Control, r);
-    wrong(ref_img.style_description.is_some(), "style_description", Style, r);
+    wrong(
+        ref_img.compute_control.is_some(),
+        "compute_control",
+        Control,
+        r,
+    );
+    wrong(
+        ref_img.style_description.is_some(),
+        "style_description",
+        Style,
+        r,
+    );
     wrong(ref_img.subject_type.is_some(), "subject_type", Subject, r);
-    wrong(ref_img.subject_description.is_some(), "subject_description", Subject, r);
+    wrong(
+        ref_img.subject_description.is_some(),
+        "subject_description",
+        Subject,
+        r,
+    );
     if ref_img.mask_classes.len() > 5 {
         r.err(format!("{field}.mask_classes"), "at most 5 classes");
     }
@@ -262,9 +384,18 @@ fn check_reference(ref_img: &crate::job::spec::ReferenceImage, field: &str, r: &
         r.err(format!("{field}.mask_classes"), "needs mask_mode semantic");
     }
     if ref_img.mask_mode == Some(MaskMode::Semantic) && ref_img.mask_classes.is_empty() {
-        r.err(format!("{field}.mask_classes"), "a semantic mask needs at least one class id");
+        r.err(
+            format!("{field}.mask_classes"),
+            "a semantic mask needs at least one class id",
+        );
     }
-    check_unit(r, &format!("{field}.mask_dilation"), ref_img.mask_dilation, 0.0, 1.0);
+    check_unit(
+        r,
+        &format!("{field}.mask_dilation"),
+        ref_img.mask_dilation,
+        0.0,
+        1.0,
+    );
 }
 
 fn check_segment(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
@@ -274,14 +405,23 @@ fn check_segment(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     }
     let interactive = spec.segment_mode == Some(SegmentMode::Interactive);
     if interactive && spec.scribble_image.is_none() {
-        r.err("scribble_image", "interactive segmentation needs a scribble image");
+        r.err(
+            "scribble_image",
+            "interactive segmentation needs a scribble image",
+        );
     }
     if !interactive && spec.scribble_image.is_some() {
         r.err("scribble_image", "applies to segment_mode interactive only");
     }
-    let wants_prompt = matches!(spec.segment_mode, Some(SegmentMode::Prompt | SegmentMode::Semantic));
+    let wants_prompt = matches!(
+        spec.segment_mode,
+        Some(SegmentMode::Prompt | SegmentMode::Semantic)
+    );
     if spec.prompt.is_some() && !wants_prompt {
-        r.err("prompt", "segmentation takes a prompt only in segment_mode prompt or semantic");
+        r.err(
+            "prompt",
+            "segmentation takes a prompt only in segment_mode prompt or semantic",
+        );
     }
 }
 
@@ -296,10 +436,15 @@ fn check_recontext(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
                 r.err("prompt", "virtual try-on takes no prompt");
             }
         }
-        Family::ProductRecontext => check_count(r, "product_images", spec.product_images.len(), 1, 3),
+        Family::ProductRecontext => {
+            check_count(r, "product_images", spec.product_images.len(), 1, 3)
+        }
         _ => {
             if spec.product_images.is_empty() && spec.images.is_empty() {
-                r.err("product_images", "recontext needs at least one product image");
+                r.err(
+                    "product_images",
+                    "recontext needs at least one product image",
+                );
             }
         }
     }
@@ -309,10 +454,16 @@ fn check_chat(spec: &JobSpec, r: &mut Report) {
     for (i, turn) in spec.history.iter().enumerate() {
         match turn.role.as_deref() {
             Some("user") | Some("model") => {}
-            other => r.err(format!("history[{i}].role"), format!("must be `user` or `model`, got {other:?}")),
+            other => r.err(
+                format!("history[{i}].role"),
+                format!("must be `user` or `model`, got {other:?}"),
+            ),
         }
         if turn.parts.is_empty() {
-            r.err(format!("history[{i}].parts"), "a turn needs at least one part");
+            r.err(
+                format!("history[{i}].parts"),
+                "a turn needs at least one part",
+            );
         }
     }
 }

@@ -74,7 +74,10 @@ fn vertex_only_fields_are_refused_on_the_developer_api() {
     );
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs[0].starts_with("output_mime_type") || errs[0].starts_with("person_generation"));
-    let errs = errors(r#"{"model":"imagen-4.0-generate-001","prompt":"x"}"#, Backend::GeminiApi);
+    let errs = errors(
+        r#"{"model":"imagen-4.0-generate-001","prompt":"x"}"#,
+        Backend::GeminiApi,
+    );
     assert!(errs[0].starts_with("model:"), "{errs:?}");
 }
 
@@ -84,19 +87,33 @@ fn imagen_seed_requires_watermark_off() {
         fields(r#"{"model":"imagen-4.0-generate-001","prompt":"x","seed":1}"#),
         ["seed"]
     );
-    assert!(fields(r#"{"model":"imagen-4.0-generate-001","prompt":"x","seed":1,"add_watermark":false}"#).is_empty());
+    assert!(
+        fields(
+            r#"{"model":"imagen-4.0-generate-001","prompt":"x","seed":1,"add_watermark":false}"#
+        )
+        .is_empty()
+    );
 }
 
 #[test]
 fn input_images_are_counted_sized_and_typed() {
-    let four = format!(r#""{PNG_4X4}","{PNG_4X4}","{PNG_4X4}","{PNG_4X4}""#)
-        .replace(&format!(r#""{PNG_4X4}""#), &format!(r#"{{"data":"{PNG_4X4}"}}"#));
-    let json = format!(r#"{{"op":"compose","model":"gemini-2.5-flash-image","prompt":"x","images":[{four}]}}"#);
+    let four = format!(r#""{PNG_4X4}","{PNG_4X4}","{PNG_4X4}","{PNG_4X4}""#).replace(
+        &format!(r#""{PNG_4X4}""#),
+        &format!(r#"{{"data":"{PNG_4X4}"}}"#),
+    );
+    let json = format!(
+        r#"{{"op":"compose","model":"gemini-2.5-flash-image","prompt":"x","images":[{four}]}}"#
+    );
     assert_eq!(fields(&json), ["images"]);
     let json = r#"{"op":"compose","model":"gemini-2.5-flash-image","prompt":"x","images":[{"data":"bm90IGFuIGltYWdl"},{"data":"!!"}]}"#;
     assert_eq!(fields(json), ["images[0]", "images[1]"]);
-    let big = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![0u8; 7_000_001]);
-    let json = format!(r#"{{"op":"edit","model":"gemini-2.5-flash-image","prompt":"x","images":[{{"data":"{big}","mime_type":"image/png"}}]}}"#);
+    let big = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        vec![0u8; 7_000_001],
+    );
+    let json = format!(
+        r#"{{"op":"edit","model":"gemini-2.5-flash-image","prompt":"x","images":[{{"data":"{big}","mime_type":"image/png"}}]}}"#
+    );
     assert_eq!(fields(&json), ["images[0]"]);
     let json = r#"{"op":"edit","model":"gemini-2.5-flash-image","prompt":"x","images":["/nonexistent/a.png"]}"#;
     assert_eq!(fields(json), ["images[0]"]);

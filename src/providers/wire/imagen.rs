@@ -16,7 +16,8 @@ fn image(field: &str, img: &crate::job::ImageInput) -> Result<Value, BuildError>
         Resolved::Inline { data, mime } => json!({ "bytesBase64Encoded": data, "mimeType": mime }),
         Resolved::Gcs { uri, mime } => {
             let mut o = Obj::new();
-            o.set("gcsUri", uri).opt("mimeType", mime.map(str::to_string));
+            o.set("gcsUri", uri)
+                .opt("mimeType", mime.map(str::to_string));
             o.into_value()
         }
     })
@@ -48,7 +49,10 @@ fn common_parameters(spec: &JobSpec, p: &mut Obj) {
 fn reference(i: usize, r: &ReferenceImage) -> Result<Value, BuildError> {
     let mut o = Obj::new();
     if let Some(img) = &r.image {
-        o.set("referenceImage", image(&format!("reference_images[{i}].image"), img)?);
+        o.set(
+            "referenceImage",
+            image(&format!("reference_images[{i}].image"), img)?,
+        );
     }
     o.set("referenceId", r.reference_id.unwrap_or(i as u32 + 1))
         .set("referenceType", r.reference_type.wire());
@@ -100,7 +104,10 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
             params.nested("editConfig", edit);
         }
         (Operation::Upscale, Family::ImagenGenerate | Family::ImagenUpscale) => {
-            let img = spec.images.first().ok_or(BuildError::Unresolved("images[0]".into()))?;
+            let img = spec
+                .images
+                .first()
+                .ok_or(BuildError::Unresolved("images[0]".into()))?;
             inst.set("image", image("images[0]", img)?);
             let mut up = Obj::new();
             up.opt("upscaleFactor", spec.upscale_factor.clone())
@@ -114,7 +121,10 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
         (Operation::Recontext, Family::ProductRecontext | Family::VirtualTryOn) => {
             inst.opt("prompt", spec.prompt.clone());
             if let Some(person) = &spec.person_image {
-                inst.set("personImage", json!({ "image": image("person_image", person)? }));
+                inst.set(
+                    "personImage",
+                    json!({ "image": image("person_image", person)? }),
+                );
             }
             let products = spec
                 .product_images
@@ -123,7 +133,8 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
                 .map(|(i, p)| Ok(json!({ "image": image(&format!("product_images[{i}]"), p)? })))
                 .collect::<Result<Vec<_>, BuildError>>()?;
             inst.set("productImages", products);
-            params.opt("sampleCount", spec.number_of_images)
+            params
+                .opt("sampleCount", spec.number_of_images)
                 .opt("baseSteps", spec.base_steps);
             let mut rest = Obj::new();
             common_parameters(spec, &mut rest);
@@ -134,7 +145,10 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
             }
         }
         (Operation::Segment, Family::Segmentation) => {
-            let img = spec.images.first().ok_or(BuildError::Unresolved("images[0]".into()))?;
+            let img = spec
+                .images
+                .first()
+                .ok_or(BuildError::Unresolved("images[0]".into()))?;
             inst.set("image", image("images[0]", img)?)
                 .opt("prompt", spec.prompt.clone());
             if let Some(s) = &spec.scribble_image {

@@ -11,8 +11,8 @@ mod imagen;
 use serde_json::{Map, Value};
 
 use crate::catalog;
-use crate::job::image::{ImageInput, ImageSource};
 use crate::job::JobSpec;
+use crate::job::image::{ImageInput, ImageSource};
 
 use super::endpoint::{Method, Target};
 

@@ -10,14 +10,20 @@ use super::{Emu, PROJECT, detail, gc_body};
 const MODEL: &str = "gemini-2.5-flash-image";
 
 fn quota_scenario(toml_limits: &str) -> Scenario {
-    Scenario::from_toml_str(&format!("[quota.{PROJECT}.\"{MODEL}\"]\n{toml_limits}")).expect("scenario")
+    Scenario::from_toml_str(&format!("[quota.{PROJECT}.\"{MODEL}\"]\n{toml_limits}"))
+        .expect("scenario")
 }
 
 #[tokio::test]
 async fn rpm_quota_answers_429_with_retry_info_and_quota_failure() {
     let emu = Emu::start(quota_scenario("rpm = 2")).await;
     for _ in 0..2 {
-        assert_eq!(emu.vertex(MODEL, "generateContent", &gc_body("x")).await.status, 200);
+        assert_eq!(
+            emu.vertex(MODEL, "generateContent", &gc_body("x"))
+                .await
+                .status,
+            200
+        );
     }
     let r = emu.vertex(MODEL, "generateContent", &gc_body("x")).await;
     assert_eq!(r.status, 429);
@@ -26,29 +32,49 @@ async fn rpm_quota_answers_429_with_retry_info_and_quota_failure() {
     assert!(body["error"]["message"].as_str().unwrap_or("").starts_with(
         "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model with base model: gemini-2.5-flash-image."
     ));
-    let delay = detail(&body, "RetryInfo").and_then(|d| d["retryDelay"].as_str()).expect("retryDelay").to_string();
+    let delay = detail(&body, "RetryInfo")
+        .and_then(|d| d["retryDelay"].as_str())
+        .expect("retryDelay")
+        .to_string();
     let secs: f64 = delay.trim_end_matches('s').parse().expect("seconds");
     assert!(secs > 50.0 && secs <= 60.0, "{delay}");
     let v = &detail(&body, "QuotaFailure").expect("QuotaFailure")["violations"][0];
     assert_eq!(v["quotaId"], "GenerateRequestsPerMinutePerProjectPerModel");
-    assert_eq!(v["quotaDimensions"], json!({"location": "us-central1", "model": MODEL}));
+    assert_eq!(
+        v["quotaDimensions"],
+        json!({"location": "us-central1", "model": MODEL})
+    );
     assert_eq!(v["quotaValue"], "2");
     let other = emu.post("/v1/projects/other-proj/locations/us-central1/publishers/google/models/gemini-2.5-flash-image:generateContent", &gc_body("x"), Some(&emu.token), None).await;
     assert_eq!(other.status, 200, "quotas are per project");
     let stats = emu.stats().await;
-    assert_eq!(stats["requests"][format!("{PROJECT}/{MODEL}")], json!({"200": 2, "429": 1}));
+    assert_eq!(
+        stats["requests"][format!("{PROJECT}/{MODEL}")],
+        json!({"200": 2, "429": 1})
+    );
 }
 
 #[tokio::test]
 async fn rpd_quota_uses_the_per_day_quota_id_and_developer_wording() {
-    let mut scenario = Scenario::from_toml_str(&format!("[quota.default.\"{MODEL}\"]\nrpd = 1")).expect("scenario");
+    let mut scenario = Scenario::from_toml_str(&format!("[quota.default.\"{MODEL}\"]\nrpd = 1"))
+        .expect("scenario");
     scenario.latency_ms = Some(0);
     let emu = Emu::start(scenario).await;
-    assert_eq!(emu.dev(MODEL, "generateContent", &gc_body("x")).await.status, 200);
+    assert_eq!(
+        emu.dev(MODEL, "generateContent", &gc_body("x"))
+            .await
+            .status,
+        200
+    );
     let r = emu.dev(MODEL, "generateContent", &gc_body("x")).await;
     assert_eq!(r.status, 429);
     let body = r.json();
-    assert!(body["error"]["message"].as_str().unwrap_or("").starts_with("You exceeded your current quota"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("You exceeded your current quota")
+    );
     let v = &detail(&body, "QuotaFailure").expect("QuotaFailure")["violations"][0];
     assert_eq!(v["quotaId"], "GenerateRequestsPerDayPerProjectPerModel");
     assert_eq!(v["quotaDimensions"]["location"], "global");
@@ -62,7 +88,9 @@ async fn concurrent_quota_refuses_extra_requests_and_peak_concurrency_stays_with
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let emu = emu.clone();
-        tasks.push(tokio::spawn(async move { emu.vertex(MODEL, "generateContent", &gc_body("x")).await }));
+        tasks.push(tokio::spawn(async move {
+            emu.vertex(MODEL, "generateContent", &gc_body("x")).await
+        }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
@@ -93,14 +121,26 @@ async fn fault_markers_produce_each_kind_of_failure() {
         async move { emu.vertex(MODEL, "generateContent", &body).await }
     };
     let r = call("[[fail:500]]").await;
-    assert_eq!((r.status, r.json()["error"]["status"].clone()), (500, json!("INTERNAL")));
+    assert_eq!(
+        (r.status, r.json()["error"]["status"].clone()),
+        (500, json!("INTERNAL"))
+    );
     let r = call("[[fail:503]]").await;
-    assert_eq!((r.status, r.json()["error"]["status"].clone()), (503, json!("UNAVAILABLE")));
+    assert_eq!(
+        (r.status, r.json()["error"]["status"].clone()),
+        (503, json!("UNAVAILABLE"))
+    );
     let r = call("[[fail:429]]").await;
     assert_eq!(r.status, 429);
-    assert_eq!(r.json(), json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}}));
+    assert_eq!(
+        r.json(),
+        json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}})
+    );
     let r = call("[[fail:timeout]]").await;
-    assert_eq!((r.status, r.json()["error"]["status"].clone()), (504, json!("DEADLINE_EXCEEDED")));
+    assert_eq!(
+        (r.status, r.json()["error"]["status"].clone()),
+        (504, json!("DEADLINE_EXCEEDED"))
+    );
     let r = call("[[fail:non_json]]").await;
     assert_eq!(r.status, 503);
     assert!(r.content_type.starts_with("text/html") && r.text.contains("<html"));
@@ -116,54 +156,116 @@ async fn fault_markers_produce_each_kind_of_failure() {
     assert!(failed, "a reset must not deliver a complete response");
     let stats = emu.stats().await;
     let counts = &stats["requests"][format!("{PROJECT}/{MODEL}")];
-    assert_eq!(counts, &json!({"500": 1, "503": 2, "429": 1, "504": 1, "200": 1, "reset": 1}));
+    assert_eq!(
+        counts,
+        &json!({"500": 1, "503": 2, "429": 1, "504": 1, "200": 1, "reset": 1})
+    );
 }
 
 #[tokio::test]
 async fn random_faults_follow_the_rates_and_a_seed_reproduces_them() {
     let emu = Emu::start(Scenario::default()).await;
-    let mut scenario = Scenario { seed: Some(7), ..Scenario::default() };
+    let mut scenario = Scenario {
+        seed: Some(7),
+        ..Scenario::default()
+    };
     scenario.faults.rate_503 = 0.5;
     let mut runs = Vec::new();
     for _ in 0..2 {
         emu.handle.set_scenario(scenario.clone());
         let mut statuses = Vec::new();
         for i in 0..24 {
-            statuses.push(emu.vertex(MODEL, "generateContent", &gc_body(&format!("p{i}"))).await.status);
+            statuses.push(
+                emu.vertex(MODEL, "generateContent", &gc_body(&format!("p{i}")))
+                    .await
+                    .status,
+            );
         }
         runs.push(statuses);
     }
     assert_eq!(runs[0], runs[1]);
-    assert!(runs[0].contains(&503) && runs[0].contains(&200), "{:?}", runs[0]);
+    assert!(
+        runs[0].contains(&503) && runs[0].contains(&200),
+        "{:?}",
+        runs[0]
+    );
     scenario.faults.rate_503 = 0.0;
     scenario.faults.rate_500 = 1.0;
     emu.handle.set_scenario(scenario);
-    assert_eq!(emu.vertex(MODEL, "generateContent", &gc_body("x")).await.status, 500);
+    assert_eq!(
+        emu.vertex(MODEL, "generateContent", &gc_body("x"))
+            .await
+            .status,
+        500
+    );
 }
 
 #[tokio::test]
 async fn scenario_can_be_replaced_at_runtime_over_http() {
     let emu = Emu::start(Scenario::default()).await;
-    let r = emu.http.post(emu.url("/emulator/scenario")).json(&json!({"blocked_marker": "FORBIDDEN", "latency_ms": 120})).send().await.expect("post");
+    let r = emu
+        .http
+        .post(emu.url("/emulator/scenario"))
+        .json(&json!({"blocked_marker": "FORBIDDEN", "latency_ms": 120}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 200);
-    let current: serde_json::Value = emu.http.get(emu.url("/emulator/scenario")).send().await.expect("get").json().await.expect("json");
+    let current: serde_json::Value = emu
+        .http
+        .get(emu.url("/emulator/scenario"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(current["blocked_marker"], "FORBIDDEN");
     let started = Instant::now();
-    let r = emu.vertex(MODEL, "generateContent", &gc_body("something FORBIDDEN")).await;
+    let r = emu
+        .vertex(MODEL, "generateContent", &gc_body("something FORBIDDEN"))
+        .await;
     assert!(started.elapsed().as_millis() >= 120, "latency applies");
-    assert_eq!(r.json()["promptFeedback"]["blockReason"], "PROHIBITED_CONTENT");
-    let bad = emu.http.post(emu.url("/emulator/scenario")).json(&json!({"faults": {"rate_500": 2.0}})).send().await.expect("post");
+    assert_eq!(
+        r.json()["promptFeedback"]["blockReason"],
+        "PROHIBITED_CONTENT"
+    );
+    let bad = emu
+        .http
+        .post(emu.url("/emulator/scenario"))
+        .json(&json!({"faults": {"rate_500": 2.0}}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]
 async fn stats_count_every_status_and_reset_clears_them() {
     let emu = Emu::start(Scenario::default()).await;
-    assert_eq!(emu.vertex(MODEL, "generateContent", &gc_body("x")).await.status, 200);
-    assert_eq!(emu.vertex(MODEL, "generateContent", &json!({"contents": []})).await.status, 400);
+    assert_eq!(
+        emu.vertex(MODEL, "generateContent", &gc_body("x"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        emu.vertex(MODEL, "generateContent", &json!({"contents": []}))
+            .await
+            .status,
+        400
+    );
     let stats = emu.stats().await;
-    assert_eq!(stats["requests"][format!("{PROJECT}/{MODEL}")], json!({"200": 1, "400": 1}));
-    let r = emu.http.post(emu.url("/emulator/stats/reset")).send().await.expect("reset");
+    assert_eq!(
+        stats["requests"][format!("{PROJECT}/{MODEL}")],
+        json!({"200": 1, "400": 1})
+    );
+    let r = emu
+        .http
+        .post(emu.url("/emulator/stats/reset"))
+        .send()
+        .await
+        .expect("reset");
     assert!(r.status().is_success());
     assert_eq!(emu.stats().await["requests"], json!({}));
 }

@@ -1,0 +1,102 @@
+//! `imagegen run` through the real binary: embedded defaults (no Redis, in-process
+//! emulator, local disk) produce the images of `examples/prompts.txt`; a bad line stops
+//! everything with its line number.
+
+use std::process::Command;
+
+fn imagegen() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+    // No config file or project overrides from the developer's environment.
+    cmd.env_remove("IMAGEGEN_CONFIG");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IMAGEGEN__")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+fn pngs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "png") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn run_on_the_example_prompts_writes_one_image_per_prompt_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prompts.txt");
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["run", examples])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prompts = std::fs::read_to_string(examples).unwrap();
+    let expected = prompts
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count();
+    let pngs = pngs_under(&dir.path().join("imagegen-out"));
+    assert_eq!(pngs.len(), expected, "{stdout}");
+    for png in &pngs {
+        let img = image::open(png).unwrap();
+        assert_eq!((img.width(), img.height()), (1024, 1024));
+        assert!(
+            stdout.contains(&png.display().to_string()),
+            "{stdout} should list {}",
+            png.display()
+        );
+        assert!(png.with_file_name("result.json").exists());
+    }
+    assert!(stdout.contains("manifest.jsonl"));
+}
+
+#[test]
+fn an_invalid_line_is_reported_with_its_number_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.jsonl");
+    std::fs::write(
+        &file,
+        "{\"prompt\":\"a cat\"}\n{\"prompt\":\"a dog\",\"aspect_ratio\":\"7:3\"}\n",
+    )
+    .unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2: aspect_ratio"), "{stderr}");
+    assert!(pngs_under(dir.path()).is_empty());
+}
+
+#[test]
+fn blocked_prompts_make_run_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.txt");
+    std::fs::write(&file, "a cat\na dog [[blocked]]\n").unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("blocked"), "{stdout}");
+    assert_eq!(pngs_under(dir.path()).len(), 1);
+}
