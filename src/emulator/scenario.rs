@@ -261,7 +261,11 @@ impl LatencySpec {
                 "{key}.min_ms ({lo}) is greater than {key}.max_ms ({hi})"
             )));
         }
-        if self.table.iter().any(|b| !(b.weight >= 0.0)) {
+        if self
+            .table
+            .iter()
+            .any(|b| b.weight.is_nan() || b.weight < 0.0)
+        {
             return Err(EmulatorError::Scenario(format!(
                 "{key}.table weights must be non-negative"
             )));
