@@ -225,30 +225,20 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
     if settings.projects.is_empty() && args.project.as_deref().is_none_or(|p| p == "local") {
         return local_runtime(settings, timeout).await;
     }
+    let configured = settings
+        .projects
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     let (name, project): (&String, &ProjectConfig) = match &args.project {
         Some(p) => settings.projects.get_key_value(p).with_context(|| {
-            format!(
-                "no project `{p}` in the configuration (configured: {})",
-                settings
-                    .projects
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("no project `{p}` in the configuration (configured: {configured})")
         })?,
         None if settings.projects.len() == 1 => {
             settings.projects.iter().next().context("no project")?
         }
-        None => bail!(
-            "several projects are configured ({}): choose one with --project",
-            settings
-                .projects
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => bail!("several projects are configured ({configured}): choose one with --project"),
     };
     Ok(Runtime {
         provider: providers::from_config(project, timeout)?,

@@ -42,41 +42,7 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
         .get("inputConfig")
         .or_else(|| batch.get("input_config"))
         .ok_or_else(|| ApiError::field("batch.input_config", "input_config is required."))?;
-    let mut inline = Vec::new();
-    if let Some(list) = input
-        .pointer("/requests/requests")
-        .and_then(Value::as_array)
-    {
-        for (i, item) in list.iter().enumerate() {
-            let request = item.get("request").ok_or_else(|| {
-                ApiError::field(
-                    &format!("batch.input_config.requests.requests[{i}].request"),
-                    "request is required.",
-                )
-            })?;
-            gemini::plan(ctx, request).map_err(|mut e| {
-                e.message = format!(
-                    "batch.input_config.requests.requests[{i}].request: {}",
-                    e.message
-                );
-                e
-            })?;
-            inline.push((
-                request.clone(),
-                item.get("metadata").cloned().unwrap_or(Value::Null),
-            ));
-        }
-    } else if input
-        .get("fileName")
-        .or_else(|| input.get("file_name"))
-        .and_then(Value::as_str)
-        .is_none()
-    {
-        return Err(ApiError::field(
-            "batch.input_config",
-            "input_config must set requests or file_name.",
-        ));
-    }
+    let inline = inline_requests(ctx, input)?;
     let id = format!("emu{:016x}", state.random_u64());
     let name = format!("batches/{id}");
     let ts = now();
@@ -107,6 +73,38 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
         },
     );
     Ok(resource)
+}
+
+/// The inline requests of a Developer-API batch (each validated like generateContent),
+/// or none for file input.
+fn inline_requests(ctx: &CallCtx, input: &Value) -> Result<Vec<(Value, Value)>, ApiError> {
+    let Some(list) = input
+        .pointer("/requests/requests")
+        .and_then(Value::as_array)
+    else {
+        let file = input.get("fileName").or_else(|| input.get("file_name"));
+        return match file.and_then(Value::as_str) {
+            Some(_) => Ok(Vec::new()),
+            None => Err(ApiError::field(
+                "batch.input_config",
+                "input_config must set requests or file_name.",
+            )),
+        };
+    };
+    let mut inline = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let field = format!("batch.input_config.requests.requests[{i}].request");
+        let request = item
+            .get("request")
+            .ok_or_else(|| ApiError::field(&field, "request is required."))?;
+        gemini::plan(ctx, request).map_err(|mut e| {
+            e.message = format!("{field}: {}", e.message);
+            e
+        })?;
+        let metadata = item.get("metadata").cloned().unwrap_or(Value::Null);
+        inline.push((request.clone(), metadata));
+    }
+    Ok(inline)
 }
 
 /// Batch routes other than creation on the Developer API.

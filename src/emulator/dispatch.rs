@@ -175,18 +175,36 @@ async fn model_call(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let key = format!("{project}/{}", target.model);
+    let mut count = Counted {
+        state: state.clone(),
+        key: format!("{project}/{}", target.model),
+        label: None,
+    };
     let response = match admitted_call(&state, target, project, &headers, &query, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    let label = if response.extensions().get::<ResetMarker>().is_some() {
+    count.label = Some(if response.extensions().get::<ResetMarker>().is_some() {
         "reset".to_string()
     } else {
         response.status().as_u16().to_string()
-    };
-    state.stats.record(&key, &label);
+    });
     response
+}
+
+/// Records the answer's status when dropped; a request whose client went away before
+/// the answer (the handler future is dropped) is counted as `"499"` (CANCELLED).
+struct Counted {
+    state: Shared,
+    key: String,
+    label: Option<String>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let label = self.label.as_deref().unwrap_or("499");
+        self.state.stats.record(&self.key, label);
+    }
 }
 
 /// Resolves the model and checks the method against its family.

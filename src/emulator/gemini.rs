@@ -162,27 +162,7 @@ fn check_part(
     inputs: &mut Inputs,
 ) -> Result<(), ApiError> {
     let path = format!("contents[{i}].parts[{j}]");
-    let data_fields = [
-        "text",
-        "inlineData",
-        "fileData",
-        "functionCall",
-        "functionResponse",
-        "executableCode",
-        "codeExecutionResult",
-    ];
-    let present = data_fields
-        .iter()
-        .filter(|f| part.get(**f).is_some())
-        .count();
-    if present != 1 {
-        let msg = if present == 0 {
-            format!("{path}.data: required oneof field 'data' must have one initialized field")
-        } else {
-            format!("{path}.data: oneof field 'data' is already set. Cannot set a second field")
-        };
-        return Err(ApiError::field(&format!("{path}.data"), msg));
-    }
+    check_oneof(part, &path)?;
     let is_image = part.get("inlineData").is_some() || part.get("fileData").is_some();
     if let Some(blob) = part.get("inlineData") {
         let dims = check_inline(ctx, blob, &path)?;
@@ -217,6 +197,34 @@ fn check_part(
         ));
     }
     Ok(())
+}
+
+/// A part holds exactly one of its `data` oneof fields.
+fn check_oneof(part: &Value, path: &str) -> Result<(), ApiError> {
+    let data_fields = [
+        "text",
+        "inlineData",
+        "fileData",
+        "functionCall",
+        "functionResponse",
+        "executableCode",
+        "codeExecutionResult",
+    ];
+    let present = data_fields
+        .iter()
+        .filter(|f| part.get(**f).is_some())
+        .count();
+    match present {
+        1 => Ok(()),
+        0 => Err(ApiError::field(
+            &format!("{path}.data"),
+            format!("{path}.data: required oneof field 'data' must have one initialized field"),
+        )),
+        _ => Err(ApiError::field(
+            &format!("{path}.data"),
+            format!("{path}.data: oneof field 'data' is already set. Cannot set a second field"),
+        )),
+    }
 }
 
 /// Checks one inline image; returns its dimensions when readable.

@@ -1,7 +1,7 @@
-//! `:predict` request validation for the Imagen family (spec §5): the envelope, the
-//! parameters every operation shares (sampleCount, enums compared case-insensitively,
-//! output options, seed vs watermark, Developer-API restrictions) and the generate and
-//! upscale operations. Edit, recontext, try-on and segment inputs are in `imagen_inputs`.
+//! `:predict` request validation for the Imagen family (spec §5): the envelope
+//! (`instances`/`parameters`, snake_case keys camelised), dispatch by model family, and
+//! the generate and upscale operations. Shared parameters are in `imagen_params`; edit,
+//! recontext and try-on inputs in `imagen_inputs`; segmentation in `imagen_segment`.
 //!
 //! Produces an `ImagenPlan`; `imagen_response` turns it into predictions.
 
@@ -12,6 +12,7 @@ use crate::catalog::{self, Family};
 use super::call::CallCtx;
 use super::envelope::ApiError;
 use super::imagen_inputs::{self, image_field};
+use super::imagen_params::{Common, common_params};
 use super::proto::Surface;
 use super::synth::Encoding;
 
@@ -58,40 +59,6 @@ pub struct ImagenPlan {
     /// Segmentation mask labels, one per mask.
     pub mask_labels: Vec<String>,
 }
-
-/// Parameters shared by the operations.
-pub(crate) struct Common {
-    pub samples: u32,
-    pub seed: i64,
-    pub encoding: Encoding,
-    pub storage_uri: Option<String>,
-    pub include_rai: bool,
-    pub include_safety: bool,
-    pub enhance_prompt: bool,
-    pub aspect_ratio: Option<String>,
-}
-
-const SAFETY: &[&str] = &[
-    "block_low_and_above",
-    "block_medium_and_above",
-    "block_only_high",
-    "block_none",
-    "block_most",
-    "block_some",
-    "block_few",
-    "block_fewest",
-];
-const PERSON: &[&str] = &["dont_allow", "allow_adult", "allow_all"];
-const LANGUAGES: &[&str] = &[
-    "auto", "en", "ja", "ko", "hi", "zh", "zh-tw", "pt", "es", "de", "fr", "it",
-];
-const DEV_REFUSED: &[&str] = &[
-    "seed",
-    "negativePrompt",
-    "addWatermark",
-    "enhancePrompt",
-    "storageUri",
-];
 
 /// Validates a predict body and plans the answer.
 pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
@@ -152,7 +119,7 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
         Family::ImagenCapability => imagen_inputs::edit(ctx, &instance, &params, common),
         Family::ProductRecontext => imagen_inputs::recontext(ctx, &instance, common),
         Family::VirtualTryOn => imagen_inputs::try_on(ctx, &instance, common),
-        Family::Segmentation => imagen_inputs::segment(ctx, &instance, &params),
+        Family::Segmentation => super::imagen_segment::segment(ctx, &instance, &params),
         Family::GeminiImage => Err(ApiError::failed_precondition(
             "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
         )),
@@ -205,157 +172,6 @@ fn snake_to_camel(s: &str) -> String {
         }
     }
     out
-}
-
-/// Checks a case-insensitive enum parameter.
-pub(crate) fn enum_param(params: &Value, name: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if allowed.iter().any(|a| a.eq_ignore_ascii_case(s)) => Ok(()),
-        Some(other) => Err(ApiError::field(
-            &format!("parameters.{name}"),
-            format!(
-                "Invalid value for parameters.{name}: {other}. Allowed values: {}.",
-                allowed.join(", ")
-            ),
-        )),
-    }
-}
-
-fn int_param(params: &Value, name: &str) -> Result<Option<i64>, ApiError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::field(
-                    &format!("parameters.{name}"),
-                    format!("parameters.{name} must be an integer, got {v}."),
-                )
-            }),
-    }
-}
-
-fn bool_param(params: &Value, name: &str) -> Result<Option<bool>, ApiError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(ApiError::field(
-            &format!("parameters.{name}"),
-            format!("parameters.{name} must be a boolean, got {v}."),
-        )),
-    }
-}
-
-fn common_params(ctx: &CallCtx, params: &Value) -> Result<Common, ApiError> {
-    if ctx.surface == Surface::Developer
-        && let Some(name) = DEV_REFUSED
-            .iter()
-            .find(|n| params.get(**n).is_some_and(|v| !v.is_null()))
-    {
-        return Err(ApiError::field(
-            &format!("parameters.{name}"),
-            format!("{name} parameter is not supported in Gemini API."),
-        ));
-    }
-    enum_param(params, "safetySetting", SAFETY)?;
-    enum_param(params, "personGeneration", PERSON)?;
-    enum_param(params, "language", LANGUAGES)?;
-    let max = ctx.info.max_outputs as i64;
-    let samples =
-        int_param(params, "sampleCount")?.unwrap_or(if ctx.info.family == Family::ImagenGenerate {
-            4.min(max)
-        } else {
-            1
-        });
-    if !(1..=max).contains(&samples) && ctx.info.family != Family::Segmentation {
-        return Err(ApiError::field(
-            "parameters.sampleCount",
-            format!(
-                "sampleCount must be between 1 and {max} for {}, got {samples}.",
-                ctx.model
-            ),
-        ));
-    }
-    let seed = int_param(params, "seed")?;
-    if seed.is_some_and(|s| !(0..=u32::MAX as i64).contains(&s)) {
-        return Err(ApiError::field(
-            "parameters.seed",
-            "seed must be between 0 and 4294967295.",
-        ));
-    }
-    let watermark = bool_param(params, "addWatermark")?;
-    let watermark_on = watermark.unwrap_or(ctx.info.family == Family::ImagenGenerate);
-    if seed.is_some()
-        && watermark_on
-        && !matches!(params.get("mode").and_then(Value::as_str), Some("upscale"))
-    {
-        return Err(ApiError::field(
-            "parameters.seed",
-            "Seed is not supported when addWatermark is true. Set addWatermark to false to use a seed.",
-        ));
-    }
-    let storage_uri = params
-        .get("storageUri")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if storage_uri
-        .as_deref()
-        .is_some_and(|u| !u.starts_with("gs://"))
-    {
-        return Err(ApiError::field(
-            "parameters.storageUri",
-            "storageUri must be a Cloud Storage URI starting with gs://.",
-        ));
-    }
-    Ok(Common {
-        samples: samples as u32,
-        seed: seed.unwrap_or(0),
-        encoding: output_options(params)?,
-        storage_uri,
-        include_rai: bool_param(params, "includeRaiReason")?.unwrap_or(false),
-        include_safety: bool_param(params, "includeSafetyAttributes")?.unwrap_or(false),
-        enhance_prompt: bool_param(params, "enhancePrompt")?.unwrap_or(false),
-        aspect_ratio: params
-            .get("aspectRatio")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    })
-}
-
-fn output_options(params: &Value) -> Result<Encoding, ApiError> {
-    let Some(opts) = params.get("outputOptions").filter(|v| !v.is_null()) else {
-        return Ok(Encoding::Png);
-    };
-    let quality = int_param(opts, "compressionQuality")
-        .map_err(|_| {
-            ApiError::field(
-                "parameters.outputOptions.compressionQuality",
-                "compressionQuality must be an integer.",
-            )
-        })?
-        .unwrap_or(75);
-    if !(0..=100).contains(&quality) {
-        return Err(ApiError::field(
-            "parameters.outputOptions.compressionQuality",
-            format!("compressionQuality must be between 0 and 100, got {quality}."),
-        ));
-    }
-    match opts
-        .get("mimeType")
-        .and_then(Value::as_str)
-        .unwrap_or("image/png")
-    {
-        "image/png" => Ok(Encoding::Png),
-        "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
-        other => Err(ApiError::field(
-            "parameters.outputOptions.mimeType",
-            format!("Unsupported mimeType {other}; use image/png or image/jpeg."),
-        )),
-    }
 }
 
 /// Dimensions from `aspectRatio` (and size) per the catalog; 1:1 1K by default.

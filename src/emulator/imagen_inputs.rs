@@ -1,6 +1,6 @@
-//! `:predict` operations that take input images (spec §5.2–5.5): edit/customization
-//! reference images, product recontext, virtual try-on and segmentation, plus the shared
-//! check of one input image (≤ 10 MB, decodable, or a `gcs://` URI).
+//! `:predict` operations that take input images (spec §5.2–5.4): edit/customization
+//! reference images, product recontext and virtual try-on, plus the shared
+//! check of one input image (≤ 10 MB, decodable, or a `gs://` URI).
 //!
 //! Validation only; answers are built in `imagen_response`.
 
@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::call::CallCtx;
 use super::envelope::ApiError;
-use super::imagen::{Common, ImagenPlan, Op, base_plan, enum_param, ratio_dims};
+use super::imagen::{ImagenPlan, Op, base_plan, ratio_dims};
+use super::imagen_params::{Common, enum_param};
 use super::media::{decode_b64, inspect};
-use super::synth::Encoding;
 
 const REFERENCE_TYPES: &[&str] = &[
     "REFERENCE_TYPE_RAW",
@@ -48,13 +48,6 @@ const SUBJECT_TYPES: &[&str] = &[
     "SUBJECT_TYPE_PERSON",
     "SUBJECT_TYPE_ANIMAL",
     "SUBJECT_TYPE_PRODUCT",
-];
-const SEGMENT_MODES: &[&str] = &[
-    "FOREGROUND",
-    "BACKGROUND",
-    "PROMPT",
-    "SEMANTIC",
-    "INTERACTIVE",
 ];
 
 /// Checks one input image object (`{bytesBase64Encoded|gcsUri, mimeType}`); returns its
@@ -268,124 +261,6 @@ fn product_images(ctx: &CallCtx, instance: &Value, min: usize, max: usize) -> Re
             .get("image")
             .ok_or_else(|| ApiError::field(&path, "image is required."))?;
         image_field(ctx, img, &path)?;
-    }
-    Ok(())
-}
-
-/// Segmentation: one mask per prediction, labels from the mode/prompt.
-pub fn segment(ctx: &CallCtx, instance: &Value, params: &Value) -> Result<ImagenPlan, ApiError> {
-    let image = instance.get("image").ok_or_else(|| {
-        ApiError::field(
-            "instances[0].image",
-            "instances[0].image is required for segmentation.",
-        )
-    })?;
-    let dims = image_field(ctx, image, "instances[0].image")?.unwrap_or((1024, 1024));
-    let mode = params
-        .get("mode")
-        .and_then(Value::as_str)
-        .unwrap_or("FOREGROUND")
-        .to_ascii_uppercase();
-    if !SEGMENT_MODES.contains(&mode.as_str()) {
-        return Err(ApiError::field(
-            "parameters.mode",
-            format!(
-                "Invalid segmentation mode \"{mode}\". Allowed: {}.",
-                SEGMENT_MODES.join(", ")
-            ),
-        ));
-    }
-    let prompt = instance
-        .get("prompt")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if matches!(mode.as_str(), "PROMPT" | "SEMANTIC") && prompt.is_empty() {
-        return Err(ApiError::field(
-            "instances[0].prompt",
-            format!("A prompt is required for {mode} segmentation."),
-        ));
-    }
-    match (mode.as_str(), instance.get("scribble")) {
-        ("INTERACTIVE", Some(s)) => {
-            let img = s.get("image").ok_or_else(|| {
-                ApiError::field("instances[0].scribble.image", "scribble.image is required.")
-            })?;
-            image_field(ctx, img, "instances[0].scribble.image")?;
-        }
-        ("INTERACTIVE", None) => {
-            return Err(ApiError::field(
-                "instances[0].scribble",
-                "A scribble is required for INTERACTIVE segmentation.",
-            ));
-        }
-        (_, Some(_)) => {
-            return Err(ApiError::field(
-                "instances[0].scribble",
-                "scribble is only supported in INTERACTIVE mode.",
-            ));
-        }
-        _ => {}
-    }
-    check_segment_numbers(params)?;
-    let max = params
-        .get("maxPredictions")
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .max(1) as usize;
-    let labels: Vec<String> = match mode.as_str() {
-        "SEMANTIC" => prompt
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        "PROMPT" => vec![prompt.clone(); max.min(2)],
-        "BACKGROUND" => vec!["background".into()],
-        "FOREGROUND" => vec!["foreground".into()],
-        _ => vec!["".into()],
-    };
-    let labels: Vec<String> = labels.into_iter().take(max).collect();
-    let common = Common {
-        samples: labels.len() as u32,
-        seed: 0,
-        encoding: Encoding::MaskPng,
-        storage_uri: None,
-        include_rai: false,
-        include_safety: false,
-        enhance_prompt: false,
-        aspect_ratio: None,
-    };
-    let mut plan = base_plan(Op::Segment, prompt, dims, common);
-    plan.mask_labels = labels;
-    Ok(plan)
-}
-
-fn check_segment_numbers(params: &Value) -> Result<(), ApiError> {
-    let checks: [(&str, f64, f64); 3] = [
-        ("confidenceThreshold", 0.0, 1.0),
-        ("maskDilation", 0.0, 1.0),
-        ("binaryColorThreshold", -1.0, 255.0),
-    ];
-    for (name, lo, hi) in checks {
-        if let Some(v) = params.get(name).filter(|v| !v.is_null()) {
-            let ok = v.as_f64().is_some_and(|x| (lo..=hi).contains(&x));
-            if !ok {
-                return Err(ApiError::field(
-                    &format!("parameters.{name}"),
-                    format!("{name} must be between {lo} and {hi}, got {v}."),
-                ));
-            }
-        }
-    }
-    if params
-        .get("maxPredictions")
-        .is_some_and(|v| v.as_u64().is_none_or(|n| n < 1))
-    {
-        return Err(ApiError::field(
-            "parameters.maxPredictions",
-            "maxPredictions must be a positive integer.",
-        ));
     }
     Ok(())
 }

@@ -66,10 +66,32 @@ fn model_method(seg: &str) -> Option<(String, String)> {
     (!model.is_empty() && !method.is_empty()).then(|| (model.to_string(), method.to_string()))
 }
 
+fn model_route(
+    surface: Surface,
+    version: &str,
+    project: Option<&str>,
+    location: Option<&str>,
+    publisher: &str,
+    segment: &str,
+) -> Option<Route> {
+    let (model, method) = model_method(segment)?;
+    Some(Route::Model(ModelTarget {
+        surface,
+        express: surface == Surface::Vertex && project.is_none(),
+        version: version.to_string(),
+        project: project.map(str::to_string),
+        location: location.unwrap_or("global").to_string(),
+        publisher: publisher.to_string(),
+        model,
+        method,
+    }))
+}
+
 /// Parses an API path; `None` for anything Google would not serve.
 pub fn parse(method: &Method, path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let post = method == Method::POST;
+    let vertex = |v: &&str| VERTEX_VERSIONS.contains(v);
     match segs.as_slice() {
         [
             v,
@@ -81,44 +103,12 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
             publisher,
             "models",
             mm,
-        ] if post && VERTEX_VERSIONS.contains(v) => {
-            let (model, m) = model_method(mm)?;
-            Some(Route::Model(ModelTarget {
-                surface: Surface::Vertex,
-                express: false,
-                version: v.to_string(),
-                project: Some(p.to_string()),
-                location: l.to_string(),
-                publisher: publisher.to_string(),
-                model,
-                method: m,
-            }))
-        }
-        [v, "publishers", publisher, "models", mm] if post && VERTEX_VERSIONS.contains(v) => {
-            let (model, m) = model_method(mm)?;
-            Some(Route::Model(ModelTarget {
-                surface: Surface::Vertex,
-                express: true,
-                version: v.to_string(),
-                project: None,
-                location: "global".into(),
-                publisher: publisher.to_string(),
-                model,
-                method: m,
-            }))
+        ] if post && vertex(v) => model_route(Surface::Vertex, v, Some(p), Some(l), publisher, mm),
+        [v, "publishers", publisher, "models", mm] if post && vertex(v) => {
+            model_route(Surface::Vertex, v, None, None, publisher, mm)
         }
         [v, "models", mm] if post && DEV_VERSIONS.contains(v) => {
-            let (model, m) = model_method(mm)?;
-            Some(Route::Model(ModelTarget {
-                surface: Surface::Developer,
-                express: false,
-                version: v.to_string(),
-                project: None,
-                location: "global".into(),
-                publisher: "google".into(),
-                model,
-                method: m,
-            }))
+            model_route(Surface::Developer, v, None, None, "google", mm)
         }
         [
             v,
@@ -128,7 +118,7 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
             l,
             "batchPredictionJobs",
             rest @ ..,
-        ] if VERTEX_VERSIONS.contains(v) => {
+        ] if vertex(v) => {
             let loc = VertexLoc {
                 version: v.to_string(),
                 project: p.to_string(),

@@ -158,74 +158,55 @@ impl GoogleClient {
     }
 }
 
-/// Vertex AI: OAuth2 (or express-mode API key); every model family.
-pub struct VertexProvider(GoogleClient);
+/// Declares a provider type over `GoogleClient` for one backend: `from_config` checks the
+/// backend, `new` takes an explicit target and credentials, and `ImageProvider` forwards.
+macro_rules! google_provider {
+    ($(#[$doc:meta])* $name:ident, $backend:expr) => {
+        $(#[$doc])*
+        pub struct $name(GoogleClient);
 
-impl VertexProvider {
-    /// From a `backend = "vertex"` project.
-    pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
-        if p.backend != Backend::Vertex {
-            return Err(ProviderConfigError::Backend(format!(
-                "VertexProvider needs backend \"vertex\", got \"{}\"",
-                p.backend.as_str()
-            )));
+        impl $name {
+            /// From a project whose `backend` matches this provider.
+            pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+                if p.backend != $backend {
+                    return Err(ProviderConfigError::Backend(format!(
+                        "{} needs backend \"{}\", got \"{}\"",
+                        stringify!($name),
+                        $backend.as_str(),
+                        p.backend.as_str()
+                    )));
+                }
+                Ok($name(GoogleClient::from_config(p, timeout)?))
+            }
+
+            /// A provider for an explicit target and credentials (e.g. the embedded emulator).
+            pub fn new(target: Target, credentials: Credentials, timeout: Duration) -> Result<Self, ProviderConfigError> {
+                Ok($name(GoogleClient::new(target, credentials, http_client(timeout)?)))
+            }
         }
-        Ok(VertexProvider(GoogleClient::from_config(p, timeout)?))
-    }
-}
 
-impl ImageProvider for VertexProvider {
-    fn call<'a>(
-        &'a self,
-        spec: &'a JobSpec,
-    ) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
-        Box::pin(self.0.call(spec))
-    }
-    fn target(&self) -> &Target {
-        &self.0.target
-    }
-}
-
-/// The Gemini Developer API: `x-goog-api-key`; Gemini image models only.
-pub struct GeminiApiProvider(GoogleClient);
-
-impl GeminiApiProvider {
-    /// From a `backend = "gemini-api"` project.
-    pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
-        if p.backend != Backend::GeminiApi {
-            return Err(ProviderConfigError::Backend(format!(
-                "GeminiApiProvider needs backend \"gemini-api\", got \"{}\"",
-                p.backend.as_str()
-            )));
+        impl ImageProvider for $name {
+            fn call<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
+                Box::pin(self.0.call(spec))
+            }
+            fn target(&self) -> &Target {
+                &self.0.target
+            }
         }
-        Ok(GeminiApiProvider(GoogleClient::from_config(p, timeout)?))
-    }
-
-    /// A provider for an explicit target and credentials (the embedded emulator).
-    pub fn new(
-        target: Target,
-        credentials: Credentials,
-        timeout: Duration,
-    ) -> Result<Self, ProviderConfigError> {
-        Ok(GeminiApiProvider(GoogleClient::new(
-            target,
-            credentials,
-            http_client(timeout)?,
-        )))
-    }
+    };
 }
 
-impl ImageProvider for GeminiApiProvider {
-    fn call<'a>(
-        &'a self,
-        spec: &'a JobSpec,
-    ) -> BoxFuture<'a, Result<ProviderOutput, ProviderError>> {
-        Box::pin(self.0.call(spec))
-    }
-    fn target(&self) -> &Target {
-        &self.0.target
-    }
-}
+google_provider!(
+    /// Vertex AI: OAuth2 (or express-mode API key); every model family.
+    VertexProvider,
+    Backend::Vertex
+);
+
+google_provider!(
+    /// The Gemini Developer API: `x-goog-api-key`; Gemini image models only.
+    GeminiApiProvider,
+    Backend::GeminiApi
+);
 
 /// The provider a project's config asks for.
 pub fn from_config(

@@ -6,6 +6,7 @@ mod access;
 mod captures;
 mod limits;
 mod outputs;
+mod predict_validation;
 mod validation;
 
 use std::path::PathBuf;

@@ -269,3 +269,41 @@ async fn stats_count_every_status_and_reset_clears_them() {
     assert!(r.status().is_success());
     assert_eq!(emu.stats().await["requests"], json!({}));
 }
+
+#[tokio::test]
+async fn a_request_abandoned_by_its_client_is_counted_as_499_and_leaves_no_slot() {
+    let scenario = Scenario {
+        latency_ms: Some(5_000),
+        ..quota_scenario("concurrent = 1")
+    };
+    let emu = Emu::start(scenario).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let url = emu.url(&format!(
+        "/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/{MODEL}:generateContent"
+    ));
+    let sent = impatient
+        .post(&url)
+        .bearer_auth(&emu.token)
+        .json(&gc_body("x"))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gives up first");
+    let key = format!("{PROJECT}/{MODEL}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let stats = emu.stats().await;
+        if stats["requests"][&key]["499"] == 1 && stats["in_flight"][&key] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted: {stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut fast = emu.handle.scenario();
+    fast.latency_ms = Some(0);
+    emu.handle.set_scenario(fast);
+    let r = emu.vertex(MODEL, "generateContent", &gc_body("x")).await;
+    assert_eq!(r.status, 200, "the abandoned request released its slot");
+}
