@@ -232,31 +232,4 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-
-    #[test]
-    #[ignore = "timing probe; run with --ignored"]
-    fn one_megapixel_png_is_cheap() {
-        let start = std::time::Instant::now();
-        for s in 0..20 {
-            render(ImageKey {
-                seed: s,
-                width: 1024,
-                height: 1024,
-                encoding: Encoding::Png,
-            })
-            .expect("png");
-        }
-        let png = start.elapsed() / 20;
-        let start = std::time::Instant::now();
-        for s in 0..5 {
-            render(ImageKey {
-                seed: s,
-                width: 1024,
-                height: 1024,
-                encoding: Encoding::Jpeg(80),
-            })
-            .expect("jpeg");
-        }
-        eprintln!("png {:?} jpeg {:?}", png, start.elapsed() / 5);
-    }
 }
