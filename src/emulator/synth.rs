@@ -228,8 +228,3 @@ mod tests {
         assert!(cache.lock().bytes <= 1000);
     }
 }
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-}
