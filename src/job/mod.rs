@@ -5,6 +5,7 @@
 
 pub mod batch_file;
 pub mod content;
+pub mod enums;
 pub mod image;
 pub mod result;
 pub mod spec;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::content::Content;
+pub use super::enums::*;
 use super::image::ImageInput;
 
 /// The current `JobSpec` format version (`"v"`).
@@ -314,135 +315,6 @@ pub struct ReferenceImage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_description: Option<String>,
 }
-
-/// Declares a wire enum whose serde names are the wire values, with lowercase aliases.
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal | $alias:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $(
-                #[doc = $wire]
-                #[serde(rename = $wire, alias = $alias)]
-                $variant,
-            )+
-        }
-        impl $name {
-            /// The value sent to Google.
-            pub fn wire(self) -> &'static str {
-                match self { $($name::$variant => $wire,)+ }
-            }
-        }
-    };
-}
-
-wire_enum!(
-    /// Kind of Imagen reference image.
-    ReferenceType {
-        Raw = "REFERENCE_TYPE_RAW" | "raw",
-        Mask = "REFERENCE_TYPE_MASK" | "mask",
-        Control = "REFERENCE_TYPE_CONTROL" | "control",
-        Style = "REFERENCE_TYPE_STYLE" | "style",
-        Subject = "REFERENCE_TYPE_SUBJECT" | "subject",
-        Content = "REFERENCE_TYPE_CONTENT" | "content",
-    }
-);
-
-wire_enum!(
-    /// How an edit mask is obtained.
-    MaskMode {
-        Default = "MASK_MODE_DEFAULT" | "default",
-        UserProvided = "MASK_MODE_USER_PROVIDED" | "user_provided",
-        Background = "MASK_MODE_BACKGROUND" | "background",
-        Foreground = "MASK_MODE_FOREGROUND" | "foreground",
-        Semantic = "MASK_MODE_SEMANTIC" | "semantic",
-    }
-);
-
-wire_enum!(
-    /// Control image type.
-    ControlType {
-        Default = "CONTROL_TYPE_DEFAULT" | "default",
-        Canny = "CONTROL_TYPE_CANNY" | "canny",
-        Scribble = "CONTROL_TYPE_SCRIBBLE" | "scribble",
-        FaceMesh = "CONTROL_TYPE_FACE_MESH" | "face_mesh",
-    }
-);
-
-wire_enum!(
-    /// Subject type for subject customization.
-    SubjectType {
-        Default = "SUBJECT_TYPE_DEFAULT" | "default",
-        Person = "SUBJECT_TYPE_PERSON" | "person",
-        Animal = "SUBJECT_TYPE_ANIMAL" | "animal",
-        Product = "SUBJECT_TYPE_PRODUCT" | "product",
-    }
-);
-
-wire_enum!(
-    /// Imagen edit mode.
-    EditMode {
-        Default = "EDIT_MODE_DEFAULT" | "default",
-        InpaintRemoval = "EDIT_MODE_INPAINT_REMOVAL" | "inpaint_removal",
-        InpaintInsertion = "EDIT_MODE_INPAINT_INSERTION" | "inpaint_insertion",
-        Outpaint = "EDIT_MODE_OUTPAINT" | "outpaint",
-        ControlledEditing = "EDIT_MODE_CONTROLLED_EDITING" | "controlled_editing",
-        Style = "EDIT_MODE_STYLE" | "style",
-        Bgswap = "EDIT_MODE_BGSWAP" | "bgswap",
-        ProductImage = "EDIT_MODE_PRODUCT_IMAGE" | "product_image",
-    }
-);
-
-wire_enum!(
-    /// Segmentation mode.
-    SegmentMode {
-        Foreground = "FOREGROUND" | "foreground",
-        Background = "BACKGROUND" | "background",
-        Prompt = "PROMPT" | "prompt",
-        Semantic = "SEMANTIC" | "semantic",
-        Interactive = "INTERACTIVE" | "interactive",
-    }
-);
-
-wire_enum!(
-    /// Imagen safety filter level.
-    SafetyFilterLevel {
-        BlockLowAndAbove = "BLOCK_LOW_AND_ABOVE" | "block_low_and_above",
-        BlockMediumAndAbove = "BLOCK_MEDIUM_AND_ABOVE" | "block_medium_and_above",
-        BlockOnlyHigh = "BLOCK_ONLY_HIGH" | "block_only_high",
-        BlockNone = "BLOCK_NONE" | "block_none",
-    }
-);
-
-wire_enum!(
-    /// Person generation policy.
-    PersonGeneration {
-        DontAllow = "DONT_ALLOW" | "dont_allow",
-        AllowAdult = "ALLOW_ADULT" | "allow_adult",
-        AllowAll = "ALLOW_ALL" | "allow_all",
-        AllowNone = "ALLOW_NONE" | "allow_none",
-    }
-);
-
-wire_enum!(
-    /// Prominent people policy (Gemini on Vertex).
-    ProminentPeople {
-        Unspecified = "PROMINENT_PEOPLE_UNSPECIFIED" | "unspecified",
-        Allow = "ALLOW_PROMINENT_PEOPLE" | "allow",
-        Block = "BLOCK_PROMINENT_PEOPLE" | "block",
-    }
-);
-
-wire_enum!(
-    /// Gemini thinking level.
-    ThinkingLevel {
-        Minimal = "MINIMAL" | "minimal",
-        Low = "LOW" | "low",
-        Medium = "MEDIUM" | "medium",
-        High = "HIGH" | "high",
-        XHigh = "XHIGH" | "xhigh",
-    }
-);
 
 impl JobSpec {
     /// A `generate` job for `prompt` on `model`.

@@ -8,6 +8,7 @@
 mod fields;
 mod images;
 mod ops;
+mod references;
 
 use crate::catalog::{self, Backend, Family, ModelInfo};
 
