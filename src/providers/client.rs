@@ -154,7 +154,7 @@ impl GoogleClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = response.bytes().await.map_err(transport_error)?;
-        classify(status, retry_after.as_deref(), &body, request.method)
+        classify(status, retry_after.as_deref(), &body, request.reply)
     }
 }
 

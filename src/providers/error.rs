@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::endpoint::Method;
-use super::response::{self, ProviderOutput};
+use super::response::{self, ProviderOutput, ResponseKind};
 
 /// Why a transient failure happened (each kind has its own retry budget).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,10 +270,10 @@ pub fn classify(
     status: u16,
     retry_after_header: Option<&str>,
     body: &[u8],
-    method: Method,
+    kind: ResponseKind,
 ) -> Result<ProviderOutput, ProviderError> {
     if (200..300).contains(&status) {
-        return response::parse_success(body, method);
+        return response::parse_success(body, kind);
     }
     let (message, code, details) = parse_error_body(body, status);
     let header_delay = retry_after_header.and_then(parse_retry_after);

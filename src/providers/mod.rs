@@ -18,4 +18,4 @@ pub use client::{
 };
 pub use endpoint::{Method, Target};
 pub use error::{ProviderError, TransientKind, classify};
-pub use response::{OutputImage, ProviderOutput, Usage};
+pub use response::{OutputImage, ProviderOutput, ResponseKind, Usage};

@@ -7,7 +7,6 @@
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::endpoint::Method;
 use super::error::{ProviderError, TransientKind};
 use crate::job::content::{Content, Part};
 
@@ -92,13 +91,25 @@ pub struct ProviderOutput {
     pub model_turn: Option<Content>,
 }
 
-/// Parses a 2xx body for `method`.
-pub fn parse_success(body: &[u8], method: Method) -> Result<ProviderOutput, ProviderError> {
+/// What a successful response is expected to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    /// `:generateContent`: candidates with image parts.
+    Content,
+    /// `:predict` for image-producing models: at least one image.
+    Images,
+    /// `:predict` for segmentation: zero or more masks (finding nothing is an answer).
+    Masks,
+}
+
+/// Parses a 2xx body of the given kind.
+pub fn parse_success(body: &[u8], kind: ResponseKind) -> Result<ProviderOutput, ProviderError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| malformed(format!("response is not JSON: {e}")))?;
-    match method {
-        Method::GenerateContent => parse_generate_content(value),
-        Method::Predict => parse_predict(value),
+    match kind {
+        ResponseKind::Content => parse_generate_content(value),
+        ResponseKind::Images => parse_predict(value, false),
+        ResponseKind::Masks => parse_predict(value, true),
     }
 }
 
@@ -317,7 +328,7 @@ struct Prediction {
     labels: Option<serde_json::Value>,
 }
 
-fn parse_predict(value: serde_json::Value) -> Result<ProviderOutput, ProviderError> {
+fn parse_predict(value: serde_json::Value, masks: bool) -> Result<ProviderOutput, ProviderError> {
     let predictions = match value.get("predictions") {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(p) => serde_json::from_value::<Vec<Prediction>>(p.clone())
@@ -352,7 +363,7 @@ fn parse_predict(value: serde_json::Value) -> Result<ProviderOutput, ProviderErr
             labels: p.labels,
         });
     }
-    if !out.images.is_empty() || saw_masks {
+    if !out.images.is_empty() || saw_masks || masks {
         return Ok(out);
     }
     if !out.rai_filtered_reasons.is_empty() {

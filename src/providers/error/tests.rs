@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::providers::endpoint::Method::{GenerateContent, Predict};
+use crate::providers::response::ResponseKind::{
+    self, Content as GenerateContent, Images as Predict, Masks,
+};
 
 /// The synthetic responses recorded in `spec/captures` (status, Retry-After, body).
 fn capture(name: &str) -> (u16, Option<String>, Vec<u8>) {
@@ -21,7 +23,7 @@ fn capture(name: &str) -> (u16, Option<String>, Vec<u8>) {
     (status, retry_after, body)
 }
 
-fn classify_capture(name: &str, method: Method) -> Result<ProviderOutput, ProviderError> {
+fn classify_capture(name: &str, method: ResponseKind) -> Result<ProviderOutput, ProviderError> {
     let (status, retry_after, body) = capture(name);
     classify(status, retry_after.as_deref(), &body, method)
 }
@@ -237,6 +239,8 @@ fn no_image_finishes_are_transient_and_others_permanent() {
             .label(),
         "no_image"
     );
+    // Segmentation that finds nothing has answered: zero masks is a result.
+    assert!(classify(200, None, b"{}", Masks).unwrap().images.is_empty());
 }
 
 #[test]

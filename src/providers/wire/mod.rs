@@ -10,17 +10,20 @@ mod imagen;
 
 use serde_json::{Map, Value};
 
-use crate::catalog;
+use crate::catalog::{self, Family};
 use crate::job::JobSpec;
 use crate::job::image::{ImageInput, ImageSource};
 
 use super::endpoint::{Method, Target};
+use super::response::ResponseKind;
 
 /// One request, ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireRequest {
-    /// The API method (decides how the response is parsed).
+    /// The API method.
     pub method: Method,
+    /// What the response must carry (decides how it is classified).
+    pub reply: ResponseKind,
     /// Full URL.
     pub url: String,
     /// Path with leading slash (for logs and golden tests).
@@ -54,10 +57,22 @@ pub enum BuildError {
 pub fn build(spec: &JobSpec, target: &Target) -> Result<WireRequest, BuildError> {
     let model = catalog::lookup_or_infer(&spec.model)
         .ok_or_else(|| BuildError::UnknownModel(spec.model.clone()))?;
-    let (method, body) = if model.family.is_gemini() {
-        (Method::GenerateContent, gemini::body(spec, target)?)
-    } else {
-        (Method::Predict, imagen::body(spec, model.family, target)?)
+    let (method, reply, body) = match model.family {
+        Family::GeminiImage => (
+            Method::GenerateContent,
+            ResponseKind::Content,
+            gemini::body(spec, target)?,
+        ),
+        Family::Segmentation => (
+            Method::Predict,
+            ResponseKind::Masks,
+            imagen::body(spec, model.family, target)?,
+        ),
+        family => (
+            Method::Predict,
+            ResponseKind::Images,
+            imagen::body(spec, family, target)?,
+        ),
     };
     let mut headers = Vec::new();
     if let Some(t) = spec.timeout_s {
@@ -65,6 +80,7 @@ pub fn build(spec: &JobSpec, target: &Target) -> Result<WireRequest, BuildError>
     }
     Ok(WireRequest {
         method,
+        reply,
         url: target.url(&spec.model, method),
         path: target.path(&spec.model, method),
         body,
