@@ -196,14 +196,13 @@ async fn execute(
     };
     let specs = batch_file::read(&args.file, format, defaults)?
         .filter_map(Result::ok)
-        .filter(|(_, spec)| validate(spec, &ctx).is_ok())
-        .map(|(_, spec): (usize, JobSpec)| spec);
+        .filter(|(_, spec)| validate(spec, &ctx).is_ok());
     let job_ctx = &job_ctx;
     let bar_ref = &bar;
-    let results: Vec<JobResult> = futures::stream::iter(specs)
-        .map(|spec| async move {
+    let mut results: Vec<JobResult> = futures::stream::iter(specs)
+        .map(|(line, spec): (usize, JobSpec)| async move {
             let id = JobId::new();
-            let r = process_job(job_ctx, &id.0, &spec).await;
+            let r = process_job(job_ctx, &id.0, Some(line), &spec).await;
             bar_ref.inc(1);
             if r.status != JobStatus::Succeeded {
                 bar_ref.set_message(format!(
@@ -217,6 +216,8 @@ async fn execute(
         .collect()
         .await;
     bar.finish_and_clear();
+    // The manifest lists jobs in the order of the file, whatever order they finished in.
+    results.sort_by_key(|r| r.line);
     Ok(results)
 }
 

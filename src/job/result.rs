@@ -18,6 +18,9 @@ pub struct JobResult {
     pub batch_id: Option<String>,
     /// Project name.
     pub project: String,
+    /// Line of the job file the job came from, when it came from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// Model id.
     pub model: String,
     /// Operation.

@@ -101,8 +101,14 @@ pub async fn store_outputs(
     Ok(stored)
 }
 
-/// Runs one job to a terminal state and writes its `result.json`.
-pub async fn process_job(ctx: &JobContext<'_>, job_id: &str, spec: &JobSpec) -> JobResult {
+/// Runs one job to a terminal state and writes its `result.json`. `line` is the job
+/// file line the job came from, if any.
+pub async fn process_job(
+    ctx: &JobContext<'_>,
+    job_id: &str,
+    line: Option<usize>,
+    spec: &JobSpec,
+) -> JobResult {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let _span =
@@ -118,6 +124,7 @@ pub async fn process_job(ctx: &JobContext<'_>, job_id: &str, spec: &JobSpec) -> 
         job_id: job_id.to_string(),
         batch_id: ctx.batch.map(str::to_string),
         project: ctx.project.to_string(),
+        line,
         model: spec.model.clone(),
         operation: spec.op.to_string(),
         status: JobStatus::Failed,

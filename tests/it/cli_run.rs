@@ -63,6 +63,28 @@ fn run_on_the_example_prompts_writes_one_image_per_prompt_and_says_where() {
         assert!(png.with_file_name("result.json").exists());
     }
     assert!(stdout.contains("manifest.jsonl"));
+    let manifest = pngs[0]
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("manifest.jsonl");
+    let lines: Vec<u64> = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let file_lines: Vec<u64> = prompts
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|(i, _)| i as u64 + 1)
+        .collect();
+    assert_eq!(lines, file_lines, "manifest lists jobs in file order");
 }
 
 #[test]
