@@ -13,7 +13,7 @@ use super::call::{CallCtx, text_tokens};
 use super::envelope::ApiError;
 use super::media::{INPUT_MIME_TYPES, decode_b64, inspect, nearest_ratio};
 use super::proto::{Surface, normalize_generate_content};
-use super::synth::Encoding;
+use super::synth::{Encoding, requested_encoding};
 
 /// What a valid generateContent request asks for.
 #[derive(Debug, Clone)]
@@ -356,29 +356,9 @@ fn dimensions(
 }
 
 fn output_encoding(image_config: &Value) -> Result<Encoding, ApiError> {
-    let Some(opts) = image_config.get("imageOutputOptions") else {
-        return Ok(Encoding::Png);
-    };
-    let quality = opts
-        .get("compressionQuality")
-        .and_then(Value::as_i64)
-        .unwrap_or(75);
-    if !(0..=100).contains(&quality) {
-        return Err(ApiError::field(
-            "generation_config.image_config.image_output_options.compression_quality",
-            format!("compression_quality must be between 0 and 100, got {quality}."),
-        ));
-    }
-    match opts
-        .get("mimeType")
-        .and_then(Value::as_str)
-        .unwrap_or("image/png")
-    {
-        "image/png" => Ok(Encoding::Png),
-        "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
-        other => Err(ApiError::field(
-            "generation_config.image_config.image_output_options.mime_type",
-            format!("Unsupported output MIME type: {other}. Supported: image/png, image/jpeg."),
-        )),
-    }
+    requested_encoding(
+        image_config.get("imageOutputOptions"),
+        "generation_config.image_config.image_output_options.compression_quality",
+        "generation_config.image_config.image_output_options.mime_type",
+    )
 }

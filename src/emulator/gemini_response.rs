@@ -15,7 +15,7 @@ use super::faults::Outcome;
 use super::gemini::GeminiPlan;
 use super::proto::Surface;
 use super::state::AppState;
-use super::synth::{ImageKey, seed_of};
+use super::synth::{ImageKey, render_b64, seed_of};
 
 const IMAGE_SAFETY_MESSAGE: &str = "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. Try rephrasing the prompt. If you think this was an error, send feedback.";
 
@@ -180,10 +180,7 @@ fn image_part(
         height: h,
         encoding: plan.encoding,
     };
-    let data = state
-        .images
-        .get_base64(key)
-        .map_err(|e| ApiError::new(500, e))?;
+    let data = render_b64(&state.images, key)?;
     Ok(
         json!({"inlineData": {"mimeType": mime, "data": data.as_str()}, "thoughtSignature": signature}),
     )

@@ -11,7 +11,7 @@ use crate::catalog::Family;
 use super::call::CallCtx;
 use super::envelope::ApiError;
 use super::proto::Surface;
-use super::synth::Encoding;
+use super::synth::{Encoding, requested_encoding};
 
 /// Parameters shared by the operations.
 pub(crate) struct Common {
@@ -185,33 +185,9 @@ fn seed(ctx: &CallCtx, params: &Value) -> Result<i64, ApiError> {
 }
 
 fn output_options(params: &Value) -> Result<Encoding, ApiError> {
-    let Some(opts) = params.get("outputOptions").filter(|v| !v.is_null()) else {
-        return Ok(Encoding::Png);
-    };
-    let quality = int_param(opts, "compressionQuality")
-        .map_err(|_| {
-            ApiError::field(
-                "parameters.outputOptions.compressionQuality",
-                "compressionQuality must be an integer.",
-            )
-        })?
-        .unwrap_or(75);
-    if !(0..=100).contains(&quality) {
-        return Err(ApiError::field(
-            "parameters.outputOptions.compressionQuality",
-            format!("compressionQuality must be between 0 and 100, got {quality}."),
-        ));
-    }
-    match opts
-        .get("mimeType")
-        .and_then(Value::as_str)
-        .unwrap_or("image/png")
-    {
-        "image/png" => Ok(Encoding::Png),
-        "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
-        other => Err(ApiError::field(
-            "parameters.outputOptions.mimeType",
-            format!("Unsupported mimeType {other}; use image/png or image/jpeg."),
-        )),
-    }
+    requested_encoding(
+        params.get("outputOptions"),
+        "parameters.outputOptions.compressionQuality",
+        "parameters.outputOptions.mimeType",
+    )
 }

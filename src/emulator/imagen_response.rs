@@ -11,7 +11,7 @@ use super::envelope::ApiError;
 use super::faults::Outcome;
 use super::imagen::{ImagenPlan, Op};
 use super::state::AppState;
-use super::synth::{ImageKey, seed_of};
+use super::synth::{ImageKey, render_b64, seed_of};
 
 const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
 
@@ -77,10 +77,7 @@ fn sample(
                 height: h,
                 encoding: plan.encoding,
             };
-            let data = state
-                .images
-                .get_base64(key)
-                .map_err(|e| ApiError::new(500, e))?;
+            let data = render_b64(&state.images, key)?;
             json!({"bytesBase64Encoded": data.as_str(), "mimeType": mime})
         }
     };
@@ -107,10 +104,7 @@ fn masks(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan) -> Result<Value, Ap
             height: h,
             encoding: plan.encoding,
         };
-        let data = state
-            .images
-            .get_base64(key)
-            .map_err(|e| ApiError::new(500, e))?;
+        let data = render_b64(&state.images, key)?;
         let score = 0.95 - 0.1 * i as f64;
         predictions.push(json!({
             "bytesBase64Encoded": data.as_str(),

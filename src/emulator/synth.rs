@@ -192,6 +192,54 @@ fn draw(seed: u64, w: u32, h: u32, channels: usize) -> Vec<u8> {
     pixels
 }
 
+/// The encoding requested by output options (`{"mimeType", "compressionQuality"}`, on
+/// either wire path): PNG by default, JPEG at the given quality (75 when unset). Errors
+/// name the request's own field paths.
+pub(crate) fn requested_encoding(
+    opts: Option<&serde_json::Value>,
+    quality_field: &str,
+    mime_field: &str,
+) -> Result<Encoding, super::envelope::ApiError> {
+    use super::envelope::ApiError;
+    let Some(opts) = opts.filter(|v| !v.is_null()) else {
+        return Ok(Encoding::Png);
+    };
+    let quality = match opts.get("compressionQuality") {
+        None | Some(serde_json::Value::Null) => 75,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ApiError::field(quality_field, "compressionQuality must be an integer.")
+        })?,
+    };
+    if !(0..=100).contains(&quality) {
+        return Err(ApiError::field(
+            quality_field,
+            format!("compressionQuality must be between 0 and 100, got {quality}."),
+        ));
+    }
+    match opts
+        .get("mimeType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("image/png")
+    {
+        "image/png" => Ok(Encoding::Png),
+        "image/jpeg" => Ok(Encoding::Jpeg(quality.max(1) as u8)),
+        other => Err(ApiError::field(
+            mime_field,
+            format!("Unsupported mimeType {other}; use image/png or image/jpeg."),
+        )),
+    }
+}
+
+/// Renders (or takes from the cache) the image for `key`, base64-encoded.
+pub(crate) fn render_b64(
+    cache: &ImageCache,
+    key: ImageKey,
+) -> Result<Arc<String>, super::envelope::ApiError> {
+    cache
+        .get_base64(key)
+        .map_err(|e| super::envelope::ApiError::new(500, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
