@@ -126,6 +126,45 @@ const fn imagen(
     }
 }
 
+/// Image MIME types Google accepts as inputs (spec §0).
+pub const INPUT_MIME_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+];
+
+/// Gemini `HarmCategory` values.
+pub const HARM_CATEGORIES: &[&str] = &[
+    "HARM_CATEGORY_UNSPECIFIED",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+    "HARM_CATEGORY_IMAGE_HATE",
+    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_IMAGE_HARASSMENT",
+    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_JAILBREAK",
+];
+
+/// Gemini `SafetySetting.HarmBlockThreshold` values.
+pub const HARM_THRESHOLDS: &[&str] = &[
+    "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
+    "BLOCK_LOW_AND_ABOVE",
+    "BLOCK_MEDIUM_AND_ABOVE",
+    "BLOCK_ONLY_HIGH",
+    "BLOCK_NONE",
+    "OFF",
+];
+
+/// Imagen prompt languages (`parameters.language`).
+pub const IMAGEN_LANGUAGES: &[&str] = &[
+    "auto", "en", "ja", "ko", "hi", "zh", "zh-tw", "pt", "es", "de", "fr", "it",
+];
+
 /// Every model the worker and the emulator know.
 pub const MODELS: &[ModelInfo] = &[
     gemini("gemini-2.5-flash-image", GEMINI_RATIOS, &[], 3, 8, 1290),

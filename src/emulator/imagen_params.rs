@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::catalog::Family;
+use crate::catalog::{Family, IMAGEN_LANGUAGES};
 
 use super::call::CallCtx;
 use super::envelope::ApiError;
@@ -36,9 +36,6 @@ const SAFETY: &[&str] = &[
     "block_fewest",
 ];
 const PERSON: &[&str] = &["dont_allow", "allow_adult", "allow_all"];
-const LANGUAGES: &[&str] = &[
-    "auto", "en", "ja", "ko", "hi", "zh", "zh-tw", "pt", "es", "de", "fr", "it",
-];
 const DEV_REFUSED: &[&str] = &[
     "seed",
     "negativePrompt",
@@ -97,7 +94,7 @@ pub(crate) fn common_params(ctx: &CallCtx, params: &Value) -> Result<Common, Api
     }
     enum_param(params, "safetySetting", SAFETY)?;
     enum_param(params, "personGeneration", PERSON)?;
-    enum_param(params, "language", LANGUAGES)?;
+    enum_param(params, "language", IMAGEN_LANGUAGES)?;
     let samples = sample_count(ctx, params)?;
     let seed = seed(ctx, params)?;
     let storage_uri = params

@@ -5,17 +5,10 @@
 
 use std::io::Cursor;
 
+pub use crate::catalog::INPUT_MIME_TYPES;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD_INDIFFERENT, URL_SAFE_NO_PAD_INDIFFERENT};
-
-/// Image MIME types the Gemini image models accept as input (spec §0).
-pub const INPUT_MIME_TYPES: &[&str] = &[
-    "image/png",
-    "image/jpeg",
-    "image/webp",
-    "image/heic",
-    "image/heif",
-];
 
 /// Decodes base64 in any of the alphabets/padding styles proto3 JSON parsers accept.
 pub fn decode_b64(data: &str) -> Option<Vec<u8>> {

@@ -4,6 +4,8 @@
 //!
 //! Data only; `proto` walks requests against it.
 
+use crate::catalog::{HARM_CATEGORIES, HARM_THRESHOLDS};
+
 /// What a field holds.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
@@ -63,28 +65,6 @@ const fn dev(mut field: Field) -> Field {
     field
 }
 
-/// `HarmCategory` values.
-pub const HARM_CATEGORIES: &[&str] = &[
-    "HARM_CATEGORY_UNSPECIFIED",
-    "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_HARASSMENT",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_CIVIC_INTEGRITY",
-    "HARM_CATEGORY_IMAGE_HATE",
-    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_IMAGE_HARASSMENT",
-    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_JAILBREAK",
-];
-const THRESHOLDS: &[&str] = &[
-    "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
-    "BLOCK_LOW_AND_ABOVE",
-    "BLOCK_MEDIUM_AND_ABOVE",
-    "BLOCK_ONLY_HIGH",
-    "BLOCK_NONE",
-    "OFF",
-];
 const METHODS: &[&str] = &["HARM_BLOCK_METHOD_UNSPECIFIED", "SEVERITY", "PROBABILITY"];
 const MODALITIES: &[&str] = &["MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"];
 const THINKING_LEVELS: &[&str] = &[
@@ -144,7 +124,7 @@ const SAFETY_SETTING: &[Field] = &[
     f(
         "threshold",
         "threshold",
-        Kind::Enum("SafetySetting.HarmBlockThreshold", THRESHOLDS),
+        Kind::Enum("SafetySetting.HarmBlockThreshold", HARM_THRESHOLDS),
     ),
     vx(f(
         "method",

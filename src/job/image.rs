@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
+
+pub use crate::catalog::INPUT_MIME_TYPES;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where an input image comes from.
@@ -29,15 +31,6 @@ pub struct ImageInput {
     /// Declared MIME type; sniffed from the bytes when absent.
     pub mime_type: Option<String>,
 }
-
-/// The MIME types Google accepts for input images (spec §0).
-pub const INPUT_MIME_TYPES: &[&str] = &[
-    "image/png",
-    "image/jpeg",
-    "image/webp",
-    "image/heic",
-    "image/heif",
-];
 
 impl ImageInput {
     /// Parses the string form: `data:<mime>;base64,<b64>`, a URL, `file://…` or a path.

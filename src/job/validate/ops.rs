@@ -1,6 +1,6 @@
 //! Per-operation rules: required inputs, counts, value ranges and string enums.
 
-use crate::catalog::{Family, ModelInfo};
+use crate::catalog::{Family, HARM_CATEGORIES, HARM_THRESHOLDS, IMAGEN_LANGUAGES, ModelInfo};
 use crate::job::spec::{JobSpec, Operation, SegmentMode};
 
 use super::{Report, ValidationContext};
@@ -200,36 +200,15 @@ fn check_ranges(spec: &JobSpec, r: &mut Report) {
     }
 }
 
-const LANGUAGES: &[&str] = &["auto", "en", "ja", "ko", "hi", "zh", "pt", "es"];
-const HARM_CATEGORIES: &[&str] = &[
-    "HARM_CATEGORY_HARASSMENT",
-    "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_CIVIC_INTEGRITY",
-    "HARM_CATEGORY_IMAGE_HATE",
-    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_IMAGE_HARASSMENT",
-    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_JAILBREAK",
-];
-const THRESHOLDS: &[&str] = &[
-    "BLOCK_LOW_AND_ABOVE",
-    "BLOCK_MEDIUM_AND_ABOVE",
-    "BLOCK_ONLY_HIGH",
-    "BLOCK_NONE",
-    "OFF",
-];
-
 fn check_strings(spec: &JobSpec, r: &mut Report) {
     if let Some(lang) = &spec.language
-        && !LANGUAGES.contains(&lang.as_str())
+        && !IMAGEN_LANGUAGES.contains(&lang.as_str())
     {
         r.err(
             "language",
             format!(
                 "`{lang}` is not supported (allowed: {})",
-                LANGUAGES.join(", ")
+                IMAGEN_LANGUAGES.join(", ")
             ),
         );
     }
@@ -252,13 +231,13 @@ fn check_strings(spec: &JobSpec, r: &mut Report) {
                 ),
             );
         }
-        if !THRESHOLDS.contains(&s.threshold.as_str()) {
+        if !HARM_THRESHOLDS.contains(&s.threshold.as_str()) {
             r.err(
                 format!("safety_settings[{i}].threshold"),
                 format!(
                     "unknown threshold `{}` (allowed: {})",
                     s.threshold,
-                    THRESHOLDS.join(", ")
+                    HARM_THRESHOLDS.join(", ")
                 ),
             );
         }
