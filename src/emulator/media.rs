@@ -7,17 +7,9 @@ use std::io::Cursor;
 
 pub use crate::catalog::INPUT_MIME_TYPES;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD_INDIFFERENT, URL_SAFE_NO_PAD_INDIFFERENT};
-
 /// Decodes base64 in any of the alphabets/padding styles proto3 JSON parsers accept.
 pub fn decode_b64(data: &str) -> Option<Vec<u8>> {
-    let trimmed = data.trim();
-    if trimmed.contains(['-', '_']) {
-        URL_SAFE_NO_PAD_INDIFFERENT.decode(trimmed).ok()
-    } else {
-        STANDARD_NO_PAD_INDIFFERENT.decode(trimmed).ok()
-    }
+    crate::job::image::decode_base64(data).ok()
 }
 
 /// Image format detected from magic bytes.

@@ -93,14 +93,14 @@ impl ImageInput {
 
 /// Decodes base64 the way proto3 JSON parsers do: standard or URL-safe, padded or not.
 pub fn decode_base64(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let trimmed = data.trim_end_matches('=');
+    use base64::engine::general_purpose::{
+        STANDARD_NO_PAD_INDIFFERENT, URL_SAFE_NO_PAD_INDIFFERENT,
+    };
+    let trimmed = data.trim();
     if trimmed.contains(['-', '_']) {
-        URL_SAFE_NO_PAD.decode(trimmed)
+        URL_SAFE_NO_PAD_INDIFFERENT.decode(trimmed)
     } else {
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(trimmed)
-            .or_else(|_| STANDARD.decode(data))
+        STANDARD_NO_PAD_INDIFFERENT.decode(trimmed)
     }
 }
 
