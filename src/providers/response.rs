@@ -4,7 +4,6 @@
 //! the images. A 200 that carries no image is still an error (blocked or no-image), so
 //! this module returns `Result` too.
 
-use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::{ProviderError, TransientKind};
@@ -125,11 +124,6 @@ fn malformed(message: String) -> ProviderError {
 fn decode(data: &str) -> Result<bytes::Bytes, ProviderError> {
     crate::job::image::decode_base64(data)
         .map(bytes::Bytes::from)
-        .or_else(|_| {
-            base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .map(bytes::Bytes::from)
-        })
         .map_err(|e| malformed(format!("image data is not base64: {e}")))
 }
 
