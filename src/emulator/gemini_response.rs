@@ -15,7 +15,7 @@ use super::faults::Outcome;
 use super::gemini::GeminiPlan;
 use super::proto::Surface;
 use super::state::AppState;
-use super::synth::{ImageKey, render_b64, seed_of};
+use super::synth::{render_b64, seed_of};
 
 const IMAGE_SAFETY_MESSAGE: &str = "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. Try rephrasing the prompt. If you think this was an error, send feedback.";
 
@@ -174,13 +174,7 @@ fn image_part(
             json!({"fileData": {"mimeType": mime, "fileUri": uri}, "thoughtSignature": signature}),
         );
     }
-    let key = ImageKey {
-        seed,
-        width: w,
-        height: h,
-        encoding: plan.encoding,
-    };
-    let data = render_b64(&state.images, key)?;
+    let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
     Ok(
         json!({"inlineData": {"mimeType": mime, "data": data.as_str()}, "thoughtSignature": signature}),
     )

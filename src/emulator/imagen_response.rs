@@ -11,7 +11,7 @@ use super::envelope::ApiError;
 use super::faults::Outcome;
 use super::imagen::{ImagenPlan, Op};
 use super::state::AppState;
-use super::synth::{ImageKey, render_b64, seed_of};
+use super::synth::{render_b64, seed_of};
 
 const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
 
@@ -71,13 +71,7 @@ fn sample(
                 &plan.seed.to_string(),
                 &format!("{:?}:{w}x{h}:{index}:{:?}", plan.op, plan.encoding),
             ]);
-            let key = ImageKey {
-                seed,
-                width: w,
-                height: h,
-                encoding: plan.encoding,
-            };
-            let data = render_b64(&state.images, key)?;
+            let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
             json!({"bytesBase64Encoded": data.as_str(), "mimeType": mime})
         }
     };
@@ -98,13 +92,7 @@ fn masks(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan) -> Result<Value, Ap
     let mut predictions = Vec::new();
     for (i, label) in plan.mask_labels.iter().enumerate() {
         let seed = seed_of(&[ctx.info.id, &plan.prompt, label, &format!("{w}x{h}:{i}")]);
-        let key = ImageKey {
-            seed,
-            width: w,
-            height: h,
-            encoding: plan.encoding,
-        };
-        let data = render_b64(&state.images, key)?;
+        let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
         let score = 0.95 - 0.1 * i as f64;
         predictions.push(json!({
             "bytesBase64Encoded": data.as_str(),

@@ -230,13 +230,21 @@ pub(crate) fn requested_encoding(
     }
 }
 
-/// Renders (or takes from the cache) the image for `key`, base64-encoded.
+/// Renders (or takes from the cache) the image of `seed` at `(width, height)`,
+/// base64-encoded.
 pub(crate) fn render_b64(
     cache: &ImageCache,
-    key: ImageKey,
+    seed: u64,
+    (width, height): (u32, u32),
+    encoding: Encoding,
 ) -> Result<Arc<String>, super::envelope::ApiError> {
     cache
-        .get_base64(key)
+        .get_base64(ImageKey {
+            seed,
+            width,
+            height,
+            encoding,
+        })
         .map_err(|e| super::envelope::ApiError::new(500, e))
 }
 
