@@ -45,6 +45,30 @@ pub struct RedisConfig {
 pub struct OutputConfig {
     /// An `object_store` URL.
     pub url: String,
+    /// object_store options for the URL's store (`aws_endpoint`, `aws_region`, …);
+    /// values may be `env:VAR` or `file:PATH`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl OutputConfig {
+    /// The options with `env:`/`file:` values resolved.
+    pub fn resolved_options(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        use secrecy::ExposeSecret as _;
+        self.options
+            .iter()
+            .map(|(k, v)| {
+                let value = if v.starts_with("env:") || v.starts_with("file:") {
+                    read_secret(&format!("output.options.{k}"), v)?
+                        .expose_secret()
+                        .to_string()
+                } else {
+                    v.clone()
+                };
+                Ok((k.clone(), value))
+            })
+            .collect()
+    }
 }
 
 /// `[worker]`.
@@ -54,6 +78,20 @@ pub struct WorkerConfig {
     pub concurrency: u32,
     /// Client-side deadline of one provider call, seconds.
     pub request_timeout_s: u64,
+    /// A claimed job not extended for this long is taken over by another worker.
+    pub visibility_timeout_s: u64,
+    /// Deliveries without a settle (crashes, lost leases) before a job is dead-lettered.
+    pub max_deliveries: u32,
+    /// Provider attempts a job may spend on transient errors before it fails.
+    pub max_attempts: u32,
+    /// First retry delay, milliseconds (doubles each attempt, full jitter).
+    pub retry_min_ms: u64,
+    /// Cap on one retry delay, milliseconds.
+    pub retry_max_ms: u64,
+    /// On SIGTERM/SIGINT: seconds to let running jobs finish before releasing them.
+    pub shutdown_grace_s: u64,
+    /// Seconds a finished job's or batch's record is kept in Redis.
+    pub retention_s: u64,
 }
 
 /// `[emulator]`.
@@ -216,6 +254,24 @@ impl Settings {
         }
         if self.worker.request_timeout_s == 0 {
             return Err(invalid("worker.request_timeout_s", "must be at least 1"));
+        }
+        if self.worker.visibility_timeout_s < 2 {
+            return Err(invalid("worker.visibility_timeout_s", "must be at least 2"));
+        }
+        if self.worker.max_deliveries == 0 {
+            return Err(invalid("worker.max_deliveries", "must be at least 1"));
+        }
+        if self.worker.max_attempts == 0 {
+            return Err(invalid("worker.max_attempts", "must be at least 1"));
+        }
+        if self.worker.retry_min_ms > self.worker.retry_max_ms {
+            return Err(invalid(
+                "worker.retry_min_ms",
+                "must not exceed worker.retry_max_ms",
+            ));
+        }
+        if self.worker.retention_s == 0 {
+            return Err(invalid("worker.retention_s", "must be at least 1"));
         }
         check_store_url("output.url", &self.output.url)?;
         for (name, p) in &self.projects {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod emulator;
 pub mod job;
 pub mod providers;
+pub mod queue;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;

@@ -200,6 +200,21 @@ impl OutputStore {
         Ok(self.url_of(&key))
     }
 
+    /// A streaming writer for a batch's `manifest.jsonl` (multipart upload on object
+    /// stores, so a million-line manifest never sits in memory), and its URL.
+    pub fn manifest_writer(
+        &self,
+        project: &str,
+        batch: &str,
+    ) -> (object_store::buffered::BufWriter, String) {
+        let key = self.key(&format!("{project}/{batch}/manifest.jsonl"));
+        let url = self.url_of(&key);
+        (
+            object_store::buffered::BufWriter::new(self.store.clone(), key),
+            url,
+        )
+    }
+
     /// Reads an object by its path relative to the store root (tests, `results`).
     pub async fn get(&self, rel: &str) -> Result<Bytes, StorageError> {
         Ok(self.store.get(&self.key(rel)).await?.bytes().await?)

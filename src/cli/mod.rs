@@ -1,7 +1,13 @@
 //! The command line: one file per subcommand; this file parses and dispatches.
 
+pub mod cancel;
+pub mod common;
 pub mod emulator;
+pub mod results;
 pub mod run;
+pub mod status;
+pub mod submit;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -25,6 +31,16 @@ enum Command {
     /// Run a job file in this process (no Redis), against the built-in emulator when no
     /// project is configured.
     Run(run::RunArgs),
+    /// Validate a job file and enqueue it as a batch in Redis; prints the batch id.
+    Submit(submit::SubmitArgs),
+    /// Run jobs from Redis for the configured projects until SIGTERM/SIGINT.
+    Worker(worker::WorkerArgs),
+    /// Show a job or a batch: counts, progress, ETA, failures.
+    Status(status::StatusArgs),
+    /// List a batch's outputs; --download copies them locally.
+    Results(results::ResultsArgs),
+    /// Cancel a job or a whole batch.
+    Cancel(cancel::CancelArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
 }
@@ -49,6 +65,12 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// Settings for the short-lived commands, which only log warnings.
+fn quiet_settings(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
+    crate::telemetry::init("warn");
+    Ok(Settings::load(config.as_deref())?)
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Emulator(args) => {
@@ -57,8 +79,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Run(args) => {
             crate::telemetry::init("warn");
-            let settings = Settings::load(cli.config.as_deref())?;
-            run::run(args, settings).await
+            run::run(args, Settings::load(cli.config.as_deref())?).await
         }
+        Command::Worker(args) => {
+            crate::telemetry::init("info");
+            worker::run(args, Settings::load(cli.config.as_deref())?).await
+        }
+        Command::Submit(args) => submit::run(args, quiet_settings(&cli.config)?).await,
+        Command::Status(args) => status::run(args, quiet_settings(&cli.config)?).await,
+        Command::Results(args) => results::run(args, quiet_settings(&cli.config)?).await,
+        Command::Cancel(args) => cancel::run(args, quiet_settings(&cli.config)?).await,
     }
 }

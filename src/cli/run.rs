@@ -4,24 +4,27 @@
 //! `./imagegen-out`). Prints a progress bar, a summary and where the images are; exits
 //! non-zero when any job did not succeed.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use futures::StreamExt as _;
 
+use super::common;
 use crate::catalog::Backend;
 use crate::config::{ProjectConfig, Settings};
 use crate::emulator::{self, EmulatorHandle, Scenario};
-use crate::job::batch_file::{self, LineDefaults, LineError};
-use crate::job::result::JobResult;
-use crate::job::{JobId, JobSpec, JobStatus, Operation, ValidationContext, validate};
+use crate::job::batch_file::LineDefaults;
+use crate::job::{JobStatus, Operation, ValidationContext};
 use crate::providers::auth::{CredentialSource, Credentials};
 use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
-use crate::storage::OutputStore;
-use crate::worker::{JobContext, RetryPolicy, process_job};
+use crate::queue::submit::{self, Checked, JobFile};
+use crate::queue::{BatchRecord, JobQueue as _, JobRecord, MemoryQueue, NewBatch, QueueOptions};
+use crate::worker::backend::OnBatchComplete;
+use crate::worker::{ProjectRuntime, run_worker};
 
 /// Arguments of `imagegen run`.
 #[derive(Debug, clap::Args)]
@@ -71,66 +74,107 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
             .or(Some(DEFAULT_MODEL.into())),
         op: args.op,
     };
-    let format = batch_file::detect_format(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let ctx = ValidationContext {
-        backend: runtime.backend,
-        check_local_files: true,
+    let file = JobFile {
+        path: &args.file,
+        format: submit::detect(&args.file)?,
+        defaults,
+        validation: ValidationContext {
+            backend: runtime.backend,
+            check_local_files: true,
+        },
     };
-    let (valid, errors) = check_file(&args, format, &defaults, &ctx)?;
-    if !errors.is_empty() {
-        eprintln!(
-            "{} invalid line(s) in {}:",
-            errors.len(),
-            args.file.display()
-        );
-        for e in errors.iter().take(50) {
-            eprintln!("  {e}");
-        }
-        if errors.len() > 50 {
-            eprintln!("  … and {} more", errors.len() - 50);
-        }
+    let checked = file.check()?;
+    if checked.invalid > 0 {
+        report_invalid(&args.file, &checked);
         if !args.skip_invalid {
-            eprintln!("nothing was run (use --skip-invalid to run the {valid} valid line(s))");
+            eprintln!(
+                "nothing was run (use --skip-invalid to run the {} valid line(s))",
+                checked.valid
+            );
             return Ok(ExitCode::from(2));
         }
     }
-    if valid == 0 {
+    if checked.valid == 0 {
         bail!("{} has no jobs", args.file.display());
     }
-    let out_url = args
-        .out
-        .clone()
-        .or_else(|| project_output(&settings, &runtime.project))
-        .unwrap_or_else(|| settings.output.url.clone());
-    let store = OutputStore::from_url(&out_url, Vec::new())?;
-    let batch_id = JobId::new().0;
-    let concurrency = args
-        .concurrency
-        .unwrap_or(settings.worker.concurrency as usize)
-        .max(1);
+    let store = common::output_store(&settings, &runtime.project, args.out.as_deref())?;
+    let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
+        &settings.worker,
+    )));
     let started = Instant::now();
-    let results = execute(
-        &args,
-        format,
-        defaults,
-        ctx,
-        &runtime,
-        &store,
-        &batch_id,
-        concurrency,
-        valid,
-    )
-    .await?;
-    let manifest = results
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap_or_default())
-        .collect();
-    let manifest_url = store
-        .put_manifest(&runtime.project, &batch_id, manifest)
+    let batch = NewBatch {
+        project: runtime.project.clone(),
+        source: args.file.display().to_string(),
+        ..NewBatch::default()
+    };
+    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, |_| {}).await?;
+    let batch_id = submitted.batch.id.clone();
+
+    // The worker runs until the batch is complete and its manifest written.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let done_tx = std::sync::Mutex::new(Some(done_tx));
+    let on_complete: OnBatchComplete = Arc::new(move |_, _| {
+        if let Some(tx) = done_tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(());
+        }
+    });
+    let mut projects = HashMap::new();
+    projects.insert(
+        runtime.project.clone(),
+        ProjectRuntime {
+            provider: runtime.provider,
+            store: store.clone(),
+        },
+    );
+    let options = common::worker_options(&settings, args.concurrency);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let shutdown = {
+        let interrupted = interrupted.clone();
+        async move {
+            tokio::select! {
+                _ = done_rx => {}
+                () = common::shutdown_signal() => interrupted.store(true, Ordering::SeqCst),
+            }
+        }
+    };
+    let worker = tokio::spawn(run_worker(
+        queue.clone(),
+        projects,
+        options,
+        Some(on_complete),
+        shutdown,
+    ));
+    let bar = progress_bar(submitted.total);
+    while !worker.is_finished() {
+        if let Some(b) = queue.batch(&runtime.project, &batch_id).await? {
+            bar.set_position(b.done);
+            let failed = b.done - b.counts.get(&JobStatus::Succeeded).copied().unwrap_or(0);
+            if failed > 0 {
+                bar.set_message(format!("{failed} not succeeded"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bar.finish_and_clear();
+    worker.await??;
+    let record = queue
+        .batch(&runtime.project, &batch_id)
+        .await?
+        .context("the batch record vanished")?;
+    let jobs = queue
+        .batch_jobs(&runtime.project, &batch_id, 0, submitted.total)
         .await?;
-    print_summary(&results, &manifest_url, started.elapsed());
-    let all_ok = results.iter().all(|r| r.status == JobStatus::Succeeded);
+    print_summary(&record, &jobs, started.elapsed());
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: {} of {} job(s) finished",
+            record.done, submitted.total
+        );
+        return Ok(ExitCode::from(130));
+    }
+    let all_ok = jobs
+        .iter()
+        .all(|j| j.as_ref().is_some_and(|j| j.status == JobStatus::Succeeded));
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -138,87 +182,30 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn project_output(settings: &Settings, project: &str) -> Option<String> {
-    settings
-        .projects
-        .get(project)
-        .and_then(|p| p.output_url.clone())
-}
-
-/// First pass: parse and validate every line (streaming), count the valid ones.
-fn check_file(
-    args: &RunArgs,
-    format: batch_file::FileFormat,
-    defaults: &LineDefaults,
-    ctx: &ValidationContext,
-) -> anyhow::Result<(usize, Vec<LineError>)> {
-    let mut valid = 0;
-    let mut errors = Vec::new();
-    for item in batch_file::read(&args.file, format, defaults.clone())? {
-        match item.and_then(|(line, spec)| {
-            validate(&spec, ctx).map_err(|e| LineError {
-                line,
-                message: e.to_string(),
-            })
-        }) {
-            Ok(()) => valid += 1,
-            Err(e) => errors.push(e),
-        }
+/// Prints the first invalid lines of a job file.
+pub fn report_invalid(path: &std::path::Path, checked: &Checked) {
+    eprintln!("{} invalid line(s) in {}:", checked.invalid, path.display());
+    for e in &checked.errors {
+        eprintln!("  {e}");
     }
-    Ok((valid, errors))
+    if checked.invalid > checked.errors.len() as u64 {
+        eprintln!(
+            "  … and {} more",
+            checked.invalid - checked.errors.len() as u64
+        );
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    args: &RunArgs,
-    format: batch_file::FileFormat,
-    defaults: LineDefaults,
-    ctx: ValidationContext,
-    runtime: &Runtime,
-    store: &OutputStore,
-    batch_id: &str,
-    concurrency: usize,
-    total: usize,
-) -> anyhow::Result<Vec<JobResult>> {
-    let bar = indicatif::ProgressBar::new(total as u64);
+/// A progress bar for `total` jobs.
+pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs ({per_sec}, eta {eta}) {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let job_ctx = JobContext {
-        provider: runtime.provider.as_ref(),
-        store,
-        project: &runtime.project,
-        batch: Some(batch_id),
-        retry: RetryPolicy::default(),
-    };
-    let specs = batch_file::read(&args.file, format, defaults)?
-        .filter_map(Result::ok)
-        .filter(|(_, spec)| validate(spec, &ctx).is_ok());
-    let job_ctx = &job_ctx;
-    let bar_ref = &bar;
-    let mut results: Vec<JobResult> = futures::stream::iter(specs)
-        .map(|(line, spec): (usize, JobSpec)| async move {
-            let id = JobId::new();
-            let r = process_job(job_ctx, &id.0, Some(line), &spec).await;
-            bar_ref.inc(1);
-            if r.status != JobStatus::Succeeded {
-                bar_ref.set_message(format!(
-                    "last problem: {}",
-                    r.error.as_deref().unwrap_or("")
-                ));
-            }
-            r
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    bar.finish_and_clear();
-    // The manifest lists jobs in the order of the file, whatever order they finished in.
-    results.sort_by_key(|r| r.line);
-    Ok(results)
+    bar
 }
 
 async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime> {
@@ -287,26 +274,27 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
     })
 }
 
-fn print_summary(results: &[JobResult], manifest_url: &str, elapsed: Duration) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in results {
-        *counts.entry(r.status.as_str()).or_default() += 1;
-    }
-    let images: usize = results.iter().map(|r| r.images.len()).sum();
+fn print_summary(batch: &BatchRecord, jobs: &[Option<JobRecord>], elapsed: Duration) {
+    let images: usize = jobs.iter().flatten().map(|j| image_list(j).len()).sum();
     println!(
-        "{} job(s) in {:.1}s, {images} image(s)",
-        results.len(),
+        "batch {}: {} job(s) in {:.1}s, {images} image(s)",
+        batch.id,
+        jobs.len(),
         elapsed.as_secs_f64()
     );
     println!("  {:<10} {:>8}", "status", "jobs");
-    for (status, n) in &counts {
+    for (status, n) in batch.counts.iter().filter(|(_, n)| **n > 0) {
         println!("  {status:<10} {n:>8}");
     }
     let mut shown = 0;
-    for r in results.iter().filter(|r| r.status == JobStatus::Succeeded) {
-        for img in &r.images {
+    for job in jobs
+        .iter()
+        .flatten()
+        .filter(|j| j.status == JobStatus::Succeeded)
+    {
+        for (w, h, url) in image_list(job) {
             if shown < 20 {
-                println!("  {}x{}  {}", img.width, img.height, img.url);
+                println!("  {w}x{h}  {url}");
             }
             shown += 1;
         }
@@ -314,17 +302,47 @@ fn print_summary(results: &[JobResult], manifest_url: &str, elapsed: Duration) {
     if shown > 20 {
         println!("  … and {} more image(s)", shown - 20);
     }
-    for r in results
+    for job in jobs
         .iter()
-        .filter(|r| r.status != JobStatus::Succeeded)
+        .flatten()
+        .filter(|j| j.status != JobStatus::Succeeded)
         .take(20)
     {
+        let line = job.line.map(|l| format!(" (line {l})")).unwrap_or_default();
         println!(
-            "  {} {}: {}",
-            r.status,
-            r.job_id,
-            r.error.as_deref().unwrap_or("")
+            "  {} {}{line}: {}",
+            job.status,
+            job.id,
+            job.error.as_deref().unwrap_or("")
         );
     }
-    println!("manifest: {manifest_url}");
+    match &batch.manifest {
+        Some(m) => println!("manifest: {m}"),
+        None => println!("manifest: not written"),
+    }
+}
+
+/// (width, height, url) of a finished job's images, from its compact result.
+pub fn image_list(job: &JobRecord) -> Vec<(u64, u64, String)> {
+    let Some(images) = job
+        .result
+        .as_ref()
+        .and_then(|r| r.get("images"))
+        .and_then(|i| i.as_array())
+    else {
+        return Vec::new();
+    };
+    images
+        .iter()
+        .map(|i| {
+            (
+                i.get("width").and_then(|v| v.as_u64()).unwrap_or(0),
+                i.get("height").and_then(|v| v.as_u64()).unwrap_or(0),
+                i.get("url")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
 }

@@ -44,7 +44,7 @@ impl std::fmt::Display for JobId {
 }
 
 /// Where a job is in its lifecycle (DESIGN.md "Job lifecycle").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting in its project's queue (or for a retry).
@@ -97,4 +97,29 @@ impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown job status `{s}`"))
+    }
+}
+
+/// The id of job number `seq` (0-based, in submit order) of batch `batch`:
+/// `{batch}.{seq:06}`. Ids are deterministic so a resumed submit never duplicates a
+/// job and a batch's jobs can be enumerated without an index; the zero padding keeps
+/// them in order when listed.
+pub fn batch_job_id(batch: &str, seq: u64) -> String {
+    format!("{batch}.{seq:06}")
+}
+
+/// The batch and sequence number of a job id made by [`batch_job_id`].
+pub fn split_job_id(job: &str) -> Option<(&str, u64)> {
+    let (batch, seq) = job.rsplit_once('.')?;
+    Some((batch, seq.parse().ok()?))
 }

@@ -1,8 +1,13 @@
-//! Running jobs: `process_job` (call → classify → store → record), with retries of
-//! transient errors under `backon`.
+//! Running jobs: an apalis worker over our queue ([`backend`]), settling in batches
+//! ([`settler`]), with lease extension, recovery and graceful shutdown ([`runtime`]);
+//! each delivery is `process_job` (decode → admit → call → classify → store → record).
 //!
-//! It must not know where jobs come from (file, queue) — callers feed it.
+//! `process_job` does not know where jobs come from: Redis or the in-process queue.
 
+pub mod backend;
 pub mod process;
+pub mod runtime;
+pub mod settler;
 
 pub use process::{JobContext, RetryPolicy, process_job};
+pub use runtime::{ProjectRuntime, WorkerOptions, run_worker, worker_identity, write_manifest};

@@ -1,24 +1,32 @@
-//! `process_job`: one job from spec to stored outputs and a `JobResult`. Each step is a
-//! function of its own: call (with retries) → classify (in `providers`) → store → record.
+//! `process_job`: one delivery of one job, from claimed payload to a [`Settle`]
+//! decision. Each step is a function of its own:
+//! decode → admit → call → classify → store → record. (Notify — webhooks — follows the
+//! settle, in the runtime, because only the settle knows whether the batch completed.)
+//!
+//! Retries are durable: a transient error ends this delivery with `Settle::Retry` and
+//! the queue hands the job out again after the backoff delay, so a waiting job never
+//! holds a worker slot and a crash never loses the retry.
 
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable as _};
+use backon::BackoffBuilder as _;
+use serde::Serialize;
 
 use crate::job::result::{JobResult, redacted_request};
-use crate::job::{JobSpec, JobStatus};
+use crate::job::{JobSpec, JobStatus, split_job_id};
 use crate::providers::{ImageProvider, ProviderError, ProviderOutput};
+use crate::queue::{Claimed, JobQueue, Settle};
 use crate::storage::{JobLocation, OutputStore, StorageError, StoredImage};
 
-/// Capped exponential backoff with jitter for transient errors.
+/// Attempts and capped exponential backoff with full jitter for transient errors.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// First delay.
+    /// Cap of the first delay.
     pub min_delay: Duration,
-    /// Cap on one delay.
+    /// Cap of any delay.
     pub max_delay: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: usize,
+    /// Provider attempts per job, the first included.
+    pub max_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -26,8 +34,34 @@ impl Default for RetryPolicy {
         RetryPolicy {
             min_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
-            max_retries: 5,
+            max_attempts: 5,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// From the `[worker]` settings.
+    pub fn from_settings(w: &crate::config::WorkerConfig) -> Self {
+        RetryPolicy {
+            min_delay: Duration::from_millis(w.retry_min_ms),
+            max_delay: Duration::from_millis(w.retry_max_ms),
+            max_attempts: w.max_attempts,
+        }
+    }
+
+    /// Delay before attempt `attempt + 1` after `attempt` failed ones (1-based): full
+    /// jitter over backon's capped exponential schedule, never shorter than the delay
+    /// Google advised.
+    pub fn delay(&self, attempt: u32, advised: Option<Duration>) -> Duration {
+        let cap = backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(attempt as usize + 1)
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.max_delay);
+        let jittered = cap.mul_f64(rand::random::<f64>());
+        advised.map_or(jittered, |a| a.max(jittered))
     }
 }
 
@@ -39,36 +73,27 @@ pub struct JobContext<'a> {
     pub store: &'a OutputStore,
     /// Project name (first path segment of outputs).
     pub project: &'a str,
-    /// Batch id, if the job belongs to one.
-    pub batch: Option<&'a str>,
     /// Retry policy for transient errors.
     pub retry: RetryPolicy,
 }
 
-/// Calls the provider, retrying transient errors; returns the outcome and attempts made.
-pub async fn call_with_retries(
-    ctx: &JobContext<'_>,
-    spec: &JobSpec,
-) -> (Result<ProviderOutput, ProviderError>, u32) {
-    let attempts = std::sync::atomic::AtomicU32::new(0);
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(ctx.retry.min_delay)
-        .with_max_delay(ctx.retry.max_delay)
-        .with_max_times(ctx.retry.max_retries)
-        .with_jitter();
-    let call = || async {
-        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ctx.provider.call(spec).await
-    };
-    let outcome = call
-        .retry(backoff)
-        .when(ProviderError::is_retryable)
-        // Google's advised delay (RetryInfo / Retry-After) wins over our own schedule,
-        // but never extends the retry budget.
-        .adjust(|e: &ProviderError, dur| dur.map(|d| e.retry_after().map_or(d, |r| r.max(d))))
-        .notify(|e: &ProviderError, dur| tracing::warn!(error = %e, retry_in_ms = dur.as_millis() as u64, "transient provider error"))
-        .await;
-    (outcome, attempts.load(std::sync::atomic::Ordering::Relaxed))
+/// The compact result kept in the job record and written to the manifest.
+#[derive(Debug, Serialize)]
+pub struct CompactResult<'a> {
+    /// Model.
+    pub model: &'a str,
+    /// Operation.
+    pub operation: &'a str,
+    /// Stored images.
+    pub images: &'a [StoredImage],
+    /// Model text.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub text: &'a [String],
+    /// Token usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'a crate::providers::Usage>,
+    /// Wall time of the delivery that finished the job.
+    pub duration_ms: u64,
 }
 
 /// Writes every image of `out`; returns what was stored.
@@ -101,71 +126,207 @@ pub async fn store_outputs(
     Ok(stored)
 }
 
-/// Runs one job to a terminal state and writes its `result.json`. `line` is the job
-/// file line the job came from, if any.
-pub async fn process_job(
-    ctx: &JobContext<'_>,
-    job_id: &str,
-    line: Option<usize>,
-    spec: &JobSpec,
-) -> JobResult {
+/// Step "classify": what a provider error means for this job.
+fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy) -> Outcome {
+    match err {
+        ProviderError::Blocked { .. } => Outcome::Finish(JobStatus::Blocked, err.to_string()),
+        e if e.is_retryable() && attempt < policy.max_attempts => Outcome::Retry {
+            delay: policy.delay(attempt, e.retry_after()),
+            error: e.to_string(),
+        },
+        e if e.is_retryable() => Outcome::Finish(
+            JobStatus::Failed,
+            format!("gave up after {attempt} attempts: {e}"),
+        ),
+        e => Outcome::Finish(JobStatus::Failed, e.to_string()),
+    }
+}
+
+enum Outcome {
+    Finish(JobStatus, String),
+    Retry { delay: Duration, error: String },
+}
+
+/// One delivery of `claimed`: returns how to settle it. Writes `result.json` for every
+/// terminal outcome (deterministic keys: a re-run overwrites).
+pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &Claimed) -> Settle {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let _span =
-        tracing::info_span!("job", job.id = job_id, project = ctx.project, operation = %spec.op)
-            .entered();
+    let job_id = claimed.lease.job.as_str();
+    let batch = split_job_id(job_id).map(|(b, _)| b);
     let loc = JobLocation {
         project: ctx.project,
-        batch: ctx.batch,
+        batch,
         job: job_id,
     };
-    let (outcome, attempts) = call_with_retries(ctx, spec).await;
+    let attempt = claimed.attempts + 1;
+    // decode
+    let spec = match JobSpec::from_json(&claimed.payload) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let error = format!("undecodable job payload: {e}");
+            tracing::error!(job.id = job_id, %error, "dead-lettering");
+            return Settle::Finish {
+                status: JobStatus::Failed,
+                error: Some(error),
+                result: None,
+                dead_letter: true,
+            };
+        }
+    };
     let mut result = JobResult {
         job_id: job_id.to_string(),
-        batch_id: ctx.batch.map(str::to_string),
+        batch_id: batch.map(str::to_string),
         project: ctx.project.to_string(),
-        line,
+        line: claimed.line.map(|l| l as usize),
         model: spec.model.clone(),
         operation: spec.op.to_string(),
         status: JobStatus::Failed,
-        request: redacted_request(spec),
+        request: redacted_request(&spec),
         images: Vec::new(),
         text: Vec::new(),
         enhanced_prompt: None,
         rai_filtered_reasons: Vec::new(),
         safety_attributes: Vec::new(),
         usage: None,
-        attempts,
+        attempts: attempt,
         error: None,
         started_at: started_at.to_rfc3339(),
         finished_at: String::new(),
         duration_ms: 0,
     };
-    match outcome {
-        Ok(out) => {
-            result.absorb(&out);
-            match store_outputs(ctx.store, &loc, &out).await {
-                Ok(images) => {
-                    result.images = images;
-                    result.status = JobStatus::Succeeded;
-                }
-                Err(e) => result.error = Some(format!("storing outputs: {e}")),
-            }
-        }
-        Err(e @ ProviderError::Blocked { .. }) => {
-            result.status = JobStatus::Blocked;
-            result.error = Some(e.to_string());
-        }
-        Err(e) => result.error = Some(e.to_string()),
+    // admit (safe point 1)
+    if cancelled(queue, claimed).await {
+        return record(
+            ctx,
+            &loc,
+            result,
+            JobStatus::Cancelled,
+            Some("cancelled by request".into()),
+            started,
+        )
+        .await;
     }
+    // call
+    let outcome = ctx.provider.call(&spec).await;
+    // classify
+    let out = match outcome {
+        Ok(out) => out,
+        Err(e) => match classify(&e, attempt, &ctx.retry) {
+            Outcome::Retry { delay, error } => {
+                tracing::warn!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
+                return Settle::Retry {
+                    delay,
+                    count: true,
+                    error,
+                };
+            }
+            Outcome::Finish(status, error) => {
+                return record(ctx, &loc, result, status, Some(error), started).await;
+            }
+        },
+    };
+    // safe point 2: a cancel that arrived during the call wins over storing.
+    if cancelled(queue, claimed).await {
+        return record(
+            ctx,
+            &loc,
+            result,
+            JobStatus::Cancelled,
+            Some("cancelled by request".into()),
+            started,
+        )
+        .await;
+    }
+    // store
+    result.absorb(&out);
+    match store_outputs(ctx.store, &loc, &out).await {
+        Ok(images) => {
+            result.images = images;
+            record(ctx, &loc, result, JobStatus::Succeeded, None, started).await
+        }
+        Err(e) if attempt < ctx.retry.max_attempts => Settle::Retry {
+            delay: ctx.retry.delay(attempt, None),
+            count: true,
+            error: format!("storing outputs: {e}"),
+        },
+        Err(e) => {
+            let error = format!("storing outputs: {e}");
+            record(ctx, &loc, result, JobStatus::Failed, Some(error), started).await
+        }
+    }
+}
+
+async fn cancelled(queue: &dyn JobQueue, claimed: &Claimed) -> bool {
+    queue
+        .cancel_requested(&claimed.lease)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "checking for cancellation");
+            false
+        })
+}
+
+/// Step "record": writes `result.json` and returns the terminal settle.
+async fn record(
+    ctx: &JobContext<'_>,
+    loc: &JobLocation<'_>,
+    mut result: JobResult,
+    status: JobStatus,
+    error: Option<String>,
+    started: Instant,
+) -> Settle {
+    result.status = status;
+    result.error = error;
     result.finished_at = chrono::Utc::now().to_rfc3339();
     result.duration_ms = started.elapsed().as_millis() as u64;
-    if let Err(e) = ctx.store.put_result(&loc, &result).await {
+    if let Err(e) = ctx.store.put_result(loc, &result).await {
         tracing::error!(error = %e, "writing result.json");
         if result.status == JobStatus::Succeeded {
             result.status = JobStatus::Failed;
             result.error = Some(format!("writing result.json: {e}"));
         }
     }
-    result
+    let compact = CompactResult {
+        model: &result.model,
+        operation: &result.operation,
+        images: &result.images,
+        text: &result.text,
+        usage: result.usage.as_ref(),
+        duration_ms: result.duration_ms,
+    };
+    Settle::Finish {
+        status: result.status,
+        error: result.error.clone(),
+        result: serde_json::to_string(&compact).ok(),
+        dead_letter: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_are_capped_and_honour_advice() {
+        let p = RetryPolicy {
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_attempts: 10,
+        };
+        for _ in 0..200 {
+            assert!(p.delay(1, None) <= Duration::from_millis(100));
+            assert!(p.delay(3, None) <= Duration::from_millis(400));
+            assert!(p.delay(9, None) <= Duration::from_millis(1000));
+            assert!(p.delay(2, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+        }
+        // Full jitter: spread over the whole range, not bunched at the cap.
+        let small = (0..200)
+            .filter(|_| p.delay(9, None) < Duration::from_millis(500))
+            .count();
+        assert!(
+            (40..160).contains(&small),
+            "{small} of 200 below half the cap"
+        );
+    }
 }

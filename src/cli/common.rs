@@ -1,0 +1,157 @@
+//! Pieces several subcommands share: opening the queue and stores, building project
+//! runtimes, finding which project an id belongs to, printing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::config::Settings;
+use crate::queue::{JobQueue, QueueOptions, RedisQueue};
+use crate::storage::OutputStore;
+use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, worker_identity};
+
+/// The Redis queue of the configuration.
+pub async fn redis_queue(settings: &Settings) -> anyhow::Result<Arc<RedisQueue>> {
+    let queue = RedisQueue::open(
+        &settings.redis.url,
+        &settings.redis.key_prefix,
+        QueueOptions::from_settings(&settings.worker),
+    )
+    .await
+    .with_context(|| format!("cannot connect to Redis at {}", settings.redis.url))?;
+    Ok(Arc::new(queue))
+}
+
+/// The output location of a project: `--out`, the project's `output_url`, or
+/// `[output].url`.
+pub fn output_url(settings: &Settings, project: &str, out: Option<&str>) -> String {
+    out.map(str::to_string)
+        .or_else(|| {
+            settings
+                .projects
+                .get(project)
+                .and_then(|p| p.output_url.clone())
+        })
+        .unwrap_or_else(|| settings.output.url.clone())
+}
+
+/// Opens a project's output store.
+pub fn output_store(
+    settings: &Settings,
+    project: &str,
+    out: Option<&str>,
+) -> anyhow::Result<OutputStore> {
+    let url = output_url(settings, project, out);
+    Ok(OutputStore::from_url(
+        &url,
+        settings.output.resolved_options()?,
+    )?)
+}
+
+/// Provider + store for each named project (all configured ones when `only` is empty).
+pub fn project_runtimes(
+    settings: &Settings,
+    only: &[String],
+) -> anyhow::Result<HashMap<String, ProjectRuntime>> {
+    let timeout = Duration::from_secs(settings.worker.request_timeout_s);
+    for p in only {
+        if !settings.projects.contains_key(p) {
+            bail!(
+                "no project `{p}` in the configuration (configured: {})",
+                configured(settings)
+            );
+        }
+    }
+    settings
+        .projects
+        .iter()
+        .filter(|(name, _)| only.is_empty() || only.contains(name))
+        .map(|(name, p)| {
+            let provider = crate::providers::from_config(p, timeout)
+                .with_context(|| format!("project `{name}`"))?;
+            Ok((
+                name.clone(),
+                ProjectRuntime {
+                    provider,
+                    store: output_store(settings, name, None)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Worker options from the settings.
+pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> WorkerOptions {
+    let w = &settings.worker;
+    WorkerOptions {
+        name: worker_identity(),
+        concurrency: concurrency.unwrap_or(w.concurrency as usize).max(1),
+        // A job is one provider call plus storing: the request timeout and a margin.
+        job_timeout: Duration::from_secs(w.request_timeout_s + 60),
+        visibility: Duration::from_secs(w.visibility_timeout_s),
+        retry: RetryPolicy::from_settings(w),
+        shutdown_grace: Duration::from_secs(w.shutdown_grace_s),
+    }
+}
+
+/// Configured project names, comma-separated.
+pub fn configured(settings: &Settings) -> String {
+    let names: Vec<&str> = settings.projects.keys().map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The project an id (job or batch) belongs to: `--project`, or the configured
+/// project whose queue knows it.
+pub async fn project_of(
+    queue: &dyn JobQueue,
+    settings: &Settings,
+    project: Option<&str>,
+    id: &str,
+) -> anyhow::Result<String> {
+    if let Some(p) = project {
+        return Ok(p.to_string());
+    }
+    for name in settings.projects.keys() {
+        if queue.batch(name, id).await?.is_some() || queue.job(name, id).await?.is_some() {
+            return Ok(name.clone());
+        }
+    }
+    bail!(
+        "no job or batch `{id}` in any configured project ({}); finished records are kept for {} s",
+        configured(settings),
+        settings.worker.retention_s
+    )
+}
+
+/// Resolves when the process gets SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `1.2 s`, `3 min 4 s`.
+pub fn human_ms(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms.div_ceil(1000))).to_string()
+}

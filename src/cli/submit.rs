@@ -1,0 +1,184 @@
+//! `imagegen submit FILE --project P`: validate every line, enqueue the file as a batch
+//! in Redis (chunked, pipelined, constant memory), print the batch id; `--wait` follows
+//! it to the end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::common;
+use super::run::{progress_bar, report_invalid};
+use crate::config::Settings;
+use crate::job::batch_file::LineDefaults;
+use crate::job::{JobStatus, Operation, ValidationContext};
+use crate::queue::NewBatch;
+use crate::queue::submit::{self, JobFile};
+
+/// Arguments of `imagegen submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Job file: JSONL job specs, CSV with a `prompt` column, or one prompt per line.
+    pub file: PathBuf,
+    /// Configured project the jobs run in.
+    #[arg(long)]
+    pub project: String,
+    /// Model for lines that name none (default: the project's `default_model`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Operation for text/CSV lines.
+    #[arg(long)]
+    pub op: Option<Operation>,
+    /// Webhook URL for this batch's events.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Submitting again with the same key within 24 h returns the same batch (and
+    /// finishes enqueueing it if the first submit was interrupted).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Enqueue the valid lines even if some are invalid.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Wait for the batch to complete, with a progress bar; exit non-zero if any job
+    /// did not succeed.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `submit`.
+pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    let project = settings.projects.get(&args.project).with_context(|| {
+        format!(
+            "no project `{}` in the configuration (configured: {})",
+            args.project,
+            common::configured(&settings)
+        )
+    })?;
+    if let Some(url) = &args.webhook {
+        let parsed =
+            url::Url::parse(url).with_context(|| format!("--webhook: `{url}` is not a URL"))?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https"),
+            "--webhook: `{url}` must be an http(s) URL"
+        );
+    }
+    let file = JobFile {
+        path: &args.file,
+        format: submit::detect(&args.file)?,
+        defaults: LineDefaults {
+            model: args
+                .model
+                .clone()
+                .or(project.default_model.clone())
+                .or(Some(super::run::DEFAULT_MODEL.into())),
+            op: args.op,
+        },
+        validation: ValidationContext {
+            backend: project.backend,
+            // Workers on other machines cannot read this machine's files.
+            check_local_files: true,
+        },
+    };
+    let checked = file.check()?;
+    if checked.invalid > 0 {
+        report_invalid(&args.file, &checked);
+        if !args.skip_invalid {
+            eprintln!(
+                "nothing was enqueued (use --skip-invalid to enqueue the {} valid line(s))",
+                checked.valid
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    anyhow::ensure!(checked.valid > 0, "{} has no jobs", args.file.display());
+    let queue = common::redis_queue(&settings).await?;
+    let batch = NewBatch {
+        project: args.project.clone(),
+        source: args.file.display().to_string(),
+        webhook: args.webhook.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+    };
+    let bar = (!args.json).then(|| progress_bar(checked.valid));
+    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    })
+    .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let id = &submitted.batch.id;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "batch_id": id, "project": args.project, "total": submitted.total,
+                "enqueued": submitted.enqueued_now, "existing": submitted.batch.existing,
+                "invalid_lines": checked.invalid,
+            })
+        );
+    } else if submitted.batch.existing {
+        eprintln!(
+            "idempotency key matched batch {id}: {} job(s) newly enqueued, {} in total",
+            submitted.enqueued_now, submitted.total
+        );
+        println!("{id}");
+    } else {
+        eprintln!(
+            "enqueued {} job(s) in project {}; follow with `imagegen status {id}`",
+            submitted.total, args.project
+        );
+        println!("{id}");
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for(
+        queue.as_ref(),
+        &args.project,
+        id,
+        submitted.total,
+        args.json,
+    )
+    .await
+}
+
+/// Follows a batch until it completes; exit 0 only if every job succeeded.
+pub async fn wait_for(
+    queue: &dyn crate::queue::JobQueue,
+    project: &str,
+    id: &str,
+    total: u64,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let bar = (!quiet).then(|| progress_bar(total));
+    loop {
+        let b = queue
+            .batch(project, id)
+            .await?
+            .with_context(|| format!("batch {id} vanished"))?;
+        if let Some(bar) = &bar {
+            bar.set_position(b.done);
+        }
+        if b.completed_ms.is_some() {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let ok = b.counts.get(&JobStatus::Succeeded).copied().unwrap_or(0);
+            if !quiet {
+                eprintln!("batch {id} completed: {ok} of {total} succeeded");
+            }
+            return Ok(if ok == total {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

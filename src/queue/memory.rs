@@ -1,0 +1,585 @@
+//! `MemoryQueue`: the in-process twin of `RedisQueue` for `imagegen run`, with the same
+//! semantics (leases, fencing, delayed retries, dead letters, counters, exactly-once
+//! batch completion). Nothing survives the process, which is the point of embedded
+//! mode: the job file is the durable input.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use futures::FutureExt as _;
+
+use super::records::{batch_fields, job_fields};
+use super::{
+    BatchHandle, BatchRecord, CancelReport, Claimed, DeadLetter, Fut, JobQueue, JobRecord, Lease,
+    NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+};
+use crate::job::{JobId, JobStatus, batch_job_id, split_job_id};
+
+type Fields = HashMap<String, String>;
+
+#[derive(Default)]
+struct Project {
+    ready: VecDeque<String>,
+    delayed: BTreeSet<(u64, String)>,
+    jobs: HashMap<String, Fields>,
+    batches: HashMap<String, (Fields, Vec<String>)>,
+    /// token → (job, worker, last extended)
+    pending: HashMap<String, (String, String, Instant)>,
+    dlq: Vec<DeadLetter>,
+    idem: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct State {
+    projects: HashMap<String, Project>,
+    next_token: u64,
+}
+
+/// The in-process queue. Cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct MemoryQueue {
+    state: Arc<Mutex<State>>,
+    options: QueueOptions,
+}
+
+fn get_u64(f: &Fields, k: &str) -> u64 {
+    f.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn incr(f: &mut Fields, k: &str, by: i64) -> i64 {
+    let v = f.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + by;
+    f.insert(k.to_string(), v.to_string());
+    v
+}
+
+fn status_of(f: &Fields) -> JobStatus {
+    f.get(job_fields::STATUS)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(JobStatus::Queued)
+}
+
+impl Project {
+    fn move_status(&mut self, job: &str, from: JobStatus, to: JobStatus) {
+        if let Some((b, _)) = split_job_id(job)
+            && let Some((bf, _)) = self.batches.get_mut(b)
+        {
+            incr(bf, from.as_str(), -1);
+            incr(bf, to.as_str(), 1);
+        }
+    }
+
+    fn maybe_complete(&mut self, batch: &str) -> bool {
+        let Some((bf, _)) = self.batches.get_mut(batch) else {
+            return false;
+        };
+        let Some(total) = bf
+            .get(batch_fields::TOTAL)
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        if get_u64(bf, batch_fields::DONE) < total || bf.contains_key(batch_fields::COMPLETED) {
+            return false;
+        }
+        bf.insert(batch_fields::COMPLETED.into(), now_ms().to_string());
+        true
+    }
+
+    /// Terminal transition; true when it completed the batch.
+    fn finish(
+        &mut self,
+        job: &str,
+        from: JobStatus,
+        status: JobStatus,
+        error: Option<&str>,
+        result: Option<&str>,
+    ) -> bool {
+        let Some(f) = self.jobs.get_mut(job) else {
+            return false;
+        };
+        f.insert(job_fields::STATUS.into(), status.as_str().into());
+        f.insert(job_fields::FINISHED.into(), now_ms().to_string());
+        if let Some(e) = error.filter(|e| !e.is_empty()) {
+            f.insert(job_fields::ERROR.into(), e.into());
+        }
+        if let Some(r) = result.filter(|r| !r.is_empty()) {
+            f.insert(job_fields::RESULT.into(), r.into());
+        }
+        for k in [
+            job_fields::SPEC,
+            job_fields::TOKEN,
+            job_fields::CANCEL,
+            job_fields::DELIVERIES,
+        ] {
+            f.remove(k);
+        }
+        self.move_status(job, from, status);
+        let Some((batch, _)) = split_job_id(job) else {
+            return false;
+        };
+        if let Some((bf, failures)) = self.batches.get_mut(batch) {
+            incr(bf, batch_fields::DONE, 1);
+            bf.insert(batch_fields::LAST.into(), now_ms().to_string());
+            if status != JobStatus::Succeeded {
+                failures.insert(0, job.to_string());
+                failures.truncate(1000);
+            }
+        }
+        self.maybe_complete(batch)
+    }
+
+    fn requeue(&mut self, job: &str, from: JobStatus) {
+        if let Some(f) = self.jobs.get_mut(job) {
+            f.insert(job_fields::STATUS.into(), "queued".into());
+            f.remove(job_fields::TOKEN);
+            f.remove(job_fields::WORKER);
+        }
+        if from != JobStatus::Queued {
+            self.move_status(job, from, JobStatus::Queued);
+        }
+        self.ready.push_back(job.to_string());
+    }
+
+    fn dead_letter(&mut self, job: &str, reason: &str) {
+        self.dlq.push(DeadLetter {
+            job: job.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms(),
+        });
+    }
+}
+
+impl MemoryQueue {
+    /// An empty queue.
+    pub fn new(options: QueueOptions) -> Self {
+        MemoryQueue {
+            state: Arc::default(),
+            options,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with<T>(&self, project: &str, f: impl FnOnce(&mut Project, &mut u64) -> T) -> T {
+        let mut st = self.lock();
+        let State {
+            projects,
+            next_token,
+        } = &mut *st;
+        f(projects.entry(project.to_string()).or_default(), next_token)
+    }
+
+    fn claim_now(&self, project: &str, worker: &str, max: usize) -> Vec<Claimed> {
+        let maxd = self.options.max_deliveries as i64;
+        self.with(project, |p, next| {
+            let now = now_ms();
+            let due: Vec<(u64, String)> = p
+                .delayed
+                .iter()
+                .take_while(|(t, _)| *t <= now)
+                .cloned()
+                .collect();
+            for d in due {
+                p.delayed.remove(&d);
+                p.ready.push_back(d.1);
+            }
+            let mut out = Vec::new();
+            while out.len() < max.max(1) {
+                let Some(job) = p.ready.pop_front() else {
+                    break;
+                };
+                let Some(f) = p.jobs.get_mut(&job) else {
+                    continue;
+                };
+                if status_of(f) != JobStatus::Queued || !f.contains_key(job_fields::SPEC) {
+                    continue;
+                }
+                *next += 1;
+                let token = format!("m-{next}");
+                let dlv = incr(f, job_fields::DELIVERIES, 1);
+                f.insert(job_fields::STATUS.into(), "running".into());
+                f.insert(job_fields::STARTED.into(), now.to_string());
+                f.insert(job_fields::TOKEN.into(), token.clone());
+                f.insert(job_fields::WORKER.into(), worker.into());
+                let claimed = Claimed {
+                    lease: Lease {
+                        project: project.to_string(),
+                        job: job.clone(),
+                        token: token.clone(),
+                    },
+                    payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
+                    attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
+                    deliveries: dlv as u32,
+                    line: f.get(job_fields::LINE).and_then(|l| l.parse().ok()),
+                };
+                p.move_status(&job, JobStatus::Queued, JobStatus::Running);
+                if let Some((b, _)) = split_job_id(&job)
+                    && let Some((bf, _)) = p.batches.get_mut(b)
+                {
+                    bf.entry(batch_fields::FIRST.into())
+                        .or_insert_with(|| now.to_string());
+                }
+                if dlv > maxd {
+                    let reason = format!(
+                        "dead-lettered: delivered {} times without finishing",
+                        dlv - 1
+                    );
+                    p.dead_letter(&job, &reason);
+                    p.finish(
+                        &job,
+                        JobStatus::Running,
+                        JobStatus::Failed,
+                        Some(&reason),
+                        None,
+                    );
+                    continue;
+                }
+                p.pending
+                    .insert(token, (job, worker.to_string(), Instant::now()));
+                out.push(claimed);
+            }
+            out
+        })
+    }
+
+    fn settle_now(&self, items: &[(Lease, Settle)]) -> Vec<SettleReport> {
+        let mut st = self.lock();
+        items
+            .iter()
+            .map(|(lease, settle)| {
+                let p = st.projects.entry(lease.project.clone()).or_default();
+                p.pending.remove(&lease.token);
+                let live = p.jobs.get(&lease.job).is_some_and(|f| {
+                    f.get(job_fields::TOKEN) == Some(&lease.token)
+                        && status_of(f) == JobStatus::Running
+                });
+                if !live {
+                    return SettleReport::default();
+                }
+                let mut report = SettleReport {
+                    applied: true,
+                    batch_completed: false,
+                };
+                match settle {
+                    Settle::Finish {
+                        status,
+                        error,
+                        result,
+                        dead_letter,
+                    } => {
+                        if *dead_letter {
+                            p.dead_letter(&lease.job, error.as_deref().unwrap_or(""));
+                        }
+                        if let Some(f) = p.jobs.get_mut(&lease.job) {
+                            incr(f, job_fields::ATTEMPTS, 1);
+                        }
+                        report.batch_completed = p.finish(
+                            &lease.job,
+                            JobStatus::Running,
+                            *status,
+                            error.as_deref(),
+                            result.as_deref(),
+                        );
+                    }
+                    Settle::Retry {
+                        delay,
+                        count,
+                        error,
+                    } => {
+                        if let Some(f) = p.jobs.get_mut(&lease.job) {
+                            f.insert(job_fields::STATUS.into(), "queued".into());
+                            f.insert(job_fields::ERROR.into(), error.clone());
+                            f.insert(job_fields::DELIVERIES.into(), "0".into());
+                            f.remove(job_fields::TOKEN);
+                            f.remove(job_fields::WORKER);
+                            if *count {
+                                incr(f, job_fields::ATTEMPTS, 1);
+                            }
+                        }
+                        p.move_status(&lease.job, JobStatus::Running, JobStatus::Queued);
+                        p.delayed
+                            .insert((now_ms() + delay.as_millis() as u64, lease.job.clone()));
+                    }
+                    Settle::Release => {
+                        if let Some(f) = p.jobs.get_mut(&lease.job) {
+                            incr(f, job_fields::DELIVERIES, -1);
+                        }
+                        p.requeue(&lease.job, JobStatus::Running);
+                    }
+                }
+                report
+            })
+            .collect()
+    }
+
+    fn recover_now(&self, project: &str) -> Recovered {
+        let visibility = self.options.visibility;
+        let maxd = self.options.max_deliveries as u64;
+        self.with(project, |p, _| {
+            let expired: Vec<(String, String)> = p
+                .pending
+                .iter()
+                .filter(|(_, (_, _, at))| at.elapsed() >= visibility)
+                .map(|(t, (j, _, _))| (t.clone(), j.clone()))
+                .collect();
+            let mut out = Recovered::default();
+            for (token, job) in expired {
+                p.pending.remove(&token);
+                let Some(f) = p.jobs.get(&job) else { continue };
+                if f.get(job_fields::TOKEN) != Some(&token) || status_of(f) != JobStatus::Running {
+                    continue;
+                }
+                let dlv = get_u64(f, job_fields::DELIVERIES);
+                if dlv >= maxd {
+                    let reason = format!(
+                        "dead-lettered: delivered {dlv} times without finishing (its worker died or lost its lease each time)"
+                    );
+                    p.dead_letter(&job, &reason);
+                    out.dead.push(job.clone());
+                    if p.finish(&job, JobStatus::Running, JobStatus::Failed, Some(&reason), None)
+                        && let Some((b, _)) = split_job_id(&job)
+                    {
+                        out.completed_batches.push(b.to_string());
+                    }
+                } else {
+                    p.requeue(&job, JobStatus::Running);
+                    out.requeued.push(job);
+                }
+            }
+            out
+        })
+    }
+
+    fn cancel_now(&self, project: &str, id: &str) -> CancelReport {
+        self.with(project, |p, _| {
+            let mut report = CancelReport::default();
+            let ids: Vec<String> = if p.jobs.contains_key(id) {
+                report.kind = "job".into();
+                vec![id.to_string()]
+            } else if let Some((bf, _)) = p.batches.get_mut(id) {
+                report.kind = "batch".into();
+                bf.insert(batch_fields::CANCEL.into(), "1".into());
+                let n = get_u64(bf, batch_fields::ENQUEUED);
+                (0..n).map(|s| batch_job_id(id, s)).collect()
+            } else {
+                return report;
+            };
+            for job in ids {
+                let Some(f) = p.jobs.get_mut(&job) else {
+                    continue;
+                };
+                match status_of(f) {
+                    JobStatus::Queued => {
+                        p.delayed.retain(|(_, j)| j != &job);
+                        report.batch_completed |= p.finish(
+                            &job,
+                            JobStatus::Queued,
+                            JobStatus::Cancelled,
+                            Some("cancelled by request"),
+                            None,
+                        );
+                        report.cancelled += 1;
+                    }
+                    JobStatus::Running => {
+                        f.insert(job_fields::CANCEL.into(), "1".into());
+                        report.flagged += 1;
+                    }
+                    _ => report.already_finished += 1,
+                }
+            }
+            report
+        })
+    }
+}
+
+impl JobQueue for MemoryQueue {
+    fn create_batch<'a>(&'a self, batch: &'a NewBatch) -> Fut<'a, BatchHandle> {
+        async move {
+            Ok(self.with(&batch.project, |p, _| {
+                if let Some(key) = &batch.idempotency_key
+                    && let Some(existing) = p.idem.get(key)
+                {
+                    let (bf, _) = p.batches.get(existing).cloned().unwrap_or_default();
+                    return BatchHandle {
+                        id: existing.clone(),
+                        existing: true,
+                        enqueued: get_u64(&bf, batch_fields::ENQUEUED),
+                        sealed: bf.contains_key(batch_fields::TOTAL),
+                    };
+                }
+                let id = JobId::new().0;
+                if let Some(key) = &batch.idempotency_key {
+                    p.idem.insert(key.clone(), id.clone());
+                }
+                let mut f = Fields::new();
+                f.insert(batch_fields::CREATED.into(), now_ms().to_string());
+                f.insert(batch_fields::SOURCE.into(), batch.source.clone());
+                if let Some(w) = &batch.webhook {
+                    f.insert(batch_fields::WEBHOOK.into(), w.clone());
+                }
+                p.batches.insert(id.clone(), (f, Vec::new()));
+                BatchHandle {
+                    id,
+                    existing: false,
+                    enqueued: 0,
+                    sealed: false,
+                }
+            }))
+        }
+        .boxed()
+    }
+
+    fn enqueue<'a>(&'a self, project: &'a str, batch: &'a str, jobs: Vec<NewJob>) -> Fut<'a, u64> {
+        async move {
+            self.with(project, |p, _| {
+                if !p.batches.contains_key(batch) {
+                    return Err(QueueError::Invalid(format!("no batch `{batch}`")));
+                }
+                let n = jobs.len() as u64;
+                for job in jobs {
+                    let id = batch_job_id(batch, job.seq);
+                    let mut f = Fields::new();
+                    f.insert(job_fields::SPEC.into(), job.spec);
+                    if let Some(line) = job.line {
+                        f.insert(job_fields::LINE.into(), line.to_string());
+                    }
+                    p.jobs.insert(id.clone(), f);
+                    p.ready.push_back(id);
+                }
+                if let Some((bf, _)) = p.batches.get_mut(batch) {
+                    incr(bf, batch_fields::ENQUEUED, n as i64);
+                    incr(bf, "queued", n as i64);
+                }
+                Ok(n)
+            })
+        }
+        .boxed()
+    }
+
+    fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                if let Some((bf, _)) = p.batches.get_mut(batch) {
+                    bf.insert(batch_fields::TOTAL.into(), total.to_string());
+                }
+                p.maybe_complete(batch)
+            }))
+        }
+        .boxed()
+    }
+
+    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
+        async move { Ok(self.claim_now(project, worker, max)) }.boxed()
+    }
+
+    fn extend<'a>(&'a self, _worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()> {
+        async move {
+            let mut st = self.lock();
+            for l in leases {
+                if let Some(p) = st.projects.get_mut(&l.project)
+                    && let Some(entry) = p.pending.get_mut(&l.token)
+                {
+                    entry.2 = Instant::now();
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>> {
+        async move { Ok(self.settle_now(items)) }.boxed()
+    }
+
+    fn recover<'a>(&'a self, project: &'a str, _worker: &'a str) -> Fut<'a, Recovered> {
+        async move { Ok(self.recover_now(project)) }.boxed()
+    }
+
+    fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool> {
+        async move {
+            Ok(self.with(&lease.project, |p, _| {
+                let job = p
+                    .jobs
+                    .get(&lease.job)
+                    .is_some_and(|f| f.get(job_fields::CANCEL).is_some_and(|v| v == "1"));
+                let batch = split_job_id(&lease.job)
+                    .and_then(|(b, _)| p.batches.get(b))
+                    .is_some_and(|(bf, _)| bf.get(batch_fields::CANCEL).is_some_and(|v| v == "1"));
+                job || batch
+            }))
+        }
+        .boxed()
+    }
+
+    fn cancel<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, CancelReport> {
+        async move { Ok(self.cancel_now(project, id)) }.boxed()
+    }
+
+    fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                p.jobs
+                    .get(id)
+                    .and_then(|f| JobRecord::from_fields(project, id, f))
+            }))
+        }
+        .boxed()
+    }
+
+    fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                p.batches.get(id).and_then(|(bf, failures)| {
+                    BatchRecord::from_fields(project, id, bf, failures.clone())
+                })
+            }))
+        }
+        .boxed()
+    }
+
+    fn batch_jobs<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<Option<JobRecord>>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                (from..to)
+                    .map(|s| {
+                        let id = batch_job_id(batch, s);
+                        p.jobs
+                            .get(&id)
+                            .and_then(|f| JobRecord::from_fields(project, &id, f))
+                    })
+                    .collect()
+            }))
+        }
+        .boxed()
+    }
+
+    fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()> {
+        async move {
+            self.with(project, |p, _| {
+                if let Some((bf, _)) = p.batches.get_mut(batch) {
+                    bf.insert(batch_fields::MANIFEST.into(), url.into());
+                }
+            });
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                p.dlq.iter().rev().take(max).cloned().collect()
+            }))
+        }
+        .boxed()
+    }
+}

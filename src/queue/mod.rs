@@ -1,0 +1,244 @@
+//! The durable job queue: one trait ([`JobQueue`]), two implementations.
+//!
+//! - [`RedisQueue`]: Redis Streams + Lua, one stream and consumer group per project, keys
+//!   hash-tagged `{p:<project>}` so a project lives in one Cluster slot. Shared by every
+//!   worker process of a fleet.
+//! - [`MemoryQueue`]: the in-process twin with the same semantics, for `imagegen run`.
+//!
+//! Semantics both honour (the trait-level suite in `tests/it/queue.rs` runs against
+//! both):
+//! - A batch's jobs have deterministic ids (`{batch}.{seq:06}`, [`crate::job::batch_job_id`]).
+//!   `enqueue` is atomic per call; a batch is `sealed` with its total once the submit
+//!   has enqueued everything, and it completes exactly once, when every job is terminal.
+//! - `claim` hands out a [`Lease`]: the job is `running`, owned by the claiming worker
+//!   until it is settled, released, or its lease is not extended for the visibility
+//!   timeout, after which `recover` puts it back (or dead-letters it after
+//!   `max_deliveries` unsettled deliveries).
+//! - A settle is fenced by its lease: once a job was recovered and handed to another
+//!   worker, the old worker's settle is refused (`applied == false`), so counters never
+//!   count a job twice.
+//! - Counters (per batch and per project) move on every transition; nothing scans.
+
+pub mod memory;
+pub mod records;
+pub mod redis;
+pub mod submit;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::job::JobStatus;
+
+pub use memory::MemoryQueue;
+pub use records::{BatchRecord, CancelReport, DeadLetter, JobRecord};
+pub use redis::RedisQueue;
+
+/// What queue operations fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis answered with an error or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Something in the queue is not what it should be.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Refused: bad argument, unknown project/id.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The future every queue operation returns.
+pub type Fut<'a, T> = BoxFuture<'a, Result<T, QueueError>>;
+
+/// Knobs shared by both implementations.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueOptions {
+    /// A lease not extended for this long may be recovered by another worker.
+    pub visibility: Duration,
+    /// Unsettled deliveries before a job is dead-lettered.
+    pub max_deliveries: u32,
+    /// How long finished records are kept.
+    pub retention: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            visibility: Duration::from_secs(10),
+            max_deliveries: 3,
+            retention: Duration::from_secs(3 * 86_400),
+        }
+    }
+}
+
+impl QueueOptions {
+    /// From the `[worker]` settings.
+    pub fn from_settings(w: &crate::config::WorkerConfig) -> Self {
+        QueueOptions {
+            visibility: Duration::from_secs(w.visibility_timeout_s),
+            max_deliveries: w.max_deliveries,
+            retention: Duration::from_secs(w.retention_s),
+        }
+    }
+}
+
+/// A new batch.
+#[derive(Debug, Clone, Default)]
+pub struct NewBatch {
+    /// Project the batch belongs to.
+    pub project: String,
+    /// Where the jobs came from (file name), for status output.
+    pub source: String,
+    /// Webhook for this batch's events (issue 5 delivers them).
+    pub webhook: Option<String>,
+    /// Idempotency key: a second submit with the same key within 24 h returns the
+    /// first batch (and resumes its enqueueing if that submit was interrupted).
+    pub idempotency_key: Option<String>,
+}
+
+/// What `create_batch` found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHandle {
+    /// The batch id.
+    pub id: String,
+    /// True when the idempotency key matched an existing batch.
+    pub existing: bool,
+    /// Jobs already enqueued (non-zero only for an existing batch).
+    pub enqueued: u64,
+    /// True when the existing batch was sealed (its submit finished).
+    pub sealed: bool,
+}
+
+/// One job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Position in the batch (0-based); decides the job id.
+    pub seq: u64,
+    /// Line of the job file it came from.
+    pub line: Option<u64>,
+    /// The JobSpec as JSON: the payload.
+    pub spec: String,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Project.
+    pub project: String,
+    /// Job id.
+    pub job: String,
+    /// Delivery token (the stream entry id): fences settles of stale deliveries.
+    pub token: String,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Its lease.
+    pub lease: Lease,
+    /// The JobSpec JSON as enqueued (decoding is the worker's business).
+    pub payload: String,
+    /// Provider attempts already spent (counted retries).
+    pub attempts: u32,
+    /// Deliveries in a row without a settle, this one included.
+    pub deliveries: u32,
+    /// Line of the job file.
+    pub line: Option<u64>,
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// Terminal: `status` must be terminal. `result` is the compact result JSON kept in
+    /// the record (and in the manifest).
+    Finish {
+        /// Final status.
+        status: JobStatus,
+        /// Reason for anything but success.
+        error: Option<String>,
+        /// Compact result JSON.
+        result: Option<String>,
+        /// Also record it in the dead-letter list (undecodable payload, panics).
+        dead_letter: bool,
+    },
+    /// Run again after `delay`. `count` adds one to the job's attempts.
+    Retry {
+        /// Delay before the job is due again.
+        delay: Duration,
+        /// Whether this counts against the attempt budget.
+        count: bool,
+        /// Why.
+        error: String,
+    },
+    /// Back to the queue at once, not counted (shutdown).
+    Release,
+}
+
+/// What a settle did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettleReport {
+    /// False when the lease was stale (the job was recovered by someone else).
+    pub applied: bool,
+    /// True when this settle made its batch complete (exactly one settle per batch).
+    pub batch_completed: bool,
+}
+
+/// What a recovery pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Jobs put back in the queue.
+    pub requeued: Vec<String>,
+    /// Jobs dead-lettered because they were delivered too often without finishing.
+    pub dead: Vec<String>,
+    /// Batches that these dead-letterings completed.
+    pub completed_batches: Vec<String>,
+}
+
+/// The durable queue. Object-safe: workers and CLI hold an `Arc<dyn JobQueue>`.
+pub trait JobQueue: Send + Sync + 'static {
+    /// Creates a batch (or finds the one an idempotency key names).
+    fn create_batch<'a>(&'a self, batch: &'a NewBatch) -> Fut<'a, BatchHandle>;
+    /// Enqueues jobs of a batch, atomically; returns how many were new.
+    fn enqueue<'a>(&'a self, project: &'a str, batch: &'a str, jobs: Vec<NewJob>) -> Fut<'a, u64>;
+    /// Records the batch's total: no more jobs will come. Returns true if that
+    /// completed the batch (every job was already terminal).
+    fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool>;
+    /// Claims up to `max` jobs of `project` for `worker`.
+    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>>;
+    /// Extends the leases (their visibility timeout restarts now).
+    fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()>;
+    /// Settles deliveries; one report per item, in order.
+    fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>>;
+    /// Puts back (or dead-letters) `project`'s jobs whose leases expired.
+    fn recover<'a>(&'a self, project: &'a str, worker: &'a str) -> Fut<'a, Recovered>;
+    /// True when the job has been asked to stop (checked at safe points).
+    fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool>;
+    /// Cancels a job or a whole batch: queued jobs become `cancelled` at once, running
+    /// ones are flagged and stop at their next safe point.
+    fn cancel<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, CancelReport>;
+    /// A job's record.
+    fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>>;
+    /// A batch's record.
+    fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>>;
+    /// The records of jobs `from..to` (by seq) of a batch; missing ones are `None`.
+    fn batch_jobs<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<Option<JobRecord>>>;
+    /// Marks the batch's manifest as written at `url`.
+    fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()>;
+    /// The newest dead letters of a project.
+    fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

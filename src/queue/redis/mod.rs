@@ -1,0 +1,636 @@
+//! `RedisQueue`: the fleet's queue on Redis Streams + Lua (design:
+//! `docs/design/queue.md`).
+//!
+//! Per project, under the hash tag `{p:<project>}`: a stream with consumer group
+//! `workers` whose entries carry only a job id; job records as hashes; a ZSET of delayed
+//! retries (ms scores, moved back by `claim.lua`); a dead-letter stream; counters per
+//! status for the project and each batch. Scripts are loaded once and called by SHA
+//! (`redis::Script` reloads them after a Redis restart).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt as _;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands as _, Script, Value};
+
+use super::records::{batch_fields, job_fields};
+use super::{
+    BatchHandle, BatchRecord, CancelReport, Claimed, DeadLetter, Fut, JobQueue, JobRecord, Lease,
+    NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+};
+use crate::job::{JobId, batch_job_id, split_job_id};
+
+const LIB: &str = include_str!("lib.lua");
+const GROUP: &str = "workers";
+/// Idempotency keys live this long (DESIGN: "same key within 24 h").
+const IDEMPOTENCY_TTL_S: u64 = 86_400;
+
+struct Scripts {
+    claim: Script,
+    settle: Script,
+    recover: Script,
+    cancel: Script,
+    seal: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let s = |body: &str| Script::new(&format!("{LIB}\n{body}"));
+        Scripts {
+            claim: s(include_str!("claim.lua")),
+            settle: s(include_str!("settle.lua")),
+            recover: s(include_str!("recover.lua")),
+            cancel: s(include_str!("cancel.lua")),
+            seal: s(include_str!("seal.lua")),
+        }
+    }
+}
+
+/// The Redis implementation of [`JobQueue`]. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    prefix: String,
+    options: QueueOptions,
+    scripts: Arc<Scripts>,
+    groups: Arc<Mutex<HashSet<String>>>,
+    cursors: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Connects with a manager that reconnects on its own; responses time out after 30 s
+/// (a big enqueue pipeline is not an error), connecting after 5 s.
+pub async fn connect(url: &str) -> Result<ConnectionManager, QueueError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)))
+        .set_number_of_retries(3)
+        .set_max_delay(std::time::Duration::from_secs(2));
+    Ok(ConnectionManager::new_with_config(client, config).await?)
+}
+
+impl RedisQueue {
+    /// A queue over `conn`, keys under `prefix`.
+    pub fn new(conn: ConnectionManager, prefix: &str, options: QueueOptions) -> Self {
+        RedisQueue {
+            conn,
+            prefix: prefix.to_string(),
+            options,
+            scripts: Arc::new(Scripts::new()),
+            groups: Arc::default(),
+            cursors: Arc::default(),
+        }
+    }
+
+    /// Connects to `url`.
+    pub async fn open(url: &str, prefix: &str, options: QueueOptions) -> Result<Self, QueueError> {
+        Ok(Self::new(connect(url).await?, prefix, options))
+    }
+
+    /// The connection (for benchmarks and tests that inspect Redis).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// `<prefix>:{p:<project>}`: every key of the project starts with it.
+    pub fn base(&self, project: &str) -> String {
+        format!("{}:{{p:{project}}}", self.prefix)
+    }
+
+    fn key(&self, project: &str, suffix: &str) -> String {
+        format!("{}:{suffix}", self.base(project))
+    }
+
+    fn job_key(&self, project: &str, job: &str) -> String {
+        self.key(project, &format!("job:{job}"))
+    }
+
+    fn batch_key(&self, project: &str, batch: &str) -> String {
+        self.key(project, &format!("batch:{batch}"))
+    }
+
+    /// Stream, delayed set and dead-letter stream: the KEYS of most scripts.
+    fn core_keys(&self, project: &str) -> [String; 3] {
+        [
+            self.key(project, "stream"),
+            self.key(project, "delayed"),
+            self.key(project, "dlq"),
+        ]
+    }
+
+    /// Creates the project's stream and consumer group once per process (and again
+    /// after Redis lost them, see `with_group`).
+    async fn ensure_group(&self, project: &str, force: bool) -> Result<(), QueueError> {
+        if !force && self.groups.lock().expect("groups").contains(project) {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let stream = self.key(project, "stream");
+        let res: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match res {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.groups
+            .lock()
+            .expect("groups")
+            .insert(project.to_string());
+        Ok(())
+    }
+
+    async fn claim_inner(
+        &self,
+        project: &str,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        self.ensure_group(project, false).await?;
+        let [stream, delayed, dlq] = self.core_keys(project);
+        let mut conn = self.conn.clone();
+        let invoke = || {
+            let mut inv = self.scripts.claim.prepare_invoke();
+            inv.key(&stream).key(&delayed).key(&dlq);
+            inv.arg(self.base(project))
+                .arg(GROUP)
+                .arg(worker)
+                .arg(max.max(1))
+                .arg(now_ms())
+                .arg(self.options.max_deliveries)
+                .arg(self.options.retention.as_secs().max(1));
+            inv
+        };
+        let flat: Vec<String> = match invoke().invoke_async(&mut conn).await {
+            Err(e) if is_nogroup(&e) => {
+                // Redis lost the stream (restart without persistence): recreate it.
+                self.ensure_group(project, true).await?;
+                invoke().invoke_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        Ok(flat
+            .chunks_exact(6)
+            .map(|c| Claimed {
+                lease: Lease {
+                    project: project.to_string(),
+                    job: c[1].clone(),
+                    token: c[0].clone(),
+                },
+                payload: c[2].clone(),
+                attempts: c[3].parse().unwrap_or(0),
+                deliveries: c[4].parse().unwrap_or(1),
+                line: c[5].parse().ok(),
+            })
+            .collect())
+    }
+
+    async fn settle_project(
+        &self,
+        project: &str,
+        items: &[(usize, &Lease, &Settle)],
+        reports: &mut [SettleReport],
+    ) -> Result<(), QueueError> {
+        let [stream, delayed, dlq] = self.core_keys(project);
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.key(&stream).key(&delayed).key(&dlq);
+        inv.arg(self.base(project))
+            .arg(GROUP)
+            .arg(now_ms())
+            .arg(self.options.retention.as_secs().max(1));
+        for (_, lease, settle) in items {
+            inv.arg(&lease.job).arg(&lease.token);
+            match settle {
+                Settle::Finish {
+                    status,
+                    error,
+                    result,
+                    dead_letter,
+                } => {
+                    inv.arg(if *dead_letter { "D" } else { "F" })
+                        .arg(status.as_str())
+                        .arg(error.as_deref().unwrap_or(""))
+                        .arg(result.as_deref().unwrap_or(""))
+                        .arg("0");
+                }
+                Settle::Retry {
+                    delay,
+                    count,
+                    error,
+                } => {
+                    inv.arg("R")
+                        .arg("")
+                        .arg(error)
+                        .arg(delay.as_millis() as u64)
+                        .arg(if *count { "1" } else { "0" });
+                }
+                Settle::Release => {
+                    inv.arg("L").arg("").arg("").arg("").arg("0");
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if codes.len() != items.len() {
+            return Err(QueueError::Corrupt(format!(
+                "settle returned {} results for {} items",
+                codes.len(),
+                items.len()
+            )));
+        }
+        for ((i, _, _), code) in items.iter().zip(codes) {
+            reports[*i] = SettleReport {
+                applied: code & 1 == 1,
+                batch_completed: code & 2 == 2,
+            };
+        }
+        Ok(())
+    }
+
+    async fn create_batch_inner(&self, batch: &NewBatch) -> Result<BatchHandle, QueueError> {
+        self.ensure_group(&batch.project, false).await?;
+        let mut conn = self.conn.clone();
+        let id = JobId::new().0;
+        if let Some(key) = &batch.idempotency_key {
+            let idem = self.key(&batch.project, &format!("idem:{key}"));
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&idem)
+                .arg(&id)
+                .arg("NX")
+                .arg("EX")
+                .arg(IDEMPOTENCY_TTL_S)
+                .query_async(&mut conn)
+                .await?;
+            if set.is_none() {
+                let existing: Option<String> = conn.get(&idem).await?;
+                if let Some(existing) = existing {
+                    let record = self.batch_inner(&batch.project, &existing).await?;
+                    return Ok(BatchHandle {
+                        id: existing,
+                        existing: true,
+                        enqueued: record.as_ref().map_or(0, |r| r.enqueued),
+                        sealed: record.is_some_and(|r| r.total.is_some()),
+                    });
+                }
+            }
+        }
+        let bk = self.batch_key(&batch.project, &id);
+        let mut fields = vec![
+            (batch_fields::CREATED, now_ms().to_string()),
+            (batch_fields::SOURCE, batch.source.clone()),
+            (batch_fields::ENQUEUED, "0".into()),
+            (batch_fields::DONE, "0".into()),
+        ];
+        if let Some(w) = &batch.webhook {
+            fields.push((batch_fields::WEBHOOK, w.clone()));
+        }
+        let () = conn.hset_multiple(&bk, &fields).await?;
+        Ok(BatchHandle {
+            id,
+            existing: false,
+            enqueued: 0,
+            sealed: false,
+        })
+    }
+
+    async fn enqueue_inner(
+        &self,
+        project: &str,
+        batch: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<u64, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        self.ensure_group(project, false).await?;
+        let stream = self.key(project, "stream");
+        let bk = self.batch_key(project, batch);
+        let counts = self.key(project, "counts");
+        let n = jobs.len() as u64;
+        // One MULTI/EXEC per chunk: a crash mid-submit leaves whole chunks only, so
+        // `enqueued` says exactly where a resumed submit continues.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job in &jobs {
+            let id = batch_job_id(batch, job.seq);
+            let rk = self.job_key(project, &id);
+            match job.line {
+                Some(line) => pipe
+                    .hset_multiple(
+                        &rk,
+                        &[
+                            (job_fields::SPEC, &job.spec),
+                            (job_fields::LINE, &line.to_string()),
+                        ],
+                    )
+                    .ignore(),
+                None => pipe.hset(&rk, job_fields::SPEC, &job.spec).ignore(),
+            };
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("j")
+                .arg(&id)
+                .ignore();
+        }
+        pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
+        pipe.hincr(&bk, "queued", n).ignore();
+        pipe.hincr(&counts, "queued", n).ignore();
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(n)
+    }
+
+    async fn batch_inner(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<Option<BatchRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        let bk = self.batch_key(project, id);
+        let (map, failures): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(&bk)
+            .lrange(format!("{bk}:fail"), 0, 999)
+            .query_async(&mut conn)
+            .await?;
+        Ok(BatchRecord::from_fields(project, id, &map, failures))
+    }
+
+    async fn recover_inner(&self, project: &str, worker: &str) -> Result<Recovered, QueueError> {
+        self.ensure_group(project, false).await?;
+        let [stream, delayed, dlq] = self.core_keys(project);
+        let cursor = self
+            .cursors
+            .lock()
+            .expect("cursors")
+            .get(project)
+            .cloned()
+            .unwrap_or_else(|| "0-0".into());
+        let mut inv = self.scripts.recover.prepare_invoke();
+        inv.key(&stream).key(&delayed).key(&dlq);
+        inv.arg(self.base(project))
+            .arg(GROUP)
+            .arg(worker)
+            .arg(self.options.visibility.as_millis() as u64)
+            .arg(&cursor)
+            .arg(500)
+            .arg(now_ms())
+            .arg(self.options.max_deliveries)
+            .arg(self.options.retention.as_secs().max(1));
+        let mut conn = self.conn.clone();
+        let (next, requeued, dead, completed): (String, Vec<String>, Vec<String>, Vec<String>) =
+            match inv.invoke_async(&mut conn).await {
+                Err(e) if is_nogroup(&e) => {
+                    self.ensure_group(project, true).await?;
+                    return Ok(Recovered::default());
+                }
+                other => other?,
+            };
+        self.cursors
+            .lock()
+            .expect("cursors")
+            .insert(project.to_string(), next);
+        Ok(Recovered {
+            requeued,
+            dead,
+            completed_batches: completed,
+        })
+    }
+
+    async fn cancel_inner(&self, project: &str, id: &str) -> Result<CancelReport, QueueError> {
+        let mut conn = self.conn.clone();
+        let delayed = self.key(project, "delayed");
+        let run = |ids: Vec<String>| {
+            let mut inv = self.scripts.cancel.prepare_invoke();
+            inv.key(&delayed)
+                .arg(self.base(project))
+                .arg(now_ms())
+                .arg(self.options.retention.as_secs().max(1));
+            for id in ids {
+                inv.arg(id);
+            }
+            inv
+        };
+        let mut report = CancelReport::default();
+        let add = |r: [u64; 4], report: &mut CancelReport| {
+            report.cancelled += r[0];
+            report.flagged += r[1];
+            report.already_finished += r[2];
+            report.batch_completed |= r[3] == 1;
+        };
+        let is_job: bool = conn.exists(self.job_key(project, id)).await?;
+        if is_job {
+            report.kind = "job".into();
+            let r: [u64; 4] = run(vec![id.to_string()]).invoke_async(&mut conn).await?;
+            add(r, &mut report);
+            return Ok(report);
+        }
+        let Some(batch) = self.batch_inner(project, id).await? else {
+            return Ok(report);
+        };
+        report.kind = "batch".into();
+        let () = conn
+            .hset(self.batch_key(project, id), batch_fields::CANCEL, 1)
+            .await?;
+        // Jobs enqueued after this read are cancelled by claim (batch flag) — see
+        // `claim_inner` callers; the submit also stops when it sees the flag.
+        let total = batch.total.unwrap_or(batch.enqueued).max(batch.enqueued);
+        let mut seq = 0;
+        while seq < total {
+            let end = (seq + 1000).min(total);
+            let ids = (seq..end).map(|s| batch_job_id(id, s)).collect();
+            let r: [u64; 4] = run(ids).invoke_async(&mut conn).await?;
+            add(r, &mut report);
+            seq = end;
+        }
+        Ok(report)
+    }
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+impl JobQueue for RedisQueue {
+    fn create_batch<'a>(&'a self, batch: &'a NewBatch) -> Fut<'a, BatchHandle> {
+        self.create_batch_inner(batch).boxed()
+    }
+
+    fn enqueue<'a>(&'a self, project: &'a str, batch: &'a str, jobs: Vec<NewJob>) -> Fut<'a, u64> {
+        self.enqueue_inner(project, batch, jobs).boxed()
+    }
+
+    fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool> {
+        async move {
+            let mut conn = self.conn.clone();
+            let done: i64 = self
+                .scripts
+                .seal
+                .key(self.batch_key(project, batch))
+                .arg(total)
+                .arg(now_ms())
+                .arg(self.options.retention.as_secs().max(1))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(done == 1)
+        }
+        .boxed()
+    }
+
+    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
+        self.claim_inner(project, worker, max).boxed()
+    }
+
+    fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()> {
+        async move {
+            let mut by_project: HashMap<&str, Vec<&str>> = HashMap::new();
+            for l in leases {
+                by_project.entry(&l.project).or_default().push(&l.token);
+            }
+            let mut pipe = redis::pipe();
+            for (project, tokens) in by_project {
+                // XCLAIM … JUSTID with min-idle 0 resets the idle time without counting
+                // a delivery; entries no longer pending (recovered) are ignored.
+                let cmd = pipe
+                    .cmd("XCLAIM")
+                    .arg(self.key(project, "stream"))
+                    .arg(GROUP)
+                    .arg(worker)
+                    .arg(0);
+                for t in tokens {
+                    cmd.arg(t);
+                }
+                cmd.arg("JUSTID").ignore();
+            }
+            let mut conn = self.conn.clone();
+            let () = pipe.query_async(&mut conn).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>> {
+        async move {
+            let mut reports = vec![SettleReport::default(); items.len()];
+            let mut by_project: HashMap<&str, Vec<(usize, &Lease, &Settle)>> = HashMap::new();
+            for (i, (lease, settle)) in items.iter().enumerate() {
+                by_project
+                    .entry(&lease.project)
+                    .or_default()
+                    .push((i, lease, settle));
+            }
+            for (project, group) in by_project {
+                self.settle_project(project, &group, &mut reports).await?;
+            }
+            Ok(reports)
+        }
+        .boxed()
+    }
+
+    fn recover<'a>(&'a self, project: &'a str, worker: &'a str) -> Fut<'a, Recovered> {
+        self.recover_inner(project, worker).boxed()
+    }
+
+    fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool> {
+        async move {
+            let mut conn = self.conn.clone();
+            let (job_cx, batch_cx): (Option<String>, Option<String>) = {
+                let batch = split_job_id(&lease.job).map(|(b, _)| b.to_string());
+                let mut pipe = redis::pipe();
+                pipe.hget(self.job_key(&lease.project, &lease.job), job_fields::CANCEL);
+                match &batch {
+                    Some(b) => pipe.hget(self.batch_key(&lease.project, b), batch_fields::CANCEL),
+                    None => pipe.cmd("ECHO").arg(""),
+                };
+                let (a, b): (Option<String>, Option<String>) = pipe.query_async(&mut conn).await?;
+                (a, b)
+            };
+            Ok(job_cx.as_deref() == Some("1") || batch_cx.as_deref() == Some("1"))
+        }
+        .boxed()
+    }
+
+    fn cancel<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, CancelReport> {
+        self.cancel_inner(project, id).boxed()
+    }
+
+    fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let map: HashMap<String, String> = conn.hgetall(self.job_key(project, id)).await?;
+            Ok(JobRecord::from_fields(project, id, &map))
+        }
+        .boxed()
+    }
+
+    fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>> {
+        self.batch_inner(project, id).boxed()
+    }
+
+    fn batch_jobs<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<Option<JobRecord>>> {
+        async move {
+            let mut pipe = redis::pipe();
+            let ids: Vec<String> = (from..to).map(|s| batch_job_id(batch, s)).collect();
+            for id in &ids {
+                pipe.hgetall(self.job_key(project, id));
+            }
+            let mut conn = self.conn.clone();
+            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            Ok(ids
+                .iter()
+                .zip(maps)
+                .map(|(id, m)| JobRecord::from_fields(project, id, &m))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()> {
+        async move {
+            let mut conn = self.conn.clone();
+            let () = conn
+                .hset(self.batch_key(project, batch), batch_fields::MANIFEST, url)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let v: Value = redis::cmd("XREVRANGE")
+                .arg(self.key(project, "dlq"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(max)
+                .query_async(&mut conn)
+                .await?;
+            let entries: Vec<(String, HashMap<String, String>)> = redis::from_redis_value(v)
+                .map_err(|e| QueueError::Corrupt(format!("reading the dead-letter stream: {e}")))?;
+            Ok(entries
+                .into_iter()
+                .map(|(_, f)| DeadLetter {
+                    job: f.get("j").cloned().unwrap_or_default(),
+                    reason: f.get("reason").cloned().unwrap_or_default(),
+                    at_ms: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
+                })
+                .collect())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,327 @@
+//! Our queue as an apalis (apalis-core 1.0) `Backend`, and the acknowledgement layer
+//! that settles every task (design and the 1.0 API facts: `docs/design/apalis-backend.md`).
+//!
+//! - `poll_next` is only called by apalis when a concurrency slot is free; it claims as
+//!   many jobs as there are free slots (so nothing waits in a local buffer while
+//!   holding a lease for long), round-robin over the worker's projects.
+//! - It never returns an error or `None`: either would end the worker. An empty queue
+//!   or a Redis error backs off and stays `Pending`.
+//! - `poll_close` hands back whatever was claimed but not started.
+//! - The ack layer sits outside timeout and catch-panic, so it sees the final result:
+//!   `Ok(Settle)` from the handler, or the error of a panic (dead letter) or a timeout
+//!   (counted retry).
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_core::backend::{BackendConfig, finalize::Ephemeral};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use super::settler::Settler;
+use crate::job::JobStatus;
+use crate::queue::{Claimed, JobQueue, Lease, QueueError, Settle};
+use crate::worker::process::RetryPolicy;
+
+/// The task apalis runs: one claimed delivery.
+#[derive(Debug, Clone)]
+pub struct QueuedJob(pub Claimed);
+
+/// Called once per batch when a settle completes it: (project, batch).
+pub type OnBatchComplete = Arc<dyn Fn(String, String) + Send + Sync>;
+
+/// State shared by the backend, the ack layer and the lease keeper of one worker.
+pub struct Shared {
+    /// The queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// Unique worker identity (`host-pid-xxxxxxxx`): the consumer name.
+    pub worker: String,
+    /// Projects this worker serves.
+    pub projects: Vec<String>,
+    /// Jobs in flight at once.
+    pub concurrency: usize,
+    /// Every lease this worker holds (claimed, buffered or running), by job id.
+    pub leases: Mutex<HashMap<String, Lease>>,
+    /// Batches settles.
+    pub settler: Settler,
+    /// Attempt budget (a timeout counts as an attempt).
+    pub retry: RetryPolicy,
+    /// Batch completion hook.
+    pub on_batch_complete: OnBatchComplete,
+}
+
+impl Shared {
+    /// Snapshot of the held leases.
+    pub fn held(&self) -> Vec<Lease> {
+        self.leases
+            .lock()
+            .expect("leases")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn hold(&self, claimed: &[Claimed]) {
+        let mut leases = self.leases.lock().expect("leases");
+        for c in claimed {
+            leases.insert(c.lease.job.clone(), c.lease.clone());
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.leases.lock().expect("leases").len()
+    }
+
+    /// Settles `lease`, forgets it, and fires the batch hook when it completed a batch.
+    pub async fn settle(&self, lease: Lease, settle: Settle) -> Result<(), QueueError> {
+        let report = self.settler.settle(lease.clone(), settle).await;
+        {
+            let mut leases = self.leases.lock().expect("leases");
+            if leases
+                .get(&lease.job)
+                .is_some_and(|l| l.token == lease.token)
+            {
+                leases.remove(&lease.job);
+            }
+        }
+        let report = report?;
+        let Some((batch, _)) = crate::job::split_job_id(&lease.job) else {
+            return Ok(());
+        };
+        if report.batch_completed {
+            (self.on_batch_complete)(lease.project.clone(), batch.to_string());
+        } else if !report.applied {
+            tracing::info!(job.id = %lease.job, "settle refused: the job was taken over, or this settle was already written");
+            // A settle retried after a lost reply is refused the second time; if the
+            // first one completed the batch, nobody else will write its manifest.
+            if let Ok(Some(b)) = self.queue.batch(&lease.project, batch).await
+                && b.completed_ms.is_some()
+                && b.manifest.is_none()
+            {
+                (self.on_batch_complete)(lease.project.clone(), batch.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+type ClaimFut = BoxFuture<'static, Result<Vec<Claimed>, QueueError>>;
+
+/// The apalis backend over a [`JobQueue`].
+pub struct QueueBackend {
+    shared: Arc<Shared>,
+    next_project: usize,
+    buffer: VecDeque<Claimed>,
+    claim: Option<ClaimFut>,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle_ms: u64,
+    closing: Option<BoxFuture<'static, ()>>,
+}
+
+impl QueueBackend {
+    /// A backend for one worker.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        QueueBackend {
+            shared,
+            next_project: 0,
+            buffer: VecDeque::new(),
+            claim: None,
+            idle: None,
+            idle_ms: 0,
+            closing: None,
+        }
+    }
+
+    fn start_claim(&mut self) -> ClaimFut {
+        let shared = self.shared.clone();
+        let start = self.next_project;
+        self.next_project = self.next_project.wrapping_add(1);
+        let free = shared.concurrency.saturating_sub(shared.in_flight()).max(1);
+        async move {
+            let n = shared.projects.len();
+            for i in 0..n {
+                let project = &shared.projects[(start + i) % n];
+                let got = shared.queue.claim(project, &shared.worker, free).await?;
+                if !got.is_empty() {
+                    shared.hold(&got);
+                    return Ok(got);
+                }
+            }
+            Ok(Vec::new())
+        }
+        .boxed()
+    }
+
+    fn backoff(&mut self, ms: u64) {
+        self.idle = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+    }
+}
+
+fn task_of(c: Claimed) -> Task<QueuedJob> {
+    let id = c.lease.job.clone();
+    let attempts = c.attempts as usize;
+    TaskBuilder::new(QueuedJob(c))
+        .task_id(TaskId::from_string(id))
+        .attempt(attempts)
+        .build()
+}
+
+impl Backend for QueueBackend {
+    type Task = Task<QueuedJob>;
+    type Error = QueueError;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Option<Result<Task<QueuedJob>, QueueError>>> {
+        loop {
+            if let Some(c) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(task_of(c))));
+            }
+            if let Some(idle) = self.idle.as_mut() {
+                ready!(idle.as_mut().poll(cx));
+                self.idle = None;
+            }
+            if self.claim.is_none() {
+                self.claim = Some(self.start_claim());
+            }
+            let res = ready!(self.claim.as_mut().expect("claim").poll_unpin(cx));
+            self.claim = None;
+            match res {
+                Ok(jobs) if !jobs.is_empty() => {
+                    self.idle_ms = 0;
+                    self.buffer.extend(jobs);
+                }
+                Ok(_) => {
+                    // Empty: poll again soon, backing off to 250 ms while idle.
+                    self.idle_ms = (self.idle_ms * 2).clamp(5, 250);
+                    self.backoff(self.idle_ms);
+                }
+                Err(e) => {
+                    // Never end the worker on a queue error: the connection manager
+                    // reconnects; try again in a second.
+                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    self.backoff(1000);
+                }
+            }
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        if self.closing.is_none() {
+            let claim = self.claim.take();
+            let buffered: Vec<Claimed> = self.buffer.drain(..).collect();
+            let shared = self.shared.clone();
+            self.closing = Some(
+                async move {
+                    let mut unstarted = buffered;
+                    if let Some(claim) = claim
+                        && let Ok(more) = claim.await
+                    {
+                        unstarted.extend(more);
+                    }
+                    for c in unstarted {
+                        if let Err(e) = shared.settle(c.lease, Settle::Release).await {
+                            tracing::warn!(error = %e, "releasing an unstarted job");
+                        }
+                    }
+                }
+                .boxed(),
+            );
+        }
+        ready!(self.closing.as_mut().expect("closing").poll_unpin(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl BackendConfig for QueueBackend {
+    type Args = QueuedJob;
+    type Id = String;
+    type Kind = Ephemeral;
+    type Config = ();
+    type Layer = AcknowledgeLayer<SettleAck>;
+
+    fn config(&self) -> &() {
+        &()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        AcknowledgeLayer::new(SettleAck {
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+/// Settles each task from its final result.
+#[derive(Clone)]
+pub struct SettleAck {
+    shared: Arc<Shared>,
+}
+
+/// How a handler error (not a handler decision) settles: panics are dead-lettered,
+/// anything else (a timeout) is a counted retry while attempts remain.
+pub fn settle_for_error(e: &BoxDynError, attempt: usize, retry: &RetryPolicy) -> Settle {
+    if e.downcast_ref::<AbortError>().is_some() {
+        return Settle::Finish {
+            status: JobStatus::Failed,
+            error: Some(format!("worker error: {e}")),
+            result: None,
+            dead_letter: true,
+        };
+    }
+    if attempt as u32 >= retry.max_attempts {
+        return Settle::Finish {
+            status: JobStatus::Failed,
+            error: Some(format!("gave up after {attempt} attempts: {e}")),
+            result: None,
+            dead_letter: false,
+        };
+    }
+    Settle::Retry {
+        delay: retry.delay(attempt as u32, None),
+        count: true,
+        error: e.to_string(),
+    }
+}
+
+impl Acknowledge<Settle> for SettleAck {
+    type Error = QueueError;
+    type Future = BoxFuture<'static, Result<(), QueueError>>;
+
+    fn ack(&mut self, res: &Result<Settle, BoxDynError>, ctx: &ExecutionContext) -> Self::Future {
+        let shared = self.shared.clone();
+        let job = ctx.task_id().map(ToString::to_string).unwrap_or_default();
+        let settle = match res {
+            Ok(s) => s.clone(),
+            Err(e) => settle_for_error(e, ctx.attempt(), &shared.retry),
+        };
+        async move {
+            let lease = shared.leases.lock().expect("leases").get(&job).cloned();
+            match lease {
+                Some(lease) => shared.settle(lease, settle).await,
+                None => {
+                    tracing::error!(job.id = %job, "finished a job this worker holds no lease for");
+                    Ok(())
+                }
+            }
+        }
+        .boxed()
+    }
+}

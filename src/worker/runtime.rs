@@ -1,0 +1,296 @@
+//! A worker process: the apalis worker over our backend, plus the timers apalis has no
+//! hook for (lease extension, recovery of dead workers' jobs), batch completion
+//! (manifest), and graceful shutdown with a deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use futures::{FutureExt as _, StreamExt as _};
+use tokio::io::AsyncWriteExt as _;
+use tracing::Instrument as _;
+
+use super::backend::{OnBatchComplete, QueueBackend, QueuedJob, Shared};
+use super::process::{JobContext, RetryPolicy, process_job};
+use super::settler::Settler;
+use crate::providers::ImageProvider;
+use crate::queue::{JobQueue, Settle};
+use crate::storage::OutputStore;
+
+/// What a worker needs to run one project's jobs.
+pub struct ProjectRuntime {
+    /// The provider for the project's backend.
+    pub provider: Box<dyn ImageProvider>,
+    /// Where its outputs go.
+    pub store: OutputStore,
+}
+
+/// Everything a worker process runs with.
+pub struct WorkerOptions {
+    /// Unique identity (see [`worker_identity`]).
+    pub name: String,
+    /// Jobs in flight at once.
+    pub concurrency: usize,
+    /// Longest a job may run before it is abandoned as a timeout (counted retry).
+    pub job_timeout: Duration,
+    /// Lease visibility timeout (extension runs every third of it).
+    pub visibility: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// On shutdown: how long running jobs may take before they are released.
+    pub shutdown_grace: Duration,
+}
+
+/// `host-pid-xxxxxxxx`: unique per process (and per start), readable in `status`.
+pub fn worker_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &rand[..8])
+}
+
+struct Runner {
+    queue: Arc<dyn JobQueue>,
+    projects: HashMap<String, ProjectRuntime>,
+    retry: RetryPolicy,
+}
+
+async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, BoxDynError> {
+    let claimed = job.0;
+    let span = tracing::info_span!("job", job.id = %claimed.lease.job, project = %claimed.lease.project, attempt = claimed.attempts + 1);
+    async {
+        let Some(project) = runner.projects.get(&claimed.lease.project) else {
+            return Ok(Settle::Release);
+        };
+        let ctx = JobContext {
+            provider: project.provider.as_ref(),
+            store: &project.store,
+            project: &claimed.lease.project,
+            retry: runner.retry,
+        };
+        Ok(process_job(&ctx, runner.queue.as_ref(), &claimed).await)
+    }
+    .instrument(span)
+    .await
+}
+
+/// A panicking job is dead-lettered with the panic message; the worker lives on.
+fn on_panic(e: &Box<dyn std::any::Any + Send>) -> AbortError {
+    let msg = e
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    AbortError::new(std::io::Error::other(format!("the job panicked: {msg}")))
+}
+
+/// Writes `manifest.jsonl` for a completed batch from the job records, in job order
+/// (streamed: constant memory), and records its URL on the batch.
+pub async fn write_manifest(
+    queue: &dyn JobQueue,
+    store: &OutputStore,
+    project: &str,
+    batch: &str,
+) -> anyhow::Result<String> {
+    let record = queue
+        .batch(project, batch)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no batch `{batch}` in project `{project}`"))?;
+    let total = record.total.unwrap_or(record.enqueued);
+    let (mut writer, url) = store.manifest_writer(project, batch);
+    let mut from = 0;
+    while from < total {
+        let to = (from + 1000).min(total);
+        let mut chunk = Vec::new();
+        for (seq, rec) in (from..to).zip(queue.batch_jobs(project, batch, from, to).await?) {
+            let line = manifest_line(project, batch, seq, rec);
+            serde_json::to_writer(&mut chunk, &line)?;
+            chunk.push(b'\n');
+        }
+        writer.write_all(&chunk).await?;
+        from = to;
+    }
+    writer.shutdown().await?;
+    queue.set_manifest(project, batch, &url).await?;
+    Ok(url)
+}
+
+fn manifest_line(
+    project: &str,
+    batch: &str,
+    seq: u64,
+    rec: Option<crate::queue::JobRecord>,
+) -> serde_json::Value {
+    let id = crate::job::batch_job_id(batch, seq);
+    let Some(rec) = rec else {
+        return serde_json::json!({"job_id": id, "project": project, "status": "unknown",
+            "error": "the job's record has expired"});
+    };
+    let mut line = serde_json::json!({
+        "job_id": rec.id, "project": project, "line": rec.line, "status": rec.status,
+        "attempts": rec.attempts, "error": rec.error, "finished_ms": rec.finished_ms,
+    });
+    if let (Some(obj), Some(serde_json::Value::Object(res))) = (line.as_object_mut(), rec.result) {
+        obj.extend(res);
+    }
+    line
+}
+
+/// Runs a worker until `shutdown` resolves, then stops claiming, gives running jobs
+/// `shutdown_grace` to finish, and releases the rest to other workers.
+/// `on_batch_complete` is called after a batch's manifest was written.
+pub async fn run_worker(
+    queue: Arc<dyn JobQueue>,
+    projects: HashMap<String, ProjectRuntime>,
+    options: WorkerOptions,
+    on_batch_complete: Option<OnBatchComplete>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!projects.is_empty(), "the worker has no projects to serve");
+    let stores: Arc<HashMap<String, OutputStore>> = Arc::new(
+        projects
+            .iter()
+            .map(|(k, p)| (k.clone(), p.store.clone()))
+            .collect(),
+    );
+    let hook: OnBatchComplete = {
+        let queue = queue.clone();
+        let stores = stores.clone();
+        Arc::new(move |project: String, batch: String| {
+            let queue = queue.clone();
+            let stores = stores.clone();
+            let after = on_batch_complete.clone();
+            tokio::spawn(async move {
+                if let Some(store) = stores.get(&project) {
+                    match write_manifest(queue.as_ref(), store, &project, &batch).await {
+                        Ok(url) => {
+                            tracing::info!(%project, %batch, manifest = %url, "batch completed")
+                        }
+                        Err(e) => {
+                            tracing::error!(%project, %batch, error = %e, "writing the manifest")
+                        }
+                    }
+                }
+                if let Some(after) = after {
+                    after(project, batch);
+                }
+            });
+        })
+    };
+    let mut names: Vec<String> = projects.keys().cloned().collect();
+    names.sort();
+    let shared = Arc::new(Shared {
+        queue: queue.clone(),
+        worker: options.name.clone(),
+        projects: names,
+        concurrency: options.concurrency,
+        leases: Default::default(),
+        settler: Settler::spawn(queue.clone()),
+        retry: options.retry,
+        on_batch_complete: hook,
+    });
+    let runner = Arc::new(Runner {
+        queue: queue.clone(),
+        projects,
+        retry: options.retry,
+    });
+    let keeper = tokio::spawn(keep_leases(shared.clone(), options.visibility / 3));
+    let recovery = tokio::spawn(recover_loop(
+        shared.clone(),
+        (options.visibility / 4).max(Duration::from_millis(200)),
+    ));
+
+    let shutdown = shutdown.shared();
+    let worker = WorkerBuilder::new(options.name.clone())
+        .backend(QueueBackend::new(shared.clone()))
+        .data(runner)
+        .concurrency(options.concurrency)
+        .layer(apalis::layers::catch_panic::CatchPanicLayer::with_panic_handler(on_panic))
+        .timeout(options.job_timeout)
+        .build(handle);
+    let signal = shutdown.clone();
+    let run = worker.run_until(async move {
+        signal.await;
+        Ok::<(), std::io::Error>(())
+    });
+    let grace = options.shutdown_grace;
+    let deadline = async move {
+        shutdown.await;
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            "shutting down: finishing running jobs"
+        );
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        res = run => {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "worker stopped with an error");
+            }
+        }
+        () = deadline => {
+            tracing::warn!("shutdown deadline reached: releasing the jobs still running");
+        }
+    }
+    // Whatever this worker still holds goes back to the queue for the others now,
+    // instead of after the visibility timeout.
+    let left = shared.held();
+    let n = left.len();
+    futures::stream::iter(left)
+        .for_each_concurrent(64, |lease| {
+            let shared = shared.clone();
+            async move {
+                if let Err(e) = shared.settle(lease, Settle::Release).await {
+                    tracing::warn!(error = %e, "releasing a job at shutdown");
+                }
+            }
+        })
+        .await;
+    if n > 0 {
+        tracing::info!(released = n, "released unfinished jobs");
+    }
+    keeper.abort();
+    recovery.abort();
+    Ok(())
+}
+
+async fn keep_leases(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let leases = shared.held();
+        if leases.is_empty() {
+            continue;
+        }
+        if let Err(e) = shared.queue.extend(&shared.worker, &leases).await {
+            tracing::warn!(error = %e, leases = leases.len(), "extending leases failed");
+        }
+    }
+}
+
+async fn recover_loop(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for project in &shared.projects {
+            match shared.queue.recover(project, &shared.worker).await {
+                Ok(r) => {
+                    if !r.requeued.is_empty() || !r.dead.is_empty() {
+                        tracing::warn!(%project, requeued = r.requeued.len(), dead_lettered = r.dead.len(), "recovered jobs of a worker that stopped extending its leases");
+                    }
+                    for batch in r.completed_batches {
+                        (shared.on_batch_complete)(project.clone(), batch);
+                    }
+                }
+                Err(e) => tracing::warn!(%project, error = %e, "recovering expired leases failed"),
+            }
+        }
+    }
+}
