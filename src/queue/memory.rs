@@ -315,9 +315,9 @@ impl MemoryQueue {
             .collect()
     }
 
-    fn recover_now(&self, project: &str) -> Recovered {
+    fn recover_now(&self, project: &str, worker: &str) -> Recovered {
         let visibility = self.options.visibility;
-        let maxd = self.options.max_deliveries as u64;
+        let maxd = self.options.max_deliveries as i64;
         self.with(project, |p, _| {
             let expired: Vec<(String, String)> = p
                 .pending
@@ -327,13 +327,17 @@ impl MemoryQueue {
                 .collect();
             let mut out = Recovered::default();
             for (token, job) in expired {
-                p.pending.remove(&token);
-                let Some(f) = p.jobs.get(&job) else { continue };
-                if f.get(job_fields::TOKEN) != Some(&token) || status_of(f) != JobStatus::Running {
+                let live = p.jobs.get(&job).is_some_and(|f| {
+                    f.get(job_fields::TOKEN) == Some(&token) && status_of(f) == JobStatus::Running
+                });
+                if !live {
+                    p.pending.remove(&token);
                     continue;
                 }
-                let dlv = get_u64(f, job_fields::DELIVERIES);
+                let f = p.jobs.get_mut(&job).expect("live job");
+                let dlv = get_u64(f, job_fields::DELIVERIES) as i64;
                 if dlv >= maxd {
+                    p.pending.remove(&token);
                     let reason = format!(
                         "dead-lettered: delivered {dlv} times without finishing (its worker died or lost its lease each time)"
                     );
@@ -344,10 +348,25 @@ impl MemoryQueue {
                     {
                         out.completed_batches.push(b.to_string());
                     }
-                } else {
-                    p.requeue(&job, JobStatus::Running);
-                    out.requeued.push(job);
+                    continue;
                 }
+                // Take it over: same token, new owner, one more delivery.
+                let dlv = incr(f, job_fields::DELIVERIES, 1);
+                f.insert(job_fields::WORKER.into(), worker.into());
+                f.insert(job_fields::STARTED.into(), now_ms().to_string());
+                out.claimed.push(Claimed {
+                    lease: Lease {
+                        project: project.to_string(),
+                        job: job.clone(),
+                        token: token.clone(),
+                    },
+                    payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
+                    attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
+                    deliveries: dlv as u32,
+                    line: f.get(job_fields::LINE).and_then(|l| l.parse().ok()),
+                });
+                p.pending
+                    .insert(token, (job, worker.to_string(), Instant::now()));
             }
             out
         })
@@ -494,8 +513,8 @@ impl JobQueue for MemoryQueue {
         async move { Ok(self.settle_now(items)) }.boxed()
     }
 
-    fn recover<'a>(&'a self, project: &'a str, _worker: &'a str) -> Fut<'a, Recovered> {
-        async move { Ok(self.recover_now(project)) }.boxed()
+    fn recover<'a>(&'a self, project: &'a str, worker: &'a str) -> Fut<'a, Recovered> {
+        async move { Ok(self.recover_now(project, worker)) }.boxed()
     }
 
     fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool> {

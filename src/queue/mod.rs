@@ -12,8 +12,8 @@
 //!   has enqueued everything, and it completes exactly once, when every job is terminal.
 //! - `claim` hands out a [`Lease`]: the job is `running`, owned by the claiming worker
 //!   until it is settled, released, or its lease is not extended for the visibility
-//!   timeout, after which `recover` puts it back (or dead-letters it after
-//!   `max_deliveries` unsettled deliveries).
+//!   timeout, after which another worker's `recover` takes it over (or dead-letters it
+//!   after `max_deliveries` unsettled deliveries).
 //! - A settle is fenced by its lease: once a job was recovered and handed to another
 //!   worker, the old worker's settle is refused (`applied == false`), so counters never
 //!   count a job twice.
@@ -185,10 +185,11 @@ pub struct SettleReport {
 }
 
 /// What a recovery pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Recovered {
-    /// Jobs put back in the queue.
-    pub requeued: Vec<String>,
+    /// Jobs taken over from a dead worker: the caller now holds them and runs them
+    /// next (they have waited longest).
+    pub claimed: Vec<Claimed>,
     /// Jobs dead-lettered because they were delivered too often without finishing.
     pub dead: Vec<String>,
     /// Batches that these dead-letterings completed.
@@ -210,7 +211,7 @@ pub trait JobQueue: Send + Sync + 'static {
     fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()>;
     /// Settles deliveries; one report per item, in order.
     fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>>;
-    /// Puts back (or dead-letters) `project`'s jobs whose leases expired.
+    /// Takes over (or dead-letters) `project`'s jobs whose leases expired.
     fn recover<'a>(&'a self, project: &'a str, worker: &'a str) -> Fut<'a, Recovered>;
     /// True when the job has been asked to stop (checked at safe points).
     fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool>;

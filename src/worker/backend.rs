@@ -52,6 +52,8 @@ pub struct Shared {
     pub retry: RetryPolicy,
     /// Batch completion hook.
     pub on_batch_complete: OnBatchComplete,
+    /// Jobs taken over from dead workers: run before anything newly claimed.
+    pub recovered: Mutex<VecDeque<Claimed>>,
 }
 
 impl Shared {
@@ -63,6 +65,12 @@ impl Shared {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Queues jobs taken over from a dead worker to run next.
+    pub fn take_over(&self, claimed: Vec<Claimed>) {
+        self.hold(&claimed);
+        self.recovered.lock().expect("recovered").extend(claimed);
     }
 
     fn hold(&self, claimed: &[Claimed]) {
@@ -188,7 +196,8 @@ impl Backend for QueueBackend {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Task<QueuedJob>, QueueError>>> {
         loop {
-            if let Some(c) = self.buffer.pop_front() {
+            let recovered = self.shared.recovered.lock().expect("recovered").pop_front();
+            if let Some(c) = recovered.or_else(|| self.buffer.pop_front()) {
                 return Poll::Ready(Some(Ok(task_of(c))));
             }
             if let Some(idle) = self.idle.as_mut() {
@@ -227,7 +236,8 @@ impl Backend for QueueBackend {
     ) -> Poll<Result<(), QueueError>> {
         if self.closing.is_none() {
             let claim = self.claim.take();
-            let buffered: Vec<Claimed> = self.buffer.drain(..).collect();
+            let mut buffered: Vec<Claimed> = self.buffer.drain(..).collect();
+            buffered.extend(self.shared.recovered.lock().expect("recovered").drain(..));
             let shared = self.shared.clone();
             self.closing = Some(
                 async move {

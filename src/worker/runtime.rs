@@ -193,6 +193,7 @@ pub async fn run_worker(
         settler: Settler::spawn(queue.clone()),
         retry: options.retry,
         on_batch_complete: hook,
+        recovered: Default::default(),
     });
     let runner = Arc::new(Runner {
         queue: queue.clone(),
@@ -282,9 +283,10 @@ async fn recover_loop(shared: Arc<Shared>, every: Duration) {
         for project in &shared.projects {
             match shared.queue.recover(project, &shared.worker).await {
                 Ok(r) => {
-                    if !r.requeued.is_empty() || !r.dead.is_empty() {
-                        tracing::warn!(%project, requeued = r.requeued.len(), dead_lettered = r.dead.len(), "recovered jobs of a worker that stopped extending its leases");
+                    if !r.claimed.is_empty() || !r.dead.is_empty() {
+                        tracing::warn!(%project, taken_over = r.claimed.len(), dead_lettered = r.dead.len(), "recovered jobs of a worker that stopped extending its leases");
                     }
+                    shared.take_over(r.claimed);
                     for batch in r.completed_batches {
                         (shared.on_batch_complete)(project.clone(), batch);
                     }

@@ -2,5 +2,7 @@ mod auth;
 
 mod cli_run;
 mod emulator;
+mod fleet;
 mod golden;
 mod providers;
+mod queue;

@@ -176,20 +176,7 @@ impl RedisQueue {
             }
             other => other?,
         };
-        Ok(flat
-            .chunks_exact(6)
-            .map(|c| Claimed {
-                lease: Lease {
-                    project: project.to_string(),
-                    job: c[1].clone(),
-                    token: c[0].clone(),
-                },
-                payload: c[2].clone(),
-                attempts: c[3].parse().unwrap_or(0),
-                deliveries: c[4].parse().unwrap_or(1),
-                line: c[5].parse().ok(),
-            })
-            .collect())
+        Ok(claimed_from_flat(project, &flat))
     }
 
     async fn settle_project(
@@ -385,7 +372,7 @@ impl RedisQueue {
             .arg(self.options.max_deliveries)
             .arg(self.options.retention.as_secs().max(1));
         let mut conn = self.conn.clone();
-        let (next, requeued, dead, completed): (String, Vec<String>, Vec<String>, Vec<String>) =
+        let (next, flat, dead, completed): (String, Vec<String>, Vec<String>, Vec<String>) =
             match inv.invoke_async(&mut conn).await {
                 Err(e) if is_nogroup(&e) => {
                     self.ensure_group(project, true).await?;
@@ -398,7 +385,7 @@ impl RedisQueue {
             .expect("cursors")
             .insert(project.to_string(), next);
         Ok(Recovered {
-            requeued,
+            claimed: claimed_from_flat(project, &flat),
             dead,
             completed_batches: completed,
         })
@@ -452,6 +439,23 @@ impl RedisQueue {
         }
         Ok(report)
     }
+}
+
+/// Claimed jobs from a script's flat reply: token, job, spec, attempts, deliveries, line.
+fn claimed_from_flat(project: &str, flat: &[String]) -> Vec<Claimed> {
+    flat.chunks_exact(6)
+        .map(|c| Claimed {
+            lease: Lease {
+                project: project.to_string(),
+                job: c[1].clone(),
+                token: c[0].clone(),
+            },
+            payload: c[2].clone(),
+            attempts: c[3].parse().unwrap_or(0),
+            deliveries: c[4].parse().unwrap_or(1),
+            line: c[5].parse().ok(),
+        })
+        .collect()
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {

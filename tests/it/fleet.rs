@@ -1,0 +1,311 @@
+//! The fleet through its public interface: a real Redis, the emulator as its own
+//! process, `imagegen worker` processes, and `imagegen submit/status/results/cancel`.
+//! Each test gets its own key prefix (and, where it kills connections, its own Redis
+//! database), so tests run in parallel without seeing each other.
+
+mod crash;
+mod load;
+mod ops;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The Redis the suite runs against (`REDIS_URL`, default 127.0.0.1:6379), on `db`.
+pub fn redis_url(db: u8) -> String {
+    let base = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut url = url::Url::parse(&base).expect("REDIS_URL");
+    url.set_path(&format!("/{db}"));
+    url.to_string()
+}
+
+/// A running fleet: emulator, config, workers.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub prefix: String,
+    pub redis: String,
+    pub emulator_url: String,
+    emulator: Child,
+    pub workers: Vec<Child>,
+}
+
+impl Fleet {
+    /// Starts an emulator with `scenario` (TOML) and writes a config with project
+    /// `acme` against it, plus `extra` config lines.
+    pub fn start(scenario: &str, extra: &str, db: u8) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario_path = dir.path().join("scenario.toml");
+        std::fs::write(&scenario_path, scenario).unwrap();
+        let mut emulator = Command::new(env!("CARGO_BIN_EXE_imagegen"))
+            .args(["emulator", "--listen", "127.0.0.1:0", "--scenario"])
+            .arg(&scenario_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(emulator.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let emulator_url = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("emulator address")
+            .to_string();
+        let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+        let out = dir.path().join("out");
+        let config = dir.path().join("imagegen.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[redis]
+key_prefix = "{prefix}"
+[output]
+url = "file://{out}"
+[worker]
+visibility_timeout_s = 3
+retry_min_ms = 50
+retry_max_ms = 500
+shutdown_grace_s = 10
+[projects.acme]
+backend = "gemini-api"
+endpoint = "{emulator_url}"
+credentials = "env:FLEET_TEST_KEY"
+default_model = "gemini-2.5-flash-image"
+{extra}
+"#,
+                out = out.display()
+            ),
+        )
+        .unwrap();
+        Fleet {
+            dir,
+            config,
+            prefix,
+            redis: redis_url(db),
+            emulator_url,
+            emulator,
+            workers: Vec::new(),
+        }
+    }
+
+    /// `imagegen` with this fleet's config and Redis.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+        cmd.env_remove("IMAGEGEN_CONFIG");
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IMAGEGEN__")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("REDIS_URL", &self.redis)
+            .env("FLEET_TEST_KEY", "fleet-test-key")
+            .env("RUST_LOG", "warn")
+            .arg("--config")
+            .arg(&self.config);
+        cmd
+    }
+
+    /// Runs `imagegen ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Starts a worker process; returns its index.
+    pub fn spawn_worker(&mut self, concurrency: usize) -> usize {
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("worker-{}.log", self.workers.len())),
+        )
+        .unwrap();
+        let child = self
+            .cmd()
+            .args(["worker", "--concurrency", &concurrency.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.workers.push(child);
+        self.workers.len() - 1
+    }
+
+    /// A worker's log so far.
+    pub fn worker_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{i}.log"))).unwrap_or_default()
+    }
+
+    /// Writes a job file into the fleet's folder.
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// `imagegen submit FILE --project acme ARGS`: the batch id.
+    pub fn submit(&self, file: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(["submit", "--project", "acme"])
+            .arg(file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `imagegen status ID --json`.
+    pub fn status(&self, id: &str) -> Value {
+        let out = self.run(&["status", id, "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls `status` until the batch is completed (and its manifest written).
+    pub fn wait_completed(&self, batch: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let s = self.status(batch);
+            if s["state"] == "completed" && s.get("manifest").is_some() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "batch not completed after {timeout:?}: {s}\nworker 0 log:\n{}",
+                self.worker_log(0)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The emulator's stats.
+    pub fn emulator_stats(&self) -> Value {
+        use std::io::{Read as _, Write as _};
+        let addr = self.emulator_url.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "GET /emulator/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
+    /// The manifest's lines.
+    pub fn manifest(&self, status: &Value) -> Vec<Value> {
+        let url = status["manifest"].as_str().expect("manifest url");
+        let path = url.strip_prefix("file://").expect("file url");
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A Redis connection on the fleet's database.
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// The project's key base in Redis.
+    pub fn base(&self) -> String {
+        format!("{}:{{p:acme}}", self.prefix)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = self.emulator.kill();
+        let _ = self.emulator.wait();
+        if let Ok(mut conn) =
+            redis::Client::open(self.redis.as_str()).and_then(|c| c.get_connection())
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.prefix))
+                .query(&mut conn)
+                .unwrap_or_default();
+            for chunk in keys.chunks(500) {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+            }
+        }
+    }
+}
+
+/// `n` plain-text prompts.
+pub fn prompts(n: usize) -> String {
+    (1..=n).map(|i| format!("prompt number {i}\n")).collect()
+}
+
+/// Width and height from a PNG's IHDR.
+pub fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "{} is not a PNG", path.display());
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    (w, h)
+}
+
+/// Asserts every manifest line succeeded with one image of `w`x`h` that exists, job
+/// ids unique, lines 1..=n in order.
+pub fn assert_manifest_complete(lines: &[Value], n: usize, w: u32, h: u32) {
+    assert_eq!(lines.len(), n, "manifest lines");
+    let mut ids = std::collections::HashSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["status"], "succeeded", "{l}");
+        assert_eq!(l["line"], (i + 1) as u64, "manifest in file order");
+        assert!(
+            ids.insert(l["job_id"].as_str().unwrap().to_string()),
+            "duplicate {l}"
+        );
+        let images = l["images"].as_array().expect("images");
+        assert_eq!(images.len(), 1, "{l}");
+        let path = images[0]["url"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file://")
+            .unwrap();
+        assert_eq!(png_size(Path::new(path)), (w, h), "{path}");
+        assert_eq!(images[0]["width"], w);
+        // Deterministic keys: exactly one image file per job, however often it ran.
+        let dir = Path::new(path).parent().unwrap();
+        let pngs = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "png")
+            })
+            .count();
+        assert_eq!(pngs, 1, "{}", dir.display());
+    }
+}
+
+/// Sum of a status's counts.
+pub fn count(status: &Value, s: &str) -> u64 {
+    status["counts"][s].as_u64().unwrap_or(0)
+}
