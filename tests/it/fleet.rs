@@ -6,6 +6,7 @@
 mod crash;
 mod load;
 mod ops;
+mod s3;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct Fleet {
     pub emulator_url: String,
     emulator: Child,
     pub workers: Vec<Child>,
+    /// Extra environment for every `imagegen` this fleet runs.
+    pub envs: Vec<(String, String)>,
 }
 
 impl Fleet {
@@ -92,6 +95,7 @@ default_model = "gemini-2.5-flash-image"
             emulator_url,
             emulator,
             workers: Vec::new(),
+            envs: Vec::new(),
         }
     }
 
@@ -105,6 +109,7 @@ default_model = "gemini-2.5-flash-image"
         cmd.env("REDIS_URL", &self.redis)
             .env("FLEET_TEST_KEY", "fleet-test-key")
             .env("RUST_LOG", "warn")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(&self.config);
         cmd
