@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand; this file parses and dispatches.
 
+pub mod bench;
 pub mod cancel;
 pub mod common;
 pub mod emulator;
@@ -43,6 +44,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
+    /// Measure the queue and worker against the configured Redis (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -89,5 +92,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status(args) => status::run(args, quiet_settings(&cli.config)?).await,
         Command::Results(args) => results::run(args, quiet_settings(&cli.config)?).await,
         Command::Cancel(args) => cancel::run(args, quiet_settings(&cli.config)?).await,
+        Command::Bench(args) => bench::run(args, quiet_settings(&cli.config)?).await,
     }
 }

@@ -1,5 +1,7 @@
 -- KEYS: delayed
 -- ARGV: base, now_ms, retention_s, job ids...
+-- The caller passes only ids of jobs that exist: a job without a record is queued (its
+-- stream entry is all there is), and cancelling it writes a tombstone record.
 -- Returns {cancelled, flagged, already finished, batch completed (0/1)}.
 local delayed = KEYS[1]
 local base, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -7,7 +9,7 @@ local cancelled, flagged, finished, completed = 0, 0, 0, 0
 for i = 4, #ARGV do
   local jid = ARGV[i]
   local rk = base .. ':job:' .. jid
-  if redis.call('EXISTS', rk) == 1 then
+  do
     local st = redis.call('HGET', rk, 'st') or 'queued'
     if st == 'queued' then
       redis.call('ZREM', delayed, jid)

@@ -21,15 +21,28 @@ local entries = res[1][2]
 local batches = {}
 for i = 1, #entries do
   local eid, fields = entries[i][1], entries[i][2]
-  local jid = fields[2]
+  -- Entry fields: j = job id; for a first delivery also s = spec, l = line (a queued
+  -- job is only its stream entry: no record until it is claimed).
+  local jid, espec, eline = nil, nil, nil
+  for f = 1, #fields, 2 do
+    if fields[f] == 'j' then jid = fields[f + 1]
+    elseif fields[f] == 's' then espec = fields[f + 1]
+    elseif fields[f] == 'l' then eline = fields[f + 1] end
+  end
   local rk = base .. ':job:' .. jid
   local v = redis.call('HMGET', rk, 'st', 'spec', 'att', 'dlv', 'ln')
   local st = v[1] or 'queued'
-  if v[2] == false or (st ~= 'queued') then
-    -- Record gone (expired) or already terminal (cancelled while queued): drop it.
+  local spec = v[2] or espec
+  if not spec or st ~= 'queued' then
+    -- Record expired, or already terminal (cancelled while queued): drop the entry.
     redis.call('XACK', stream, group, eid)
     redis.call('XDEL', stream, eid)
   else
+    if not v[2] then
+      redis.call('HSET', rk, 'spec', spec)
+      if eline and eline ~= '' then redis.call('HSET', rk, 'ln', eline) end
+    end
+    local line = v[5] or eline or ''
     local dlv = redis.call('HINCRBY', rk, 'dlv', 1)
     redis.call('HSET', rk, 'st', 'running', 't1', now, 'e', eid, 'w', consumer)
     move(base, jid, 'queued', 'running')
@@ -47,10 +60,10 @@ for i = 1, #entries do
     else
       out[#out + 1] = eid
       out[#out + 1] = jid
-      out[#out + 1] = v[2]
+      out[#out + 1] = spec
       out[#out + 1] = v[3] or '0'
       out[#out + 1] = tostring(dlv)
-      out[#out + 1] = v[5] or ''
+      out[#out + 1] = line
     end
   end
 end

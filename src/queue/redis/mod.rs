@@ -306,26 +306,21 @@ impl RedisQueue {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for job in &jobs {
-            let id = batch_job_id(batch, job.seq);
-            let rk = self.job_key(project, &id);
-            match job.line {
-                Some(line) => pipe
-                    .hset_multiple(
-                        &rk,
-                        &[
-                            (job_fields::SPEC, &job.spec),
-                            (job_fields::LINE, &line.to_string()),
-                        ],
-                    )
-                    .ignore(),
-                None => pipe.hset(&rk, job_fields::SPEC, &job.spec).ignore(),
-            };
-            pipe.cmd("XADD")
+            // A queued job is only its stream entry (id, spec, line): the record is
+            // created when it is first claimed. That keeps a queued job's overhead to
+            // the entry itself (docs/benchmarks.md: memory per queued job).
+            let cmd = pipe
+                .cmd("XADD")
                 .arg(&stream)
                 .arg("*")
                 .arg("j")
-                .arg(&id)
-                .ignore();
+                .arg(batch_job_id(batch, job.seq))
+                .arg("s")
+                .arg(&job.spec);
+            if let Some(line) = job.line {
+                cmd.arg("l").arg(line);
+            }
+            cmd.ignore();
         }
         pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
         pipe.hincr(&bk, "queued", n).ignore();
@@ -392,53 +387,98 @@ impl RedisQueue {
     }
 
     async fn cancel_inner(&self, project: &str, id: &str) -> Result<CancelReport, QueueError> {
+        if let Some(batch) = self.batch_inner(project, id).await? {
+            return self.cancel_batch(project, id, batch).await;
+        }
+        if self.job_inner(project, id).await?.is_none() {
+            return Ok(CancelReport::default());
+        }
         let mut conn = self.conn.clone();
-        let delayed = self.key(project, "delayed");
-        let run = |ids: Vec<String>| {
+        let r: [u64; 4] = self
+            .scripts
+            .cancel
+            .key(self.key(project, "delayed"))
+            .arg(self.base(project))
+            .arg(now_ms())
+            .arg(self.options.retention.as_secs().max(1))
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(CancelReport {
+            kind: "job".into(),
+            cancelled: r[0],
+            flagged: r[1],
+            already_finished: r[2],
+            batch_completed: r[3] == 1,
+        })
+    }
+
+    /// A job's record; a job that is only a stream entry (queued, never claimed) reads
+    /// as `queued` when its batch says it was enqueued.
+    async fn job_inner(&self, project: &str, id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let mut conn = self.conn.clone();
+        let map: HashMap<String, String> = conn.hgetall(self.job_key(project, id)).await?;
+        if let Some(r) = JobRecord::from_fields(project, id, &map) {
+            return Ok(Some(r));
+        }
+        let Some((batch, seq)) = split_job_id(id) else {
+            return Ok(None);
+        };
+        let batch = self.batch_inner(project, batch).await?;
+        Ok(batch
+            .filter(|b| seq < b.enqueued && b.completed_ms.is_none())
+            .map(|_| queued_record(project, id)))
+    }
+
+    async fn cancel_batch(
+        &self,
+        project: &str,
+        id: &str,
+        batch: BatchRecord,
+    ) -> Result<CancelReport, QueueError> {
+        let mut report = CancelReport {
+            kind: "batch".into(),
+            ..CancelReport::default()
+        };
+        if batch.completed_ms.is_some() {
+            report.already_finished = batch.done;
+            return Ok(report);
+        }
+        let mut conn = self.conn.clone();
+        let () = conn
+            .hset(self.batch_key(project, id), batch_fields::CANCEL, 1)
+            .await?;
+        // Jobs are enumerated by seq; a submit still running sees the flag and stops.
+        let enqueued = self
+            .batch_inner(project, id)
+            .await?
+            .map_or(batch.enqueued, |b| b.enqueued);
+        let mut seq = 0;
+        while seq < enqueued {
+            let end = (seq + 1000).min(enqueued);
             let mut inv = self.scripts.cancel.prepare_invoke();
-            inv.key(&delayed)
+            inv.key(self.key(project, "delayed"))
                 .arg(self.base(project))
                 .arg(now_ms())
                 .arg(self.options.retention.as_secs().max(1));
-            for id in ids {
-                inv.arg(id);
+            for s in seq..end {
+                inv.arg(batch_job_id(id, s));
             }
-            inv
-        };
-        let mut report = CancelReport::default();
-        let add = |r: [u64; 4], report: &mut CancelReport| {
+            let r: [u64; 4] = inv.invoke_async(&mut conn).await?;
             report.cancelled += r[0];
             report.flagged += r[1];
             report.already_finished += r[2];
             report.batch_completed |= r[3] == 1;
-        };
-        let is_job: bool = conn.exists(self.job_key(project, id)).await?;
-        if is_job {
-            report.kind = "job".into();
-            let r: [u64; 4] = run(vec![id.to_string()]).invoke_async(&mut conn).await?;
-            add(r, &mut report);
-            return Ok(report);
-        }
-        let Some(batch) = self.batch_inner(project, id).await? else {
-            return Ok(report);
-        };
-        report.kind = "batch".into();
-        let () = conn
-            .hset(self.batch_key(project, id), batch_fields::CANCEL, 1)
-            .await?;
-        // Jobs enqueued after this read are cancelled by claim (batch flag) — see
-        // `claim_inner` callers; the submit also stops when it sees the flag.
-        let total = batch.total.unwrap_or(batch.enqueued).max(batch.enqueued);
-        let mut seq = 0;
-        while seq < total {
-            let end = (seq + 1000).min(total);
-            let ids = (seq..end).map(|s| batch_job_id(id, s)).collect();
-            let r: [u64; 4] = run(ids).invoke_async(&mut conn).await?;
-            add(r, &mut report);
             seq = end;
         }
         Ok(report)
     }
+}
+
+/// The record of a job that is still only a stream entry.
+fn queued_record(project: &str, id: &str) -> JobRecord {
+    let fields = HashMap::from([(job_fields::STATUS.to_string(), "queued".to_string())]);
+    JobRecord::from_fields(project, id, &fields).expect("non-empty fields")
 }
 
 /// Claimed jobs from a script's flat reply: token, job, spec, attempts, deliveries, line.
@@ -566,12 +606,7 @@ impl JobQueue for RedisQueue {
     }
 
     fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>> {
-        async move {
-            let mut conn = self.conn.clone();
-            let map: HashMap<String, String> = conn.hgetall(self.job_key(project, id)).await?;
-            Ok(JobRecord::from_fields(project, id, &map))
-        }
-        .boxed()
+        self.job_inner(project, id).boxed()
     }
 
     fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>> {
@@ -593,10 +628,19 @@ impl JobQueue for RedisQueue {
             }
             let mut conn = self.conn.clone();
             let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            let record = self.batch_inner(project, batch).await?;
+            let live = record.filter(|b| b.completed_ms.is_none());
             Ok(ids
                 .iter()
+                .zip(from..to)
                 .zip(maps)
-                .map(|(id, m)| JobRecord::from_fields(project, id, &m))
+                .map(|((id, seq), m)| {
+                    JobRecord::from_fields(project, id, &m).or_else(|| {
+                        live.as_ref()
+                            .filter(|b| seq < b.enqueued)
+                            .map(|_| queued_record(project, id))
+                    })
+                })
                 .collect())
         }
         .boxed()
