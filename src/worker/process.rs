@@ -195,18 +195,9 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
         finished_at: String::new(),
         duration_ms: 0,
     };
-    // admit (safe point 1)
-    if cancelled(queue, claimed).await {
-        return record(
-            ctx,
-            &loc,
-            result,
-            JobStatus::Cancelled,
-            Some("cancelled by request".into()),
-            started,
-        )
-        .await;
-    }
+    // admit: claiming skipped jobs cancelled while queued (claim.lua drops terminal
+    // jobs), so this one was not cancelled before it started. (Issue 4 adds the
+    // project+model limits here.)
     // call
     let outcome = ctx.provider.call(&spec).await;
     // classify
