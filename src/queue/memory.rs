@@ -53,6 +53,25 @@ fn incr(f: &mut Fields, k: &str, by: i64) -> i64 {
     v
 }
 
+/// One more delivery of a job to `worker`: counts it, stamps owner and start, and
+/// returns what the worker gets.
+fn deliver(f: &mut Fields, project: &str, job: &str, token: &str, worker: &str) -> Claimed {
+    let dlv = incr(f, job_fields::DELIVERIES, 1);
+    f.insert(job_fields::WORKER.into(), worker.into());
+    f.insert(job_fields::STARTED.into(), now_ms().to_string());
+    Claimed {
+        lease: Lease {
+            project: project.to_string(),
+            job: job.to_string(),
+            token: token.to_string(),
+        },
+        payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
+        attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
+        deliveries: dlv as u32,
+        line: f.get(job_fields::LINE).and_then(|l| l.parse().ok()),
+    }
+}
+
 fn status_of(f: &Fields) -> JobStatus {
     f.get(job_fields::STATUS)
         .and_then(|s| s.parse().ok())
@@ -199,22 +218,10 @@ impl MemoryQueue {
                 }
                 *next += 1;
                 let token = format!("m-{next}");
-                let dlv = incr(f, job_fields::DELIVERIES, 1);
                 f.insert(job_fields::STATUS.into(), "running".into());
-                f.insert(job_fields::STARTED.into(), now.to_string());
                 f.insert(job_fields::TOKEN.into(), token.clone());
-                f.insert(job_fields::WORKER.into(), worker.into());
-                let claimed = Claimed {
-                    lease: Lease {
-                        project: project.to_string(),
-                        job: job.clone(),
-                        token: token.clone(),
-                    },
-                    payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
-                    attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
-                    deliveries: dlv as u32,
-                    line: f.get(job_fields::LINE).and_then(|l| l.parse().ok()),
-                };
+                let claimed = deliver(f, project, &job, &token, worker);
+                let dlv = claimed.deliveries as i64;
                 p.move_status(&job, JobStatus::Queued, JobStatus::Running);
                 if let Some((b, _)) = split_job_id(&job)
                     && let Some((bf, _)) = p.batches.get_mut(b)
@@ -351,20 +358,7 @@ impl MemoryQueue {
                     continue;
                 }
                 // Take it over: same token, new owner, one more delivery.
-                let dlv = incr(f, job_fields::DELIVERIES, 1);
-                f.insert(job_fields::WORKER.into(), worker.into());
-                f.insert(job_fields::STARTED.into(), now_ms().to_string());
-                out.claimed.push(Claimed {
-                    lease: Lease {
-                        project: project.to_string(),
-                        job: job.clone(),
-                        token: token.clone(),
-                    },
-                    payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
-                    attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
-                    deliveries: dlv as u32,
-                    line: f.get(job_fields::LINE).and_then(|l| l.parse().ok()),
-                });
+                out.claimed.push(deliver(f, project, &job, &token, worker));
                 p.pending
                     .insert(token, (job, worker.to_string(), Instant::now()));
             }
