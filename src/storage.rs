@@ -183,23 +183,6 @@ impl OutputStore {
         Ok(self.url_of(&key))
     }
 
-    /// Writes a batch's `manifest.jsonl` (one JSON object per line); returns its URL.
-    pub async fn put_manifest(
-        &self,
-        project: &str,
-        batch: &str,
-        lines: Vec<serde_json::Value>,
-    ) -> Result<String, StorageError> {
-        let key = self.key(&format!("{project}/{batch}/manifest.jsonl"));
-        let mut body = Vec::new();
-        for line in lines {
-            serde_json::to_writer(&mut body, &line).unwrap_or_default();
-            body.push(b'\n');
-        }
-        self.store.put(&key, PutPayload::from(body)).await?;
-        Ok(self.url_of(&key))
-    }
-
     /// A streaming writer for a batch's `manifest.jsonl` (multipart upload on object
     /// stores, so a million-line manifest never sits in memory), and its URL.
     pub fn manifest_writer(

@@ -5,12 +5,105 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use anyhow::{Context as _, bail};
 
+use crate::catalog::Backend;
 use crate::config::Settings;
+use crate::job::batch_file::LineDefaults;
+use crate::job::{Operation, ValidationContext};
+use crate::queue::submit::{self, Checked, JobFile};
 use crate::queue::{JobQueue, QueueOptions, RedisQueue};
 use crate::storage::OutputStore;
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, worker_identity};
+
+/// The model used when neither the line, `--model` nor the project names one.
+pub const DEFAULT_MODEL: &str = "gemini-2.5-flash-image";
+
+/// The job-file arguments `run` and `submit` share.
+#[derive(Debug, clap::Args)]
+pub struct JobFileArgs {
+    /// Job file: JSONL job specs, CSV with a `prompt` column, or one prompt per line.
+    pub file: PathBuf,
+    /// Model for lines that name none (default: the project's `default_model`, else
+    /// gemini-2.5-flash-image).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Operation for text/CSV lines.
+    #[arg(long)]
+    pub op: Option<Operation>,
+    /// Go ahead with the valid lines even if some are invalid.
+    #[arg(long)]
+    pub skip_invalid: bool,
+}
+
+impl JobFileArgs {
+    /// The file, read with these defaults and validated for `backend`.
+    pub fn job_file(
+        &self,
+        backend: Backend,
+        project_model: Option<&str>,
+    ) -> anyhow::Result<JobFile<'_>> {
+        Ok(JobFile {
+            path: &self.file,
+            format: submit::detect(&self.file)?,
+            defaults: LineDefaults {
+                model: Some(
+                    self.model
+                        .as_deref()
+                        .or(project_model)
+                        .unwrap_or(DEFAULT_MODEL)
+                        .to_string(),
+                ),
+                op: self.op,
+            },
+            validation: ValidationContext {
+                backend,
+                check_local_files: true,
+            },
+        })
+    }
+
+    /// First pass over `file`. With invalid lines and no `--skip-invalid`, reports them
+    /// and returns the exit code (2): nothing may be `done` ("run", "enqueued") with
+    /// the file, which `verb` ("run", "enqueue") names.
+    pub fn check(
+        &self,
+        file: &JobFile<'_>,
+        done: &str,
+        verb: &str,
+    ) -> anyhow::Result<Result<Checked, ExitCode>> {
+        let checked = file.check()?;
+        if checked.invalid > 0 {
+            report_invalid(&self.file, &checked);
+            if !self.skip_invalid {
+                eprintln!(
+                    "nothing was {done} (use --skip-invalid to {verb} the {} valid line(s))",
+                    checked.valid
+                );
+                return Ok(Err(ExitCode::from(2)));
+            }
+        }
+        anyhow::ensure!(checked.valid > 0, "{} has no jobs", self.file.display());
+        Ok(Ok(checked))
+    }
+}
+
+/// Prints the first invalid lines of a job file.
+fn report_invalid(path: &std::path::Path, checked: &Checked) {
+    eprintln!("{} invalid line(s) in {}:", checked.invalid, path.display());
+    for e in &checked.errors {
+        eprintln!("  {e}");
+    }
+    if checked.invalid > checked.errors.len() as u64 {
+        eprintln!(
+            "  … and {} more",
+            checked.invalid - checked.errors.len() as u64
+        );
+    }
+}
 
 /// The Redis queue of the configuration.
 pub async fn redis_queue(settings: &Settings) -> anyhow::Result<Arc<RedisQueue>> {

@@ -5,7 +5,6 @@
 //! non-zero when any job did not succeed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,11 +16,10 @@ use super::common;
 use crate::catalog::Backend;
 use crate::config::{ProjectConfig, Settings};
 use crate::emulator::{self, EmulatorHandle, Scenario};
-use crate::job::batch_file::LineDefaults;
-use crate::job::{JobStatus, Operation, ValidationContext};
+use crate::job::JobStatus;
 use crate::providers::auth::{CredentialSource, Credentials};
 use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
-use crate::queue::submit::{self, Checked, JobFile};
+use crate::queue::submit;
 use crate::queue::{BatchRecord, JobQueue as _, JobRecord, MemoryQueue, NewBatch, QueueOptions};
 use crate::worker::backend::OnBatchComplete;
 use crate::worker::{ProjectRuntime, run_worker};
@@ -29,31 +27,20 @@ use crate::worker::{ProjectRuntime, run_worker};
 /// Arguments of `imagegen run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Job file: JSONL job specs, CSV with a `prompt` column, or one prompt per line.
-    pub file: PathBuf,
+    /// The job file.
+    #[command(flatten)]
+    pub job: common::JobFileArgs,
     /// Configured project to run against (default: the only one, or the built-in
     /// emulator when none is configured).
     #[arg(long)]
     pub project: Option<String>,
-    /// Model for lines that name none.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Operation for text/CSV lines.
-    #[arg(long)]
-    pub op: Option<Operation>,
     /// Jobs in flight at once (default: `[worker].concurrency`).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Output location (any object_store URL; default `[output].url`).
     #[arg(long)]
     pub out: Option<String>,
-    /// Run the valid lines even if some are invalid.
-    #[arg(long)]
-    pub skip_invalid: bool,
 }
-
-/// The model used when neither the line, `--model` nor the project names one.
-pub const DEFAULT_MODEL: &str = "gemini-2.5-flash-image";
 
 struct Runtime {
     provider: Box<dyn ImageProvider>,
@@ -66,36 +53,11 @@ struct Runtime {
 /// Runs the file.
 pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let runtime = runtime(&args, &settings).await?;
-    let defaults = LineDefaults {
-        model: args
-            .model
-            .clone()
-            .or(runtime.default_model.clone())
-            .or(Some(DEFAULT_MODEL.into())),
-        op: args.op,
-    };
-    let file = JobFile {
-        path: &args.file,
-        format: submit::detect(&args.file)?,
-        defaults,
-        validation: ValidationContext {
-            backend: runtime.backend,
-            check_local_files: true,
-        },
-    };
-    let checked = file.check()?;
-    if checked.invalid > 0 {
-        report_invalid(&args.file, &checked);
-        if !args.skip_invalid {
-            eprintln!(
-                "nothing was run (use --skip-invalid to run the {} valid line(s))",
-                checked.valid
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    if checked.valid == 0 {
-        bail!("{} has no jobs", args.file.display());
+    let file = args
+        .job
+        .job_file(runtime.backend, runtime.default_model.as_deref())?;
+    if let Err(code) = args.job.check(&file, "run", "run")? {
+        return Ok(code);
     }
     let store = common::output_store(&settings, &runtime.project, args.out.as_deref())?;
     let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
@@ -104,7 +66,7 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     let started = Instant::now();
     let batch = NewBatch {
         project: runtime.project.clone(),
-        source: args.file.display().to_string(),
+        source: args.job.file.display().to_string(),
         ..NewBatch::default()
     };
     let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, |_| {}).await?;
@@ -182,20 +144,6 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// Prints the first invalid lines of a job file.
-pub fn report_invalid(path: &std::path::Path, checked: &Checked) {
-    eprintln!("{} invalid line(s) in {}:", checked.invalid, path.display());
-    for e in &checked.errors {
-        eprintln!("  {e}");
-    }
-    if checked.invalid > checked.errors.len() as u64 {
-        eprintln!(
-            "  … and {} more",
-            checked.invalid - checked.errors.len() as u64
-        );
-    }
-}
-
 /// A progress bar for `total` jobs.
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -262,14 +210,15 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
     ));
     let credentials = Credentials::new(key, providers::client::http_client(timeout)?)?;
     eprintln!(
-        "no project configured: using the built-in emulator at {} (model {DEFAULT_MODEL})",
-        handle.base_url()
+        "no project configured: using the built-in emulator at {} (model {})",
+        handle.base_url(),
+        common::DEFAULT_MODEL
     );
     Ok(Runtime {
         provider: Box::new(GeminiApiProvider::new(target, credentials, timeout)?),
         project: "local".into(),
         backend: Backend::GeminiApi,
-        default_model: Some(DEFAULT_MODEL.into()),
+        default_model: Some(common::DEFAULT_MODEL.into()),
         _emulator: Some(handle),
     })
 }

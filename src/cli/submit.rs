@@ -2,34 +2,27 @@
 //! in Redis (chunked, pipelined, constant memory), print the batch id; `--wait` follows
 //! it to the end.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::common;
-use super::run::{progress_bar, report_invalid};
+use super::run::progress_bar;
 use crate::config::Settings;
-use crate::job::batch_file::LineDefaults;
-use crate::job::{JobStatus, Operation, ValidationContext};
+use crate::job::JobStatus;
 use crate::queue::NewBatch;
-use crate::queue::submit::{self, JobFile};
+use crate::queue::submit;
 
 /// Arguments of `imagegen submit`.
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
-    /// Job file: JSONL job specs, CSV with a `prompt` column, or one prompt per line.
-    pub file: PathBuf,
+    /// The job file.
+    #[command(flatten)]
+    pub job: common::JobFileArgs,
     /// Configured project the jobs run in.
     #[arg(long)]
     pub project: String,
-    /// Model for lines that name none (default: the project's `default_model`).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Operation for text/CSV lines.
-    #[arg(long)]
-    pub op: Option<Operation>,
     /// Webhook URL for this batch's events.
     #[arg(long)]
     pub webhook: Option<String>,
@@ -37,9 +30,6 @@ pub struct SubmitArgs {
     /// finishes enqueueing it if the first submit was interrupted).
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    /// Enqueue the valid lines even if some are invalid.
-    #[arg(long)]
-    pub skip_invalid: bool,
     /// Wait for the batch to complete, with a progress bar; exit non-zero if any job
     /// did not succeed.
     #[arg(long)]
@@ -66,39 +56,17 @@ pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCod
             "--webhook: `{url}` must be an http(s) URL"
         );
     }
-    let file = JobFile {
-        path: &args.file,
-        format: submit::detect(&args.file)?,
-        defaults: LineDefaults {
-            model: args
-                .model
-                .clone()
-                .or(project.default_model.clone())
-                .or(Some(super::run::DEFAULT_MODEL.into())),
-            op: args.op,
-        },
-        validation: ValidationContext {
-            backend: project.backend,
-            // Workers on other machines cannot read this machine's files.
-            check_local_files: true,
-        },
+    let file = args
+        .job
+        .job_file(project.backend, project.default_model.as_deref())?;
+    let checked = match args.job.check(&file, "enqueued", "enqueue")? {
+        Ok(checked) => checked,
+        Err(code) => return Ok(code),
     };
-    let checked = file.check()?;
-    if checked.invalid > 0 {
-        report_invalid(&args.file, &checked);
-        if !args.skip_invalid {
-            eprintln!(
-                "nothing was enqueued (use --skip-invalid to enqueue the {} valid line(s))",
-                checked.valid
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    anyhow::ensure!(checked.valid > 0, "{} has no jobs", args.file.display());
     let queue = common::redis_queue(&settings).await?;
     let batch = NewBatch {
         project: args.project.clone(),
-        source: args.file.display().to_string(),
+        source: args.job.file.display().to_string(),
         webhook: args.webhook.clone(),
         idempotency_key: args.idempotency_key.clone(),
     };

@@ -585,18 +585,14 @@ impl JobQueue for RedisQueue {
     fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool> {
         async move {
             let mut conn = self.conn.clone();
-            let (job_cx, batch_cx): (Option<String>, Option<String>) = {
-                let batch = split_job_id(&lease.job).map(|(b, _)| b.to_string());
-                let mut pipe = redis::pipe();
-                pipe.hget(self.job_key(&lease.project, &lease.job), job_fields::CANCEL);
-                match &batch {
-                    Some(b) => pipe.hget(self.batch_key(&lease.project, b), batch_fields::CANCEL),
-                    None => pipe.cmd("ECHO").arg(""),
-                };
-                let (a, b): (Option<String>, Option<String>) = pipe.query_async(&mut conn).await?;
-                (a, b)
-            };
-            Ok(job_cx.as_deref() == Some("1") || batch_cx.as_deref() == Some("1"))
+            // The job's own flag, and its batch's when it has one: one round trip.
+            let mut pipe = redis::pipe();
+            pipe.hget(self.job_key(&lease.project, &lease.job), job_fields::CANCEL);
+            if let Some((batch, _)) = split_job_id(&lease.job) {
+                pipe.hget(self.batch_key(&lease.project, batch), batch_fields::CANCEL);
+            }
+            let flags: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            Ok(flags.iter().any(|f| f.as_deref() == Some("1")))
         }
         .boxed()
     }
