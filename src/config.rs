@@ -92,6 +92,18 @@ pub struct WorkerConfig {
     pub shutdown_grace_s: u64,
     /// Seconds a finished job's or batch's record is kept in Redis.
     pub retention_s: u64,
+    /// A job still not run this many seconds after it was enqueued (waiting for
+    /// capacity, deferred by 429s, parked) fails with a clear reason; 0 = no deadline.
+    pub max_wait_s: u64,
+    /// AIMD: effective concurrency is multiplied by this on a 429.
+    pub aimd_decrease: f64,
+    /// AIMD: at most one decrease per this many milliseconds.
+    pub aimd_interval_ms: u64,
+    /// Pause of a lane after a 429 that advised no delay, milliseconds.
+    pub pause_default_ms: u64,
+    /// When daily quotas reset (`HH:MM` UTC; Google resets at midnight Pacific time):
+    /// a lane parked by a spent daily quota that advised no delay waits until then.
+    pub quota_reset_utc: String,
 }
 
 /// `[emulator]`.
@@ -272,6 +284,21 @@ impl Settings {
         }
         if self.worker.retention_s == 0 {
             return Err(invalid("worker.retention_s", "must be at least 1"));
+        }
+        if !(self.worker.aimd_decrease > 0.0 && self.worker.aimd_decrease < 1.0) {
+            return Err(invalid(
+                "worker.aimd_decrease",
+                "must be between 0 and 1 (exclusive)",
+            ));
+        }
+        let reset_ok = self
+            .worker
+            .quota_reset_utc
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .is_some_and(|(h, m)| h < 24 && m < 60);
+        if !reset_ok {
+            return Err(invalid("worker.quota_reset_utc", "must be HH:MM (UTC)"));
         }
         check_store_url("output.url", &self.output.url)?;
         for (name, p) in &self.projects {

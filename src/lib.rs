@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod job;
+pub mod limits;
 pub mod providers;
 pub mod queue;
 pub mod storage;

@@ -171,6 +171,7 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 seq: s,
                 line: Some(s + 1),
                 spec: SPEC.to_string(),
+                lane: "gemini-2.5-flash-image".into(),
             })
             .collect();
         in_flight.push(queue.enqueue("bench", &batch.id, chunk));
@@ -202,6 +203,8 @@ async fn drain(
         ProjectRuntime {
             provider: Box::new(provider),
             store: OutputStore::from_url(out, Vec::new())?,
+            limits: Default::default(),
+            weight: 1,
         },
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -213,6 +216,7 @@ async fn drain(
         visibility: Duration::from_secs(30),
         retry: RetryPolicy::default(),
         shutdown_grace: Duration::from_secs(5),
+        quota_reset_utc: "08:00".into(),
     };
     let started = Instant::now();
     let started_ms = crate::queue::now_ms();

@@ -48,3 +48,41 @@ pub async fn run(args: CancelArgs, settings: Settings) -> anyhow::Result<ExitCod
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `imagegen unpark`.
+#[derive(Debug, clap::Args)]
+pub struct UnparkArgs {
+    /// The project.
+    pub project: String,
+    /// The model (see `imagegen status --project P`).
+    pub model: String,
+}
+
+/// Runs `unpark`: the operator says the daily quota is back (raised, or reset early).
+pub async fn unpark(args: UnparkArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    let queue = common::redis_queue(&settings).await?;
+    let lanes = queue.lanes(&args.project).await?;
+    anyhow::ensure!(
+        lanes.iter().any(|l| l.model == args.model),
+        "project `{}` has no jobs for model `{}` (models: {})",
+        args.project,
+        args.model,
+        lanes
+            .iter()
+            .map(|l| l.model.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let was = queue.unpark(&args.project, &args.model).await?;
+    println!(
+        "{}/{}: {}",
+        args.project,
+        args.model,
+        if was {
+            "unparked; admission resumes now"
+        } else {
+            "was not parked"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

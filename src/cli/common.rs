@@ -169,6 +169,8 @@ pub fn project_runtimes(
                 ProjectRuntime {
                     provider,
                     store: output_store(settings, name, None)?,
+                    limits: crate::limits::ProjectLimits::from_config(p),
+                    weight: p.weight,
                 },
             ))
         })
@@ -186,6 +188,7 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
         visibility: Duration::from_secs(w.visibility_timeout_s),
         retry: RetryPolicy::from_settings(w),
         shutdown_grace: Duration::from_secs(w.shutdown_grace_s),
+        quota_reset_utc: w.quota_reset_utc.clone(),
     }
 }
 

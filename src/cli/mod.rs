@@ -42,6 +42,8 @@ enum Command {
     Results(results::ResultsArgs),
     /// Cancel a job or a whole batch.
     Cancel(cancel::CancelArgs),
+    /// Resume a project+model parked by a spent daily quota (status quota_exhausted).
+    Unpark(cancel::UnparkArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
     /// Measure the queue and worker against the configured Redis (see docs/benchmarks.md).
@@ -92,6 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status(args) => status::run(args, quiet_settings(&cli.config)?).await,
         Command::Results(args) => results::run(args, quiet_settings(&cli.config)?).await,
         Command::Cancel(args) => cancel::run(args, quiet_settings(&cli.config)?).await,
+        Command::Unpark(args) => cancel::unpark(args, quiet_settings(&cli.config)?).await,
         Command::Bench(args) => bench::run(args, quiet_settings(&cli.config)?).await,
     }
 }

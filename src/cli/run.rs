@@ -86,6 +86,12 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         ProjectRuntime {
             provider: runtime.provider,
             store: store.clone(),
+            limits: settings
+                .projects
+                .get(&runtime.project)
+                .map(crate::limits::ProjectLimits::from_config)
+                .unwrap_or_default(),
+            weight: 1,
         },
     );
     let options = common::worker_options(&settings, args.concurrency);

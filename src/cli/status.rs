@@ -1,17 +1,20 @@
-//! `imagegen status ID`: a job or a batch — counts by status, progress, ETA, failures
-//! with their reasons.
+//! `imagegen status [ID]`: a job or a batch — counts by status, progress, ETA, failures
+//! with their reasons — and, per project+model (lane), the configured and effective
+//! limits, in-flight, queued, pause/parking and the recent 429 rate. Without an id: the
+//! lanes of `--project` (or of every configured project).
 
 use std::process::ExitCode;
 
 use super::common;
 use crate::config::Settings;
+use crate::limits::LaneView;
 use crate::queue::{BatchRecord, JobQueue, JobRecord, now_ms};
 
 /// Arguments of `imagegen status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// A batch id or a job id.
-    pub id: String,
+    /// A batch id or a job id (omit it to see only the projects' lanes).
+    pub id: Option<String>,
     /// The project (default: searched among the configured ones).
     #[arg(long)]
     pub project: Option<String>,
@@ -23,9 +26,30 @@ pub struct StatusArgs {
 /// Runs `status`.
 pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let queue = common::redis_queue(&settings).await?;
+    let Some(id) = args.id.as_deref() else {
+        let projects: Vec<String> = match &args.project {
+            Some(p) => vec![p.clone()],
+            None => settings.projects.keys().cloned().collect(),
+        };
+        let mut all = serde_json::Map::new();
+        for p in projects {
+            let lanes = queue.lanes(&p).await?;
+            if args.json {
+                all.insert(p, lanes_json(&lanes));
+            } else {
+                println!("project   {p}");
+                print_lanes(&lanes);
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
     let project =
-        common::project_of(queue.as_ref(), &settings, args.project.as_deref(), &args.id).await?;
-    if let Some(batch) = queue.batch(&project, &args.id).await? {
+        common::project_of(queue.as_ref(), &settings, args.project.as_deref(), id).await?;
+    let lanes = queue.lanes(&project).await?;
+    if let Some(batch) = queue.batch(&project, id).await? {
         let failures = failure_records(queue.as_ref(), &project, &batch).await?;
         if args.json {
             let mut v = serde_json::to_value(&batch)?;
@@ -34,17 +58,19 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
                 obj.insert("progress".into(), batch.progress().into());
                 obj.insert("eta_ms".into(), batch.eta_ms(now_ms()).into());
                 obj.insert("failures".into(), serde_json::to_value(&failures)?);
+                obj.insert("lanes".into(), lanes_json(&lanes));
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print_batch(&batch, &failures);
+            print_lanes(&lanes);
         }
         return Ok(ExitCode::SUCCESS);
     }
     let job = queue
-        .job(&project, &args.id)
+        .job(&project, id)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no job or batch `{}` in project `{project}`", args.id))?;
+        .ok_or_else(|| anyhow::anyhow!("no job or batch `{id}` in project `{project}`"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
@@ -109,6 +135,64 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
                 j.error.as_deref().unwrap_or("")
             );
         }
+    }
+}
+
+/// Lanes as JSON, with their state and 429 rate.
+fn lanes_json(lanes: &[LaneView]) -> serde_json::Value {
+    let now = now_ms();
+    lanes
+        .iter()
+        .map(|l| {
+            let mut v = serde_json::to_value(l).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("state".into(), l.state(now).into());
+                obj.insert("recent_429_rate".into(), l.recent_429_rate().into());
+            }
+            v
+        })
+        .collect()
+}
+
+fn print_lanes(lanes: &[LaneView]) {
+    if lanes.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    println!(
+        "  {:<28} {:>11} {:>6} {:>9} {:>9} {:>8} {:>7}  state",
+        "model", "concurrency", "rpm", "effective", "in flight", "queued", "429s"
+    );
+    let limit = |n: u32| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    for l in lanes {
+        let state = match l.state(now) {
+            "quota_exhausted" => format!(
+                "quota_exhausted until {} ({})",
+                common::human_ms(l.parked_until_ms.unwrap_or(now) - now),
+                l.parked_reason.as_deref().unwrap_or("")
+            ),
+            "paused" => format!(
+                "paused for {}",
+                common::human_ms(l.paused_until_ms.unwrap_or(now) - now)
+            ),
+            s => s.to_string(),
+        };
+        println!(
+            "  {:<28} {:>11} {:>6} {:>9.1} {:>9} {:>8} {:>6.1}%  {state}",
+            l.model,
+            limit(l.concurrency),
+            limit(l.rpm),
+            l.effective_concurrency,
+            l.in_flight,
+            l.queued,
+            l.recent_429_rate() * 100.0,
+        );
     }
 }
 

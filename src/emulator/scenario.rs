@@ -151,12 +151,21 @@ impl Default for Faults {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaLimits {
-    /// Requests per minute (sliding 60 s window).
+    /// Requests per minute: a token bucket refilled at rpm/60 per second.
     pub rpm: Option<u64>,
+    /// Requests the rpm bucket holds (default: 6 s worth, at least `min(rpm, 10)`).
+    pub burst: Option<u64>,
     /// Requests in flight at once.
     pub concurrent: Option<u64>,
     /// Requests per day (24 h window from the first request).
     pub rpd: Option<u64>,
+}
+
+impl QuotaLimits {
+    /// The rpm bucket's size.
+    pub fn burst_of(&self, rpm: u64) -> u64 {
+        self.burst.unwrap_or((rpm / 10).max(rpm.min(10))).max(1)
+    }
 }
 
 impl Scenario {

@@ -3,7 +3,7 @@
 //! batch completion). Nothing survives the process, which is the point of embedded
 //! mode: the job file is the durable input.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -11,16 +11,52 @@ use futures::FutureExt as _;
 
 use super::records::{batch_fields, job_fields};
 use super::{
-    BatchHandle, BatchRecord, CancelReport, Claimed, DeadLetter, Fut, JobQueue, JobRecord, Lease,
-    NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+    BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
+    Lease, NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
 };
 use crate::job::{JobId, JobStatus, batch_job_id, split_job_id};
+use crate::limits::{LaneView, ProjectLimits, Throttle, gcra};
 
 type Fields = HashMap<String, String>;
 
+/// How soon a worker polls again when a concurrency limit is full (a slot frees when
+/// any worker settles), as `claim.lua`.
+const SLOT_POLL_MS: u64 = 25;
+
+/// One project + model: its queue and admission state (as `lib.lua` documents).
+#[derive(Default)]
+struct Lane {
+    ready: VecDeque<String>,
+    run: u64,
+    eff: Option<f64>,
+    tat: f64,
+    pause: u64,
+    park: u64,
+    why: String,
+    dec: u64,
+    window: (u64, u64, u64, u64, u64), // start, 429s, answered, previous 429s, answered
+}
+
+impl Lane {
+    fn roll(&mut self, now: u64) {
+        let (wst, w429, wok, _, _) = self.window;
+        if now.saturating_sub(wst) >= 60_000 {
+            self.window = if now - wst < 120_000 {
+                (now, 0, 0, w429, wok)
+            } else {
+                (now, 0, 0, 0, 0)
+            };
+        }
+    }
+}
+
 #[derive(Default)]
 struct Project {
-    ready: VecDeque<String>,
+    lanes: BTreeMap<String, Lane>,
+    limits: ProjectLimits,
+    tat: f64,
+    rr: usize,
+    running: u64,
     delayed: BTreeSet<(u64, String)>,
     jobs: HashMap<String, Fields>,
     batches: HashMap<String, (Fields, Vec<String>)>,
@@ -55,7 +91,14 @@ fn incr(f: &mut Fields, k: &str, by: i64) -> i64 {
 
 /// One more delivery of a job to `worker`: counts it, stamps owner and start, and
 /// returns what the worker gets.
-fn deliver(f: &mut Fields, project: &str, job: &str, token: &str, worker: &str) -> Claimed {
+fn deliver(
+    f: &mut Fields,
+    project: &str,
+    job: &str,
+    token: &str,
+    worker: &str,
+    lane: &str,
+) -> Claimed {
     let dlv = incr(f, job_fields::DELIVERIES, 1);
     f.insert(job_fields::WORKER.into(), worker.into());
     f.insert(job_fields::STARTED.into(), now_ms().to_string());
@@ -64,6 +107,7 @@ fn deliver(f: &mut Fields, project: &str, job: &str, token: &str, worker: &str) 
             project: project.to_string(),
             job: job.to_string(),
             token: token.to_string(),
+            lane: lane.to_string(),
         },
         payload: f.get(job_fields::SPEC).cloned().unwrap_or_default(),
         attempts: get_u64(f, job_fields::ATTEMPTS) as u32,
@@ -78,8 +122,31 @@ fn status_of(f: &Fields) -> JobStatus {
         .unwrap_or(JobStatus::Queued)
 }
 
+fn lane_of(f: &Fields) -> String {
+    f.get(job_fields::LANE)
+        .cloned()
+        .unwrap_or_else(|| "_".into())
+}
+
 impl Project {
+    fn lane(&mut self, lane: &str) -> &mut Lane {
+        self.lanes.entry(lane.to_string()).or_default()
+    }
+
     fn move_status(&mut self, job: &str, from: JobStatus, to: JobStatus) {
+        if from == JobStatus::Running || to == JobStatus::Running {
+            let lane = self.jobs.get(job).map(lane_of).unwrap_or_default();
+            let l = self.lane(&lane);
+            if from == JobStatus::Running {
+                l.run = l.run.saturating_sub(1);
+                self.running = self.running.saturating_sub(1);
+            }
+            if to == JobStatus::Running {
+                let l = self.lane(&lane);
+                l.run += 1;
+                self.running += 1;
+            }
+        }
         if let Some((b, _)) = split_job_id(job)
             && let Some((bf, _)) = self.batches.get_mut(b)
         {
@@ -157,7 +224,40 @@ impl Project {
         if from != JobStatus::Queued {
             self.move_status(job, from, JobStatus::Queued);
         }
-        self.ready.push_back(job.to_string());
+        let lane = self.jobs.get(job).map(lane_of).unwrap_or_default();
+        self.lane(&lane).ready.push_back(job.to_string());
+    }
+
+    /// Admission (as `claim.lua`): how many of `lane`'s jobs may start now, and when a
+    /// held-back lane may next admit.
+    fn allowance(&mut self, lane: &str, free: u64, now: u64, wake: &mut Option<u64>) -> u64 {
+        let limit = self.limits.lane(lane);
+        let l = self.lane(lane);
+        if l.park > now {
+            return 0;
+        }
+        if l.pause > now {
+            *wake = Some(wake.map_or(l.pause, |w| w.min(l.pause)));
+            return 0;
+        }
+        let mut allow = free;
+        if limit.concurrency > 0 {
+            let cap = limit.concurrency as f64;
+            let eff = l.eff.unwrap_or(cap).min(cap).floor().max(1.0) as u64;
+            allow = allow.min(eff.saturating_sub(l.run));
+            if allow == 0 {
+                let next = now + SLOT_POLL_MS;
+                *wake = Some(wake.map_or(next, |w| w.min(next)));
+            }
+        }
+        if limit.rpm > 0 && allow > 0 {
+            let (a, _, next) = gcra(l.tat, limit.rpm, now);
+            if a == 0 {
+                *wake = Some(wake.map_or(next, |w| w.min(next)));
+            }
+            allow = allow.min(a);
+        }
+        allow
     }
 
     fn dead_letter(&mut self, job: &str, reason: &str) {
@@ -191,8 +291,9 @@ impl MemoryQueue {
         f(projects.entry(project.to_string()).or_default(), next_token)
     }
 
-    fn claim_now(&self, project: &str, worker: &str, max: usize) -> Vec<Claimed> {
+    fn claim_now(&self, project: &str, worker: &str, max: usize) -> Claim {
         let maxd = self.options.max_deliveries as i64;
+        let max_wait = self.options.max_wait.as_millis() as u64;
         self.with(project, |p, next| {
             let now = now_ms();
             let due: Vec<(u64, String)> = p
@@ -203,56 +304,112 @@ impl MemoryQueue {
                 .collect();
             for d in due {
                 p.delayed.remove(&d);
-                p.ready.push_back(d.1);
+                let lane = p.jobs.get(&d.1).map(lane_of).unwrap_or_default();
+                p.lane(&lane).ready.push_back(d.1);
             }
-            let mut out = Vec::new();
-            while out.len() < max.max(1) {
-                let Some(job) = p.ready.pop_front() else {
+            let mut claim = Claim::default();
+            let mut free = max.max(1) as u64;
+            let plimit = p.limits.project;
+            if plimit.concurrency > 0 {
+                free = free.min((plimit.concurrency as u64).saturating_sub(p.running));
+                if free == 0 {
+                    claim.wake_ms = Some(now + SLOT_POLL_MS);
+                }
+            }
+            let pinterval = if plimit.rpm > 0 {
+                let (a, interval, next) = gcra(p.tat, plimit.rpm, now);
+                if a == 0 {
+                    claim.wake_ms = Some(next);
+                }
+                free = free.min(a);
+                interval
+            } else {
+                0.0
+            };
+            let lanes: Vec<String> = p.lanes.keys().cloned().collect();
+            p.rr = p.rr.wrapping_add(1);
+            for k in 0..lanes.len() {
+                if free == 0 {
                     break;
-                };
-                let Some(f) = p.jobs.get_mut(&job) else {
-                    continue;
-                };
-                if status_of(f) != JobStatus::Queued || !f.contains_key(job_fields::SPEC) {
+                }
+                let lane = &lanes[(p.rr + k) % lanes.len()];
+                if p.lanes[lane].ready.is_empty() {
                     continue;
                 }
-                *next += 1;
-                let token = format!("m-{next}");
-                f.insert(job_fields::STATUS.into(), "running".into());
-                f.insert(job_fields::TOKEN.into(), token.clone());
-                let claimed = deliver(f, project, &job, &token, worker);
-                let dlv = claimed.deliveries as i64;
-                p.move_status(&job, JobStatus::Queued, JobStatus::Running);
-                if let Some((b, _)) = split_job_id(&job)
-                    && let Some((bf, _)) = p.batches.get_mut(b)
-                {
-                    bf.entry(batch_fields::FIRST.into())
-                        .or_insert_with(|| now.to_string());
+                let allow = p.allowance(lane, free, now, &mut claim.wake_ms);
+                let mut admitted = 0;
+                while admitted < allow {
+                    let Some(job) = p.lane(lane).ready.pop_front() else {
+                        break;
+                    };
+                    let Some(f) = p.jobs.get_mut(&job) else {
+                        continue;
+                    };
+                    if status_of(f) != JobStatus::Queued || !f.contains_key(job_fields::SPEC) {
+                        continue;
+                    }
+                    *next += 1;
+                    let token = format!("m-{next}");
+                    f.insert(job_fields::STATUS.into(), "running".into());
+                    f.insert(job_fields::TOKEN.into(), token.clone());
+                    let q0 = get_u64(f, job_fields::ENQUEUED);
+                    let claimed = deliver(f, project, &job, &token, worker, lane);
+                    let dlv = claimed.deliveries as i64;
+                    p.move_status(&job, JobStatus::Queued, JobStatus::Running);
+                    if let Some((b, _)) = split_job_id(&job)
+                        && let Some((bf, _)) = p.batches.get_mut(b)
+                    {
+                        bf.entry(batch_fields::FIRST.into())
+                            .or_insert_with(|| now.to_string());
+                    }
+                    let reason = if dlv > maxd {
+                        let reason = format!(
+                            "dead-lettered: delivered {} times without finishing",
+                            dlv - 1
+                        );
+                        p.dead_letter(&job, &reason);
+                        Some(reason)
+                    } else if max_wait > 0 && now.saturating_sub(q0) > max_wait {
+                        Some(format!(
+                            "waited {} s without running (max_wait {} s)",
+                            (now - q0) / 1000,
+                            max_wait / 1000
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        p.finish(
+                            &job,
+                            JobStatus::Running,
+                            JobStatus::Failed,
+                            Some(&reason),
+                            None,
+                        );
+                        continue;
+                    }
+                    admitted += 1;
+                    p.pending
+                        .insert(token, (job, worker.to_string(), Instant::now()));
+                    claim.jobs.push(claimed);
                 }
-                if dlv > maxd {
-                    let reason = format!(
-                        "dead-lettered: delivered {} times without finishing",
-                        dlv - 1
-                    );
-                    p.dead_letter(&job, &reason);
-                    p.finish(
-                        &job,
-                        JobStatus::Running,
-                        JobStatus::Failed,
-                        Some(&reason),
-                        None,
-                    );
-                    continue;
+                let limit = p.limits.lane(lane);
+                let l = p.lane(lane);
+                if limit.rpm > 0 && admitted > 0 {
+                    let interval = 60_000.0 / limit.rpm as f64;
+                    l.tat = l.tat.max(now as f64) + admitted as f64 * interval;
                 }
-                p.pending
-                    .insert(token, (job, worker.to_string(), Instant::now()));
-                out.push(claimed);
+                if pinterval > 0.0 && admitted > 0 {
+                    p.tat = p.tat.max(now as f64) + admitted as f64 * pinterval;
+                }
+                free -= admitted;
             }
-            out
+            claim
         })
     }
 
     fn settle_now(&self, items: &[(Lease, Settle)]) -> Vec<SettleReport> {
+        let max_wait = self.options.max_wait.as_millis() as u64;
         let mut st = self.lock();
         items
             .iter()
@@ -283,12 +440,51 @@ impl MemoryQueue {
                         if let Some(f) = p.jobs.get_mut(&lease.job) {
                             incr(f, job_fields::ATTEMPTS, 1);
                         }
+                        if matches!(status, JobStatus::Succeeded | JobStatus::Blocked) {
+                            let cap = p.limits.lane(&lease.lane).concurrency as f64;
+                            let l = p.lane(&lease.lane);
+                            l.roll(now_ms());
+                            l.window.2 += 1;
+                            if let Some(eff) = l.eff.filter(|e| cap > 0.0 && *e < cap) {
+                                l.eff = Some((eff + 1.0 / eff).min(cap));
+                            }
+                        }
                         report.batch_completed = p.finish(
                             &lease.job,
                             JobStatus::Running,
                             *status,
                             error.as_deref(),
                             result.as_deref(),
+                        );
+                    }
+                    Settle::Retry {
+                        delay,
+                        count,
+                        error,
+                    } if !*count
+                        && max_wait > 0
+                        && p.jobs.get(&lease.job).is_some_and(|f| {
+                            now_ms().saturating_sub(get_u64(f, job_fields::ENQUEUED)) > max_wait
+                        }) =>
+                    {
+                        let waited = p.jobs.get(&lease.job).map_or(0, |f| {
+                            now_ms().saturating_sub(get_u64(f, job_fields::ENQUEUED))
+                        });
+                        if let Some(f) = p.jobs.get_mut(&lease.job) {
+                            incr(f, job_fields::ATTEMPTS, 1);
+                        }
+                        let reason = format!(
+                            "waited {} s for capacity (max_wait {} s); last error: {error}",
+                            waited / 1000,
+                            max_wait / 1000
+                        );
+                        let _ = delay;
+                        report.batch_completed = p.finish(
+                            &lease.job,
+                            JobStatus::Running,
+                            JobStatus::Failed,
+                            Some(&reason),
+                            None,
                         );
                     }
                     Settle::Retry {
@@ -358,7 +554,9 @@ impl MemoryQueue {
                     continue;
                 }
                 // Take it over: same token, new owner, one more delivery.
-                out.claimed.push(deliver(f, project, &job, &token, worker));
+                let lane = lane_of(f);
+                out.claimed
+                    .push(deliver(f, project, &job, &token, worker, &lane));
                 p.pending
                     .insert(token, (job, worker.to_string(), Instant::now()));
             }
@@ -452,15 +650,18 @@ impl JobQueue for MemoryQueue {
                     return Err(QueueError::Invalid(format!("no batch `{batch}`")));
                 }
                 let n = jobs.len() as u64;
+                let now = now_ms().to_string();
                 for job in jobs {
                     let id = batch_job_id(batch, job.seq);
                     let mut f = Fields::new();
                     f.insert(job_fields::SPEC.into(), job.spec);
+                    f.insert(job_fields::LANE.into(), job.lane.clone());
+                    f.insert(job_fields::ENQUEUED.into(), now.clone());
                     if let Some(line) = job.line {
                         f.insert(job_fields::LINE.into(), line.to_string());
                     }
                     p.jobs.insert(id.clone(), f);
-                    p.ready.push_back(id);
+                    p.lane(&job.lane).ready.push_back(id);
                 }
                 if let Some((bf, _)) = p.batches.get_mut(batch) {
                     incr(bf, batch_fields::ENQUEUED, n as i64);
@@ -484,8 +685,93 @@ impl JobQueue for MemoryQueue {
         .boxed()
     }
 
-    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
+    fn set_limits(&self, project: &str, limits: ProjectLimits) {
+        self.with(project, |p, _| p.limits = limits);
+    }
+
+    fn admit<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Claim> {
         async move { Ok(self.claim_now(project, worker, max)) }.boxed()
+    }
+
+    fn throttle<'a>(
+        &'a self,
+        project: &'a str,
+        lane: &'a str,
+        throttle: &'a Throttle,
+    ) -> Fut<'a, ()> {
+        let aimd = self.options.aimd;
+        async move {
+            self.with(project, |p, _| {
+                let cap = p.limits.lane(lane).concurrency as f64;
+                let now = now_ms();
+                let l = p.lane(lane);
+                l.roll(now);
+                l.window.1 += 1;
+                match throttle {
+                    Throttle::Park { until_ms, reason } => {
+                        l.park = *until_ms;
+                        l.why = reason.clone();
+                    }
+                    Throttle::Rate { delay } => {
+                        let cap = if cap > 0.0 { cap } else { l.run.max(1) as f64 };
+                        if now.saturating_sub(l.dec) >= aimd.decrease_interval.as_millis() as u64 {
+                            let eff = l.eff.unwrap_or(cap).min(cap);
+                            l.eff = Some((eff * aimd.decrease).max(1.0));
+                            l.dec = now;
+                        }
+                        let until = now + delay.unwrap_or(aimd.default_pause).as_millis() as u64;
+                        l.pause = l.pause.max(until);
+                    }
+                }
+            });
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn unpark<'a>(&'a self, project: &'a str, lane: &'a str) -> Fut<'a, bool> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let l = p.lane(lane);
+                let was = l.park > 0;
+                l.park = 0;
+                l.pause = 0;
+                l.why.clear();
+                was
+            }))
+        }
+        .boxed()
+    }
+
+    fn lanes<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<LaneView>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let now = now_ms();
+                let names: Vec<String> = p.lanes.keys().cloned().collect();
+                names
+                    .into_iter()
+                    .map(|model| {
+                        let limit = p.limits.lane(&model);
+                        let l = p.lane(&model);
+                        l.roll(now);
+                        LaneView {
+                            concurrency: limit.concurrency,
+                            rpm: limit.rpm,
+                            effective_concurrency: l.eff.unwrap_or(limit.concurrency as f64),
+                            in_flight: l.run,
+                            queued: l.ready.len() as u64,
+                            paused_until_ms: Some(l.pause).filter(|t| *t > now),
+                            parked_until_ms: Some(l.park).filter(|t| *t > now),
+                            parked_reason: Some(l.why.clone()).filter(|_| l.park > now),
+                            recent_429: l.window.1 + l.window.3,
+                            recent_answered: l.window.2 + l.window.4,
+                            model,
+                        }
+                    })
+                    .collect()
+            }))
+        }
+        .boxed()
     }
 
     fn extend<'a>(&'a self, _worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()> {

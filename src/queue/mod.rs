@@ -26,6 +26,7 @@ pub mod submit;
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use crate::job::JobStatus;
@@ -60,6 +61,10 @@ pub struct QueueOptions {
     pub max_deliveries: u32,
     /// How long finished records are kept.
     pub retention: Duration,
+    /// A job not run this long after it was enqueued fails (zero: no deadline).
+    pub max_wait: Duration,
+    /// Adaptive control on 429s.
+    pub aimd: crate::limits::Aimd,
 }
 
 impl Default for QueueOptions {
@@ -68,6 +73,8 @@ impl Default for QueueOptions {
             visibility: Duration::from_secs(10),
             max_deliveries: 3,
             retention: Duration::from_secs(3 * 86_400),
+            max_wait: Duration::from_secs(86_400),
+            aimd: crate::limits::Aimd::default(),
         }
     }
 }
@@ -79,6 +86,8 @@ impl QueueOptions {
             visibility: Duration::from_secs(w.visibility_timeout_s),
             max_deliveries: w.max_deliveries,
             retention: Duration::from_secs(w.retention_s),
+            max_wait: Duration::from_secs(w.max_wait_s),
+            aimd: crate::limits::Aimd::from_settings(w),
         }
     }
 }
@@ -119,6 +128,8 @@ pub struct NewJob {
     pub line: Option<u64>,
     /// The JobSpec as JSON: the payload.
     pub spec: String,
+    /// Its lane: the model it calls (limits and quotas are per project + model).
+    pub lane: String,
 }
 
 /// A job handed to a worker.
@@ -130,6 +141,8 @@ pub struct Lease {
     pub job: String,
     /// Delivery token (the stream entry id): fences settles of stale deliveries.
     pub token: String,
+    /// The job's lane (model).
+    pub lane: String,
 }
 
 /// A claimed job.
@@ -196,6 +209,16 @@ pub struct Recovered {
     pub completed_batches: Vec<String>,
 }
 
+/// What one claim got.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The jobs, now leased to the caller.
+    pub jobs: Vec<Claimed>,
+    /// When a lane held back by a rate limit or pause may next admit (unix ms): a
+    /// worker with free slots polls again then.
+    pub wake_ms: Option<u64>,
+}
+
 /// The durable queue. Object-safe: workers and CLI hold an `Arc<dyn JobQueue>`.
 pub trait JobQueue: Send + Sync + 'static {
     /// Creates a batch (or finds the one an idempotency key names).
@@ -205,8 +228,27 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Records the batch's total: no more jobs will come. Returns true if that
     /// completed the batch (every job was already terminal).
     fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool>;
-    /// Claims up to `max` jobs of `project` for `worker`.
-    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>>;
+    /// Sets the limits `claim` admits `project`'s jobs under (every worker of a fleet
+    /// reads the same configuration; the last call wins).
+    fn set_limits(&self, project: &str, limits: crate::limits::ProjectLimits);
+    /// Admission and claim: up to `max` jobs of `project` for `worker`, within the
+    /// project's and each lane's limits.
+    fn admit<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Claim>;
+    /// Claims up to `max` jobs (admission included), without the wake-up hint.
+    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
+        async move { Ok(self.admit(project, worker, max).await?.jobs) }.boxed()
+    }
+    /// Feedback from a 429 on one lane, for every worker.
+    fn throttle<'a>(
+        &'a self,
+        project: &'a str,
+        lane: &'a str,
+        throttle: &'a crate::limits::Throttle,
+    ) -> Fut<'a, ()>;
+    /// Ends a lane's parking (operator action): admission resumes.
+    fn unpark<'a>(&'a self, project: &'a str, lane: &'a str) -> Fut<'a, bool>;
+    /// The project's lanes: limits, AIMD state, in-flight, queued, pauses, 429 rate.
+    fn lanes<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<crate::limits::LaneView>>;
     /// Extends the leases (their visibility timeout restarts now).
     fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()>;
     /// Settles deliveries; one report per item, in order.

@@ -33,6 +33,10 @@ pub mod job_fields {
     pub const WORKER: &str = "w";
     /// Cancel requested while running.
     pub const CANCEL: &str = "cx";
+    /// Lane (model) the job runs in.
+    pub const LANE: &str = "m";
+    /// When it was first enqueued, ms (start of its `max_wait`).
+    pub const ENQUEUED: &str = "q0";
 }
 
 /// A job as the queue knows it.

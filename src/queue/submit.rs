@@ -94,11 +94,15 @@ impl JobFile<'_> {
     }
 
     /// The valid lines as jobs (line, spec JSON), in file order.
-    pub fn valid_jobs(&self) -> Result<impl Iterator<Item = (u64, String)> + '_, SubmitError> {
+    /// Yields (line, spec JSON, lane = model).
+    pub fn valid_jobs(
+        &self,
+    ) -> Result<impl Iterator<Item = (u64, String, String)> + '_, SubmitError> {
         Ok(self.read()?.filter_map(move |item| {
             let (line, spec) = item.ok()?;
             validate(&spec, &self.validation).ok()?;
-            Some((line as u64, serde_json::to_string(&spec).ok()?))
+            let json = serde_json::to_string(&spec).ok()?;
+            Some((line as u64, json, spec.model))
         }))
     }
 }
@@ -143,10 +147,11 @@ pub async fn enqueue_file(
     let mut jobs = file
         .valid_jobs()?
         .enumerate()
-        .map(|(seq, (line, spec))| NewJob {
+        .map(|(seq, (line, spec, lane))| NewJob {
             seq: seq as u64,
             line: Some(line),
             spec,
+            lane,
         });
     // Resume: the first `enqueued` jobs are already in.
     let skip = handle.enqueued;

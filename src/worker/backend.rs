@@ -3,7 +3,10 @@
 //!
 //! - `poll_next` is only called by apalis when a concurrency slot is free; it claims as
 //!   many jobs as there are free slots (so nothing waits in a local buffer while
-//!   holding a lease for long), round-robin over the worker's projects.
+//!   holding a lease for long), shared among the worker's projects by weight (smooth
+//!   weighted round-robin over the free slots; slots a project cannot use — no work, or
+//!   its limits are reached — go to the others in the same round). Admission against
+//!   the cluster-wide limits happens inside the queue's claim.
 //! - It never returns an error or `None`: either would end the worker. An empty queue
 //!   or a Redis error backs off and stays `Pending`.
 //! - `poll_close` hands back whatever was claimed but not started.
@@ -42,6 +45,8 @@ pub struct Shared {
     pub worker: String,
     /// Projects this worker serves.
     pub projects: Vec<String>,
+    /// Their fair-share weights (same order, each ≥ 1).
+    pub weights: Vec<u32>,
     /// Jobs in flight at once.
     pub concurrency: usize,
     /// Every lease this worker holds (claimed, buffered or running), by job id.
@@ -117,12 +122,12 @@ impl Shared {
     }
 }
 
-type ClaimFut = BoxFuture<'static, Result<Vec<Claimed>, QueueError>>;
+type ClaimFut = BoxFuture<'static, Result<(Vec<Claimed>, Option<u64>), QueueError>>;
 
 /// The apalis backend over a [`JobQueue`].
 pub struct QueueBackend {
     shared: Arc<Shared>,
-    next_project: usize,
+    credits: Vec<i64>,
     buffer: VecDeque<Claimed>,
     claim: Option<ClaimFut>,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -134,8 +139,8 @@ impl QueueBackend {
     /// A backend for one worker.
     pub fn new(shared: Arc<Shared>) -> Self {
         QueueBackend {
+            credits: vec![0; shared.projects.len()],
             shared,
-            next_project: 0,
             buffer: VecDeque::new(),
             claim: None,
             idle: None,
@@ -144,22 +149,69 @@ impl QueueBackend {
         }
     }
 
+    /// Shares `free` slots among the projects by smooth weighted round-robin.
+    fn plan(&mut self, free: usize) -> Vec<usize> {
+        let weights = &self.shared.weights;
+        let total: i64 = weights.iter().map(|w| i64::from(*w)).sum();
+        let mut shares = vec![0; weights.len()];
+        for _ in 0..free {
+            for (c, w) in self.credits.iter_mut().zip(weights) {
+                *c += i64::from(*w);
+            }
+            let (pick, _) = self
+                .credits
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+                .expect("at least one project");
+            self.credits[pick] -= total;
+            shares[pick] += 1;
+        }
+        shares
+    }
+
     fn start_claim(&mut self) -> ClaimFut {
         let shared = self.shared.clone();
-        let start = self.next_project;
-        self.next_project = self.next_project.wrapping_add(1);
         let free = shared.concurrency.saturating_sub(shared.in_flight()).max(1);
+        let shares = self.plan(free);
         async move {
-            let n = shared.projects.len();
-            for i in 0..n {
-                let project = &shared.projects[(start + i) % n];
-                let got = shared.queue.claim(project, &shared.worker, free).await?;
-                if !got.is_empty() {
-                    shared.hold(&got);
-                    return Ok(got);
+            let mut got = Vec::new();
+            let mut wake: Option<u64> = None;
+            let mut full = Vec::new();
+            let mut short = 0;
+            for (i, share) in shares.iter().enumerate() {
+                if *share == 0 {
+                    full.push(i);
+                    continue;
                 }
+                let c = shared
+                    .queue
+                    .admit(&shared.projects[i], &shared.worker, *share)
+                    .await?;
+                wake = match (wake, c.wake_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                short += share - c.jobs.len();
+                if c.jobs.len() == *share {
+                    full.push(i);
+                }
+                got.extend(c.jobs);
             }
-            Ok(Vec::new())
+            // Slots a project could not use go to the others.
+            for i in full {
+                if short == 0 {
+                    break;
+                }
+                let c = shared
+                    .queue
+                    .admit(&shared.projects[i], &shared.worker, short)
+                    .await?;
+                short -= c.jobs.len();
+                got.extend(c.jobs);
+            }
+            shared.hold(&got);
+            Ok((got, wake))
         }
         .boxed()
     }
@@ -210,14 +262,19 @@ impl Backend for QueueBackend {
             let res = ready!(self.claim.as_mut().expect("claim").poll_unpin(cx));
             self.claim = None;
             match res {
-                Ok(jobs) if !jobs.is_empty() => {
+                Ok((jobs, _)) if !jobs.is_empty() => {
                     self.idle_ms = 0;
                     self.buffer.extend(jobs);
                 }
-                Ok(_) => {
-                    // Empty: poll again soon, backing off to 250 ms while idle.
+                Ok((_, wake)) => {
+                    // Empty: poll again soon, backing off to 250 ms while idle, or when
+                    // a limit lets the next job through, if that is sooner.
                     self.idle_ms = (self.idle_ms * 2).clamp(5, 250);
-                    self.backoff(self.idle_ms);
+                    let until = wake.map_or(self.idle_ms, |w| {
+                        w.saturating_sub(crate::queue::now_ms())
+                            .clamp(1, self.idle_ms)
+                    });
+                    self.backoff(until);
                 }
                 Err(e) => {
                     // Never end the worker on a queue error: the connection manager
@@ -243,7 +300,7 @@ impl Backend for QueueBackend {
                 async move {
                     let mut unstarted = buffered;
                     if let Some(claim) = claim
-                        && let Ok(more) = claim.await
+                        && let Ok((more, _)) = claim.await
                     {
                         unstarted.extend(more);
                     }

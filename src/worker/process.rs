@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::job::result::{JobResult, redacted_request};
 use crate::job::{JobSpec, JobStatus, split_job_id};
-use crate::providers::{ImageProvider, ProviderError, ProviderOutput};
+use crate::limits::Throttle;
+use crate::providers::{ImageProvider, ProviderError, ProviderOutput, TransientKind};
 use crate::queue::{Claimed, JobQueue, Settle};
 use crate::storage::{JobLocation, OutputStore, StorageError, StoredImage};
 
@@ -75,6 +76,8 @@ pub struct JobContext<'a> {
     pub project: &'a str,
     /// Retry policy for transient errors.
     pub retry: RetryPolicy,
+    /// When daily quotas reset (`HH:MM` UTC): how long a spent one parks its lane.
+    pub quota_reset_utc: &'a str,
 }
 
 /// The compact result kept in the job record and written to the manifest.
@@ -127,9 +130,39 @@ pub async fn store_outputs(
 }
 
 /// Step "classify": what a provider error means for this job.
-fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy) -> Outcome {
+fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy, reset_utc: &str) -> Outcome {
     match err {
         ProviderError::Blocked { .. } => Outcome::Finish(JobStatus::Blocked, err.to_string()),
+        // A 429 is the project+model's capacity, not this job's fault: slow the lane
+        // down for every worker and defer the job without using an attempt.
+        ProviderError::Transient {
+            kind: TransientKind::RateLimited,
+            retry_after,
+            ..
+        } => Outcome::Defer {
+            throttle: Throttle::Rate {
+                delay: *retry_after,
+            },
+            delay: policy.delay(1, *retry_after),
+            error: err.to_string(),
+        },
+        // A spent daily quota parks the lane until the advised time or the daily
+        // reset; the job waits queued.
+        ProviderError::QuotaExhausted { retry_after, .. } => {
+            let now = crate::queue::now_ms();
+            let until_ms = retry_after.map_or_else(
+                || crate::limits::next_reset(now, reset_utc),
+                |d| now + d.as_millis() as u64,
+            );
+            Outcome::Defer {
+                throttle: Throttle::Park {
+                    until_ms,
+                    reason: err.to_string(),
+                },
+                delay: Duration::ZERO,
+                error: err.to_string(),
+            }
+        }
         e if e.is_retryable() && attempt < policy.max_attempts => Outcome::Retry {
             delay: policy.delay(attempt, e.retry_after()),
             error: e.to_string(),
@@ -144,7 +177,15 @@ fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy) -> Outcome 
 
 enum Outcome {
     Finish(JobStatus, String),
-    Retry { delay: Duration, error: String },
+    Retry {
+        delay: Duration,
+        error: String,
+    },
+    Defer {
+        throttle: Throttle,
+        delay: Duration,
+        error: String,
+    },
 }
 
 /// One delivery of `claimed`: returns how to settle it. Writes `result.json` for every
@@ -203,7 +244,25 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     // classify
     let out = match outcome {
         Ok(out) => out,
-        Err(e) => match classify(&e, attempt, &ctx.retry) {
+        Err(e) => match classify(&e, attempt, &ctx.retry, ctx.quota_reset_utc) {
+            Outcome::Defer {
+                throttle,
+                delay,
+                error,
+            } => {
+                tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred by a 429");
+                if let Err(e) = queue
+                    .throttle(ctx.project, &claimed.lease.lane, &throttle)
+                    .await
+                {
+                    tracing::warn!(error = %e, "recording a 429 for the lane");
+                }
+                return Settle::Retry {
+                    delay,
+                    count: false,
+                    error,
+                };
+            }
             Outcome::Retry { delay, error } => {
                 tracing::warn!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
                 return Settle::Retry {

@@ -25,6 +25,10 @@ pub struct ProjectRuntime {
     pub provider: Box<dyn ImageProvider>,
     /// Where its outputs go.
     pub store: OutputStore,
+    /// Its cluster-wide limits (admission in the queue's claim).
+    pub limits: crate::limits::ProjectLimits,
+    /// Fair-share weight against the worker's other projects (≥ 1).
+    pub weight: u32,
 }
 
 /// Everything a worker process runs with.
@@ -41,6 +45,8 @@ pub struct WorkerOptions {
     pub retry: RetryPolicy,
     /// On shutdown: how long running jobs may take before they are released.
     pub shutdown_grace: Duration,
+    /// When daily quotas reset (`HH:MM` UTC).
+    pub quota_reset_utc: String,
 }
 
 /// `host-pid-xxxxxxxx`: unique per process (and per start), readable in `status`.
@@ -58,6 +64,7 @@ struct Runner {
     queue: Arc<dyn JobQueue>,
     projects: HashMap<String, ProjectRuntime>,
     retry: RetryPolicy,
+    quota_reset_utc: String,
 }
 
 async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, BoxDynError> {
@@ -72,6 +79,7 @@ async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, Box
             store: &project.store,
             project: &claimed.lease.project,
             retry: runner.retry,
+            quota_reset_utc: &runner.quota_reset_utc,
         };
         Ok(process_job(&ctx, runner.queue.as_ref(), &claimed).await)
     }
@@ -184,10 +192,15 @@ pub async fn run_worker(
     };
     let mut names: Vec<String> = projects.keys().cloned().collect();
     names.sort();
+    for (name, p) in &projects {
+        queue.set_limits(name, p.limits.clone());
+    }
+    let weights = names.iter().map(|n| projects[n].weight.max(1)).collect();
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         worker: options.name.clone(),
         projects: names,
+        weights,
         concurrency: options.concurrency,
         leases: Default::default(),
         settler: Settler::spawn(queue.clone()),
@@ -199,6 +212,7 @@ pub async fn run_worker(
         queue: queue.clone(),
         projects,
         retry: options.retry,
+        quota_reset_utc: options.quota_reset_utc.clone(),
     });
     let keeper = tokio::spawn(keep_leases(shared.clone(), options.visibility / 3));
     let recovery = tokio::spawn(recover_loop(

@@ -4,6 +4,7 @@
 //! database), so tests run in parallel without seeing each other.
 
 mod crash;
+mod limits;
 mod load;
 mod ops;
 mod s3;
@@ -153,9 +154,14 @@ default_model = "gemini-2.5-flash-image"
 
     /// `imagegen submit FILE --project acme ARGS`: the batch id.
     pub fn submit(&self, file: &Path, args: &[&str]) -> String {
+        self.submit_to("acme", file, args)
+    }
+
+    /// `imagegen submit FILE --project PROJECT ARGS`: the batch id.
+    pub fn submit_to(&self, project: &str, file: &Path, args: &[&str]) -> String {
         let out = self
             .cmd()
-            .args(["submit", "--project", "acme"])
+            .args(["submit", "--project", project])
             .arg(file)
             .args(args)
             .output()
@@ -210,6 +216,35 @@ default_model = "gemini-2.5-flash-image"
         conn.read_to_string(&mut text).unwrap();
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
         serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
+    /// Replaces the emulator's scenario (TOML) at runtime.
+    pub fn post_scenario(&self, toml: &str) {
+        let scenario = imagegen::emulator::Scenario::from_toml_str(toml).unwrap();
+        self.post_emulator(
+            "/emulator/scenario",
+            &serde_json::to_string(&scenario).unwrap(),
+        );
+    }
+
+    /// Clears the emulator's counters and quota windows.
+    pub fn reset_emulator_stats(&self) {
+        self.post_emulator("/emulator/stats/reset", "");
+    }
+
+    fn post_emulator(&self, path: &str, body: &str) {
+        use std::io::{Read as _, Write as _};
+        let addr = self.emulator_url.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 2"), "{text}");
     }
 
     /// The manifest's lines.

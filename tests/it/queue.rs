@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use imagegen::job::JobStatus;
+use imagegen::limits::{Limit, ProjectLimits, Throttle};
 use imagegen::queue::{JobQueue, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue, Settle};
 
 const SPEC: &str = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"x"}"#;
@@ -13,6 +14,8 @@ fn options() -> QueueOptions {
         visibility: Duration::from_millis(300),
         max_deliveries: 2,
         retention: Duration::from_secs(600),
+        max_wait: Duration::from_secs(5),
+        ..QueueOptions::default()
     }
 }
 
@@ -54,6 +57,7 @@ async fn batch(q: &dyn JobQueue, n: u64) -> String {
             seq,
             line: Some(seq + 1),
             spec: SPEC.into(),
+            lane: "gemini-2.5-flash-image".into(),
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -240,6 +244,7 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
             seq: 0,
             line: None,
             spec: SPEC.into(),
+            lane: "gemini-2.5-flash-image".into(),
         }],
     )
     .await
@@ -249,6 +254,135 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
         (b.id.as_str(), b.existing, b.enqueued, b.sealed),
         (a.id.as_str(), true, 1, false)
     );
+}
+
+fn limited(concurrency: u32, rpm: u32) -> ProjectLimits {
+    ProjectLimits {
+        project: Limit { concurrency, rpm },
+        ..ProjectLimits::default()
+    }
+}
+
+/// Admission: in-flight never exceeds the concurrency; a settle frees a slot.
+async fn concurrency_is_admitted_slot_by_slot(q: &dyn JobQueue) {
+    let b = batch(q, 10).await;
+    q.set_limits("p", limited(3, 0));
+    let first = q.claim("p", "w1", 10).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(q.claim("p", "w2", 10).await.unwrap().is_empty(), "full");
+    let lanes = q.lanes("p").await.unwrap();
+    assert_eq!(lanes.len(), 1);
+    assert_eq!(lanes[0].model, "gemini-2.5-flash-image");
+    assert_eq!((lanes[0].in_flight, lanes[0].queued), (3, 7));
+    q.settle(&[(first[0].lease.clone(), finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    assert_eq!(q.claim("p", "w2", 10).await.unwrap().len(), 1);
+    assert_eq!(q.batch("p", &b).await.unwrap().unwrap().done, 1);
+}
+
+/// A rate limit spaces admissions and says when the next one may go.
+async fn rpm_spaces_admissions(q: &dyn JobQueue) {
+    batch(q, 20).await;
+    q.set_limits("p", limited(0, 600)); // 10/s, burst 5
+    let c = q.admit("p", "w", 20).await.unwrap();
+    assert_eq!(c.jobs.len(), 5, "the burst");
+    let c = q.admit("p", "w", 20).await.unwrap();
+    assert!(c.jobs.is_empty());
+    let wake = c.wake_ms.expect("a wake-up time");
+    let now = imagegen::queue::now_ms();
+    assert!(wake > now && wake <= now + 100, "{wake} vs {now}");
+    tokio::time::sleep(Duration::from_millis(210)).await;
+    let n = q.admit("p", "w", 20).await.unwrap().jobs.len();
+    assert!((1..=3).contains(&n), "{n} after 210 ms at 10/s");
+}
+
+/// A 429 halves nothing at once but pauses the lane for everyone, lowers the effective
+/// concurrency, and answers raise it back; parking holds the lane until unparked; a
+/// deferral past max_wait fails the job.
+async fn throttle_pause_aimd_and_parking(q: &dyn JobQueue) {
+    let b = batch(q, 30).await;
+    q.set_limits("p", limited(10, 0));
+    let lane = "gemini-2.5-flash-image";
+    let got = q.claim("p", "w", 10).await.unwrap();
+    assert_eq!(got.len(), 10);
+    q.throttle(
+        "p",
+        lane,
+        &Throttle::Rate {
+            delay: Some(Duration::from_millis(300)),
+        },
+    )
+    .await
+    .unwrap();
+    let v = &q.lanes("p").await.unwrap()[0];
+    assert!((v.effective_concurrency - 8.5).abs() < 1e-9, "{v:?}");
+    assert!(v.paused_until_ms.is_some());
+    assert_eq!(v.recent_429, 1);
+    // Free every slot: still nothing while paused.
+    let items: Vec<_> = got
+        .iter()
+        .map(|c| (c.lease.clone(), finish(JobStatus::Succeeded)))
+        .collect();
+    q.settle(&items).await.unwrap();
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty(), "paused");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let v = &q.lanes("p").await.unwrap()[0];
+    assert!(v.effective_concurrency > 8.5, "answers raise it: {v:?}");
+    let got = q.claim("p", "w", 20).await.unwrap();
+    assert_eq!(got.len(), v.effective_concurrency.floor() as usize);
+    // Park: nothing is admitted until unparked.
+    let until_ms = imagegen::queue::now_ms() + 3_600_000;
+    q.throttle(
+        "p",
+        lane,
+        &Throttle::Park {
+            until_ms,
+            reason: "PerDay".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let items: Vec<_> = got
+        .iter()
+        .map(|c| {
+            let retry = Settle::Retry {
+                delay: Duration::ZERO,
+                count: false,
+                error: "quota".into(),
+            };
+            (c.lease.clone(), retry)
+        })
+        .collect();
+    q.settle(&items).await.unwrap();
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty(), "parked");
+    let v = &q.lanes("p").await.unwrap()[0];
+    assert_eq!(v.state(imagegen::queue::now_ms()), "quota_exhausted");
+    assert_eq!(v.parked_reason.as_deref(), Some("PerDay"));
+    assert!(q.unpark("p", lane).await.unwrap());
+    let again = q.claim("p", "w", 1).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0, "deferrals are not attempts");
+    // Past max_wait (5 s in these options), a deferral ends the job.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    let retry = Settle::Retry {
+        delay: Duration::ZERO,
+        count: false,
+        error: "429".into(),
+    };
+    q.settle(&[(again[0].lease.clone(), retry)]).await.unwrap();
+    let j = q.job("p", &again[0].lease.job).await.unwrap().unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    assert!(
+        j.error.as_deref().unwrap_or("").contains("max_wait"),
+        "{j:?}"
+    );
+    // And jobs still queued past it fail when claimed instead of running.
+    for _ in 0..10 {
+        assert!(q.claim("p", "w", 30).await.unwrap().is_empty());
+    }
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert_eq!(rec.done, 30, "{rec:?}");
 }
 
 macro_rules! both {
@@ -274,3 +408,6 @@ both!(retries_are_delayed_and_counted);
 both!(expired_leases_are_taken_over_then_dead_lettered);
 both!(cancel_queued_and_running);
 both!(idempotency_key_resumes);
+both!(concurrency_is_admitted_slot_by_slot);
+both!(rpm_spaces_admissions);
+both!(throttle_pause_aimd_and_parking);

@@ -5,25 +5,25 @@
 -- Returns {cancelled, flagged, already finished, batch completed (0/1)}.
 local delayed = KEYS[1]
 local base, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local cancelled, flagged, finished, completed = 0, 0, 0, 0
+local cancelled, flagged, finished = 0, 0, 0
+local d, touched = {}, {}
 for i = 4, #ARGV do
   local jid = ARGV[i]
   local rk = base .. ':job:' .. jid
-  do
-    local st = redis.call('HGET', rk, 'st') or 'queued'
-    if st == 'queued' then
-      redis.call('ZREM', delayed, jid)
-      -- The stream entry stays; claim drops it because the job is terminal.
-      if finish(base, jid, 'queued', 'cancelled', 'cancelled by request', nil, now, retention) == 1 then
-        completed = 1
-      end
-      cancelled = cancelled + 1
-    elseif st == 'running' then
-      redis.call('HSET', rk, 'cx', 1)
-      flagged = flagged + 1
-    else
-      finished = finished + 1
-    end
+  local st = redis.call('HGET', rk, 'st') or 'queued'
+  if st == 'queued' then
+    redis.call('ZREM', delayed, jid)
+    -- The stream entry stays; claim drops it because the job is terminal.
+    local bk = finish(d, base, jid, 'queued', 'cancelled', 'cancelled by request', nil, now, retention, nil)
+    if bk then touched[bk] = 1 end
+    cancelled = cancelled + 1
+  elseif st == 'running' then
+    redis.call('HSET', rk, 'cx', 1)
+    flagged = flagged + 1
+  else
+    finished = finished + 1
   end
 end
+flush(d)
+local completed = #settle_batches(touched, now, retention) > 0 and 1 or 0
 return {cancelled, flagged, finished, completed}

@@ -1,70 +1,196 @@
--- KEYS: stream, delayed, dlq
--- ARGV: base, group, consumer, count, now_ms, max_deliveries, retention_s
--- Returns a flat array: token, job id, spec, attempts, deliveries, line (5 per job)
--- followed by nothing else; jobs dead-lettered on the way are not returned.
-local stream, delayed, dlq = KEYS[1], KEYS[2], KEYS[3]
+-- Admission and claim, one call per project (DESIGN "Queue and coordination").
+-- KEYS: delayed, dlq
+-- ARGV: base, group, consumer, count, now_ms, max_deliveries, retention_s, max_wait_ms,
+--       project concurrency (0 = none), project rpm (0 = none),
+--       then per configured model: lane, concurrency (0 = project's), rpm (0 = none)
+-- Returns {wait_ms, flat jobs}: wait_ms is when a lane held back by a limit may next
+-- admit (0: none is); flat jobs are 7 per job: token, job id, spec, attempts,
+-- deliveries, line, lane. Jobs failed on the way (dead letter, max_wait) are not
+-- returned; their batches are completed here when they were the last.
+local delayed, dlq = KEYS[1], KEYS[2]
 local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local count, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-local maxd, retention = tonumber(ARGV[6]), tonumber(ARGV[7])
+local maxd, retention, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local pconc, prpm = tonumber(ARGV[9]), tonumber(ARGV[10])
+local cfg = {}
+for i = 11, #ARGV - 2, 3 do
+  cfg[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
+end
+local d, touched, started = {}, {}, {}
+local limits = base .. ':limits'
 
--- Due retries go back into the stream (bounded per call: no unpack, no long block).
+-- Due retries go back into their lane's stream (bounded per call).
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 for i = 1, #due do
-  redis.call('XADD', stream, '*', 'j', due[i])
-  redis.call('ZREM', delayed, due[i])
+  local jid = due[i]
+  local lane = redis.call('HGET', base .. ':job:' .. jid, 'm') or '_'
+  redis.call('XADD', lane_stream(base, lane), '*', 'j', jid)
+  bump(d, lane_key(base, lane), 'qd', 1)
+  redis.call('ZREM', delayed, jid)
+end
+flush(d) -- admission below reads the lanes' qd
+d = {}
+
+local wait = 0
+local function hold_until(t)
+  if wait == 0 or t < wait then wait = t end
+end
+-- GCRA: how many requests `rpm` lets through now (burst: half a second's worth).
+local function gcra(tat, rpm)
+  local interval = 60000 / rpm
+  local burst = math.max(1, math.floor(rpm / 120))
+  local t = math.max(tat, now)
+  local allow = math.floor((now + interval * (burst - 1) - t) / interval) + 1
+  if allow <= 0 then hold_until(t - interval * (burst - 1)) return 0, interval end
+  return allow, interval
 end
 
+local free = count
+local ptat = 0
+local pinterval = 0
+-- A slot frees when any worker settles: poll again soon (SLOT_POLL_MS).
+local SLOT_POLL_MS = 25
+if pconc > 0 then
+  free = math.min(free, pconc - tonumber(redis.call('HGET', base .. ':counts', 'running') or '0'))
+  if free <= 0 then hold_until(now + SLOT_POLL_MS) end
+end
+if prpm > 0 and free > 0 then
+  ptat = tonumber(redis.call('HGET', limits, 'tat') or '0')
+  local allow
+  allow, pinterval = gcra(ptat, prpm)
+  free = math.min(free, allow)
+end
+
+-- Reads up to n new entries of one lane and turns them into deliveries.
 local out = {}
-local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, '>')
-if not res then return out end
-local entries = res[1][2]
-local batches = {}
-for i = 1, #entries do
-  local eid, fields = entries[i][1], entries[i][2]
-  -- Entry fields: j = job id; for a first delivery also s = spec, l = line (a queued
-  -- job is only its stream entry: no record until it is claimed).
-  local jid, espec, eline = nil, nil, nil
-  for f = 1, #fields, 2 do
-    if fields[f] == 'j' then jid = fields[f + 1]
-    elseif fields[f] == 's' then espec = fields[f + 1]
-    elseif fields[f] == 'l' then eline = fields[f + 1] end
+local function take(lane, n)
+  local stream = lane_stream(base, lane)
+  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  if not ok then
+    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
   end
-  local rk = base .. ':job:' .. jid
-  local v = redis.call('HMGET', rk, 'st', 'spec', 'att', 'dlv', 'ln')
-  local st = v[1] or 'queued'
-  local spec = v[2] or espec
-  if not spec or st ~= 'queued' then
-    -- Record expired, or already terminal (cancelled while queued): drop the entry.
-    redis.call('XACK', stream, group, eid)
-    redis.call('XDEL', stream, eid)
-  else
-    if not v[2] then
-      redis.call('HSET', rk, 'spec', spec)
-      if eline and eline ~= '' then redis.call('HSET', rk, 'ln', eline) end
+  local lk = lane_key(base, lane)
+  if not res then
+    redis.call('HSET', lk, 'qd', 0) -- nothing undelivered: the count is exact again
+    return 0
+  end
+  local entries = res[1][2]
+  if #entries < n then redis.call('HSET', lk, 'qd', 0) else bump(d, lk, 'qd', -#entries) end
+  local admitted = 0
+  for i = 1, #entries do
+    local eid, fields = entries[i][1], entries[i][2]
+    -- Entry fields: j = job id; for a first delivery also s = spec, l = line (a queued
+    -- job is only its stream entry: no record until it is claimed).
+    local jid, espec, eline = nil, nil, nil
+    for f = 1, #fields, 2 do
+      if fields[f] == 'j' then jid = fields[f + 1]
+      elseif fields[f] == 's' then espec = fields[f + 1]
+      elseif fields[f] == 'l' then eline = fields[f + 1] end
     end
-    local line = v[5] or eline or ''
-    local dlv = redis.call('HINCRBY', rk, 'dlv', 1)
-    redis.call('HSET', rk, 'st', 'running', 't1', now, 'e', eid, 'w', consumer)
-    move(base, jid, 'queued', 'running')
-    local b = batch_of(jid)
-    if b and not batches[b] then
-      batches[b] = true
-      redis.call('HSETNX', base .. ':batch:' .. b, 'first_ms', now)
-    end
-    if dlv > maxd then
-      local reason = 'dead-lettered: delivered ' .. (dlv - 1) .. ' times without finishing'
+    local rk = base .. ':job:' .. jid
+    local v = redis.call('HMGET', rk, 'st', 'spec', 'att', 'dlv', 'ln', 'q0')
+    local st = v[1] or 'queued'
+    local spec = v[2] or espec
+    if not spec or st ~= 'queued' then
+      -- Record expired, or already terminal (cancelled while queued): drop the entry.
       redis.call('XACK', stream, group, eid)
       redis.call('XDEL', stream, eid)
-      dead_letter(dlq, jid, reason, now)
-      finish(base, jid, 'running', 'failed', reason, nil, now, retention)
     else
-      out[#out + 1] = eid
-      out[#out + 1] = jid
-      out[#out + 1] = spec
-      out[#out + 1] = v[3] or '0'
-      out[#out + 1] = tostring(dlv)
-      out[#out + 1] = line
+      local q0 = tonumber(v[6] or string.match(eid, '^(%d+)'))
+      local dlv = tonumber(v[4] or '0') + 1
+      local line = v[5] or eline or ''
+      local f = {'st', 'running', 't1', now, 'e', eid, 'w', consumer, 'dlv', dlv}
+      if not v[2] then
+        f[#f + 1] = 'spec'; f[#f + 1] = spec
+        f[#f + 1] = 'm'; f[#f + 1] = lane
+        f[#f + 1] = 'q0'; f[#f + 1] = q0
+        if line ~= '' then f[#f + 1] = 'ln'; f[#f + 1] = line end
+      end
+      redis.call('HSET', rk, unpack(f))
+      move(d, base, jid, 'queued', 'running', lane)
+      local b = batch_of(jid)
+      if b and not started[b] then
+        started[b] = true
+        redis.call('HSETNX', base .. ':batch:' .. b, 'first_ms', now)
+      end
+      local reason = nil
+      if dlv > maxd then
+        reason = 'dead-lettered: delivered ' .. (dlv - 1) .. ' times without finishing'
+        dead_letter(dlq, jid, reason, now)
+      elseif max_wait > 0 and now - q0 > max_wait then
+        reason = 'waited ' .. math.floor((now - q0) / 1000) .. ' s without running (max_wait '
+          .. math.floor(max_wait / 1000) .. ' s)'
+      end
+      if reason then
+        redis.call('XACK', stream, group, eid)
+        redis.call('XDEL', stream, eid)
+        local bk = finish(d, base, jid, 'running', 'failed', reason, nil, now, retention, lane)
+        if bk then touched[bk] = jid end
+      else
+        admitted = admitted + 1
+        out[#out + 1] = eid
+        out[#out + 1] = jid
+        out[#out + 1] = spec
+        out[#out + 1] = v[3] or '0'
+        out[#out + 1] = tostring(dlv)
+        out[#out + 1] = line
+        out[#out + 1] = lane
+      end
     end
   end
+  return admitted
 end
-return out
+
+if free > 0 then
+  local lanes = redis.call('SMEMBERS', base .. ':lanes')
+  local n = #lanes
+  local start = n > 1 and redis.call('HINCRBY', limits, 'rr', 1) or 0
+  for k = 0, n - 1 do
+    if free <= 0 then break end
+    local lane = lanes[((start + k) % n) + 1]
+    local lk = lane_key(base, lane)
+    local s = redis.call('HMGET', lk, 'qd', 'run', 'eff', 'pause', 'park', 'tat', 'cap', 'rpm')
+    if tonumber(s[1] or '0') > 0 then
+      local c = cfg[lane]
+      local cap = (c and c[1] > 0) and c[1] or pconc
+      local rpm = c and c[2] or 0
+      if tostring(cap) ~= (s[7] or '') or tostring(rpm) ~= (s[8] or '') then
+        redis.call('HSET', lk, 'cap', cap, 'rpm', rpm)
+      end
+      local park, pause = tonumber(s[5] or '0'), tonumber(s[4] or '0')
+      local allow = free
+      if park > now then
+        allow = 0
+      elseif pause > now then
+        allow = 0
+        hold_until(pause)
+      else
+        if cap > 0 then
+          local eff = math.min(tonumber(s[3] or cap), cap)
+          allow = math.min(allow, math.max(1, math.floor(eff)) - tonumber(s[2] or '0'))
+          if allow <= 0 then hold_until(now + SLOT_POLL_MS) end
+        end
+        local interval, tat = 0, 0
+        if rpm > 0 and allow > 0 then
+          tat = tonumber(s[6] or '0')
+          local a
+          a, interval = gcra(tat, rpm)
+          allow = math.min(allow, a)
+        end
+        if allow > 0 then
+          local got = take(lane, allow)
+          if got > 0 then
+            free = free - got
+            if rpm > 0 then redis.call('HSET', lk, 'tat', math.max(tat, now) + got * interval) end
+            if prpm > 0 then ptat = math.max(ptat, now) + got * pinterval end
+          end
+        end
+      end
+    end
+  end
+  if prpm > 0 then redis.call('HSET', limits, 'tat', ptat) end
+end
+flush(d)
+settle_batches(touched, now, retention)
+return {wait, out}

@@ -3,26 +3,57 @@
 -- Job records:   base..':job:'..id     (hash, fields in records.rs job_fields)
 -- Batch records: base..':batch:'..id   (hash, counters per status)
 -- Project counts: base..':counts'      (hash, counters per status)
+-- Lanes: one per model ("project+model", the unit of Google's quotas). Each has a
+--   stream base..':q:'..lane (consumer group `workers`) and a state hash
+--   base..':lane:'..lane: run (in flight), qd (stream entries not yet delivered),
+--   cap/rpm (configured, written by claim), eff (AIMD concurrency), tat (GCRA),
+--   pause (ms), park (ms) + why, dec (last decrease ms), 429/ok counts per minute.
+-- base..':lanes' is the set of lanes; base..':limits' the project's own GCRA tat.
 
 local function batch_of(jid)
   return string.match(jid, '^(.+)%.%d+$')
 end
 
--- Moves one job from status `from` to `to` in the project and batch counters.
-local function move(base, jid, from, to)
+local function lane_stream(base, lane) return base .. ':q:' .. lane end
+local function lane_key(base, lane) return base .. ':lane:' .. lane end
+
+-- Counter deltas, applied once per script call: one HINCRBY per key and field however
+-- many jobs moved.
+local function bump(d, key, field, n)
+  local t = d[key]
+  if not t then t = {}; d[key] = t end
+  t[field] = (t[field] or 0) + n
+end
+
+local function flush(d)
+  for key, fields in pairs(d) do
+    for f, n in pairs(fields) do
+      if n ~= 0 then redis.call('HINCRBY', key, f, n) end
+    end
+  end
+end
+
+-- Moves one job from status `from` to `to` in the project and batch counters, and in
+-- its lane's in-flight count.
+local function move(d, base, jid, from, to, lane)
   local counts = base .. ':counts'
-  redis.call('HINCRBY', counts, from, -1)
-  redis.call('HINCRBY', counts, to, 1)
+  bump(d, counts, from, -1)
+  bump(d, counts, to, 1)
   local b = batch_of(jid)
   if b then
     local bk = base .. ':batch:' .. b
-    redis.call('HINCRBY', bk, from, -1)
-    redis.call('HINCRBY', bk, to, 1)
+    bump(d, bk, from, -1)
+    bump(d, bk, to, 1)
+  end
+  if lane then
+    local lk = lane_key(base, lane)
+    if from == 'running' then bump(d, lk, 'run', -1) end
+    if to == 'running' then bump(d, lk, 'run', 1) end
   end
 end
 
 -- Completes the batch if every job is terminal and the batch is sealed; returns 1 for
--- the one caller that completes it (HSETNX), else 0.
+-- the one caller that completes it (HSETNX). Call after flush().
 local function maybe_complete(bk, now, retention)
   local v = redis.call('HMGET', bk, 'total', 'done')
   if not v[1] then return 0 end
@@ -35,37 +66,66 @@ local function maybe_complete(bk, now, retention)
   return 0
 end
 
--- Terminal transition of job `jid` from status `from`. Returns 1 if it completed the
--- job's batch.
-local function finish(base, jid, from, status, err, res, now, retention)
+-- Terminal transition of job `jid` from status `from` (counters into `d`); `att`, when
+-- given, is the final attempt count. Returns the batch key (nil without a batch): the
+-- caller stamps last_ms and checks completion once per batch after flush(), see
+-- settle_batches().
+local function finish(d, base, jid, from, status, err, res, now, retention, lane, att)
   local rk = base .. ':job:' .. jid
-  redis.call('HSET', rk, 'st', status, 't2', now)
-  if err and err ~= '' then redis.call('HSET', rk, 'err', err) end
-  if res and res ~= '' then redis.call('HSET', rk, 'res', res) end
+  local f = {'st', status, 't2', now}
+  if att then f[#f + 1] = 'att'; f[#f + 1] = att end
+  if err and err ~= '' then f[#f + 1] = 'err'; f[#f + 1] = err end
+  if res and res ~= '' then f[#f + 1] = 'res'; f[#f + 1] = res end
+  redis.call('HSET', rk, unpack(f))
   redis.call('HDEL', rk, 'spec', 'e', 'cx', 'dlv')
   redis.call('EXPIRE', rk, retention)
-  move(base, jid, from, status)
+  move(d, base, jid, from, status, lane)
   local b = batch_of(jid)
-  if not b then return 0 end
+  if not b then return nil end
   local bk = base .. ':batch:' .. b
-  redis.call('HINCRBY', bk, 'done', 1)
-  redis.call('HSET', bk, 'last_ms', now)
+  bump(d, bk, 'done', 1)
   if status ~= 'succeeded' then
     redis.call('LPUSH', bk .. ':fail', jid)
     redis.call('LTRIM', bk .. ':fail', 0, 999)
   end
-  return maybe_complete(bk, now, retention)
+  return bk
+end
+
+-- After flush(): stamps last_ms on every touched batch and completes those that are
+-- done. `touched` maps batch key -> caller's tag; returns the tags of completed ones.
+local function settle_batches(touched, now, retention)
+  local completed = {}
+  for bk, tag in pairs(touched) do
+    redis.call('HSET', bk, 'last_ms', now)
+    if maybe_complete(bk, now, retention) == 1 then completed[#completed + 1] = tag end
+  end
+  return completed
 end
 
 local function dead_letter(dlq, jid, reason, now)
   redis.call('XADD', dlq, 'MAXLEN', '~', 100000, '*', 'j', jid, 'reason', reason, 'at', now)
 end
 
--- Puts a job back in the stream as a new entry (status queued).
-local function requeue(base, stream, jid, from)
+-- Puts a job back in its lane's stream as a new entry (status queued).
+local function requeue(d, base, jid, from, lane)
   local rk = base .. ':job:' .. jid
   redis.call('HSET', rk, 'st', 'queued')
   redis.call('HDEL', rk, 'e', 'w')
-  if from ~= 'queued' then move(base, jid, from, 'queued') end
-  redis.call('XADD', stream, '*', 'j', jid)
+  if from ~= 'queued' then move(d, base, jid, from, 'queued', lane) end
+  redis.call('XADD', lane_stream(base, lane), '*', 'j', jid)
+  bump(d, lane_key(base, lane), 'qd', 1)
+end
+
+-- The minute window of a lane's 429 rate: rolls it when a minute has passed and
+-- returns the field names to count into.
+local function roll_window(lk, now)
+  local v = redis.call('HMGET', lk, 'wst', 'w429', 'wok')
+  local wst = tonumber(v[1] or '0')
+  if now - wst >= 60000 then
+    if now - wst < 120000 then
+      redis.call('HSET', lk, 'wst', now, 'p429', v[2] or 0, 'pok', v[3] or 0, 'w429', 0, 'wok', 0)
+    else
+      redis.call('HSET', lk, 'wst', now, 'p429', 0, 'pok', 0, 'w429', 0, 'wok', 0)
+    end
+  end
 end

@@ -1,10 +1,12 @@
 //! `RedisQueue`: the fleet's queue on Redis Streams + Lua (design:
 //! `docs/design/queue.md`).
 //!
-//! Per project, under the hash tag `{p:<project>}`: a stream with consumer group
-//! `workers` whose entries carry only a job id; job records as hashes; a ZSET of delayed
-//! retries (ms scores, moved back by `claim.lua`); a dead-letter stream; counters per
-//! status for the project and each batch. Scripts are loaded once and called by SHA
+//! Per project, under the hash tag `{p:<project>}`: one stream per lane (model) with
+//! consumer group `workers` whose entries carry the job id (and, until the first claim,
+//! its spec and line); job records as hashes; a ZSET of delayed retries (ms scores,
+//! moved back by `claim.lua`); a dead-letter stream; counters per status for the
+//! project and each batch; per lane, the admission state of `crate::limits` (in-flight,
+//! AIMD concurrency, GCRA, pause, parking). Scripts are loaded once and called by SHA
 //! (`redis::Script` reloads them after a Redis restart).
 
 use std::collections::{HashMap, HashSet};
@@ -16,10 +18,11 @@ use redis::{AsyncCommands as _, Script, Value};
 
 use super::records::{batch_fields, job_fields};
 use super::{
-    BatchHandle, BatchRecord, CancelReport, Claimed, DeadLetter, Fut, JobQueue, JobRecord, Lease,
-    NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+    BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
+    Lease, NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
 };
 use crate::job::{JobId, batch_job_id, split_job_id};
+use crate::limits::{LaneView, ProjectLimits, Throttle};
 
 const LIB: &str = include_str!("lib.lua");
 const GROUP: &str = "workers";
@@ -32,6 +35,7 @@ struct Scripts {
     recover: Script,
     cancel: Script,
     seal: Script,
+    throttle: Script,
 }
 
 impl Scripts {
@@ -43,6 +47,7 @@ impl Scripts {
             recover: s(include_str!("recover.lua")),
             cancel: s(include_str!("cancel.lua")),
             seal: s(include_str!("seal.lua")),
+            throttle: s(include_str!("throttle.lua")),
         }
     }
 }
@@ -54,8 +59,9 @@ pub struct RedisQueue {
     prefix: String,
     options: QueueOptions,
     scripts: Arc<Scripts>,
-    groups: Arc<Mutex<HashSet<String>>>,
-    cursors: Arc<Mutex<HashMap<String, String>>>,
+    /// (project, lane) pairs whose stream and group this process has made sure of.
+    groups: Arc<Mutex<HashSet<(String, String)>>>,
+    limits: Arc<Mutex<HashMap<String, ProjectLimits>>>,
 }
 
 /// Connects with a manager that reconnects on its own; responses time out after 30 s
@@ -79,7 +85,7 @@ impl RedisQueue {
             options,
             scripts: Arc::new(Scripts::new()),
             groups: Arc::default(),
-            cursors: Arc::default(),
+            limits: Arc::default(),
         }
     }
 
@@ -110,23 +116,26 @@ impl RedisQueue {
         self.key(project, &format!("batch:{batch}"))
     }
 
-    /// Stream, delayed set and dead-letter stream: the KEYS of most scripts.
-    fn core_keys(&self, project: &str) -> [String; 3] {
-        [
-            self.key(project, "stream"),
-            self.key(project, "delayed"),
-            self.key(project, "dlq"),
-        ]
+    /// Delayed set and dead-letter stream: the KEYS of most scripts (lane streams and
+    /// records are derived from the base, in the same slot).
+    fn core_keys(&self, project: &str) -> [String; 2] {
+        [self.key(project, "delayed"), self.key(project, "dlq")]
     }
 
-    /// Creates the project's stream and consumer group once per process (and again
-    /// after Redis lost them, see `with_group`).
-    async fn ensure_group(&self, project: &str, force: bool) -> Result<(), QueueError> {
-        if !force && self.groups.lock().expect("groups").contains(project) {
+    /// A lane's stream.
+    pub fn lane_stream(&self, project: &str, lane: &str) -> String {
+        self.key(project, &format!("q:{lane}"))
+    }
+
+    /// Creates a lane's stream and consumer group once per process (claim and recover
+    /// recreate them if Redis lost them).
+    async fn ensure_group(&self, project: &str, lane: &str) -> Result<(), QueueError> {
+        let id = (project.to_string(), lane.to_string());
+        if self.groups.lock().expect("groups").contains(&id) {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let stream = self.key(project, "stream");
+        let stream = self.lane_stream(project, lane);
         let res: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&stream)
@@ -140,43 +149,46 @@ impl RedisQueue {
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(e.into()),
         }
-        self.groups
-            .lock()
-            .expect("groups")
-            .insert(project.to_string());
+        let () = conn.sadd(self.key(project, "lanes"), lane).await?;
+        self.groups.lock().expect("groups").insert(id);
         Ok(())
     }
 
-    async fn claim_inner(
+    async fn admit_inner(
         &self,
         project: &str,
         worker: &str,
         max: usize,
-    ) -> Result<Vec<Claimed>, QueueError> {
-        self.ensure_group(project, false).await?;
-        let [stream, delayed, dlq] = self.core_keys(project);
+    ) -> Result<Claim, QueueError> {
+        let [delayed, dlq] = self.core_keys(project);
+        let limits = self
+            .limits
+            .lock()
+            .expect("limits")
+            .get(project)
+            .cloned()
+            .unwrap_or_default();
+        let mut inv = self.scripts.claim.prepare_invoke();
+        inv.key(&delayed).key(&dlq);
+        inv.arg(self.base(project))
+            .arg(GROUP)
+            .arg(worker)
+            .arg(max.max(1))
+            .arg(now_ms())
+            .arg(self.options.max_deliveries)
+            .arg(self.options.retention.as_secs().max(1))
+            .arg(self.options.max_wait.as_millis() as u64)
+            .arg(limits.project.concurrency)
+            .arg(limits.project.rpm);
+        for (model, l) in &limits.models {
+            inv.arg(model).arg(l.concurrency).arg(l.rpm);
+        }
         let mut conn = self.conn.clone();
-        let invoke = || {
-            let mut inv = self.scripts.claim.prepare_invoke();
-            inv.key(&stream).key(&delayed).key(&dlq);
-            inv.arg(self.base(project))
-                .arg(GROUP)
-                .arg(worker)
-                .arg(max.max(1))
-                .arg(now_ms())
-                .arg(self.options.max_deliveries)
-                .arg(self.options.retention.as_secs().max(1));
-            inv
-        };
-        let flat: Vec<String> = match invoke().invoke_async(&mut conn).await {
-            Err(e) if is_nogroup(&e) => {
-                // Redis lost the stream (restart without persistence): recreate it.
-                self.ensure_group(project, true).await?;
-                invoke().invoke_async(&mut conn).await?
-            }
-            other => other?,
-        };
-        Ok(claimed_from_flat(project, &flat))
+        let (wake, flat): (u64, Vec<String>) = inv.invoke_async(&mut conn).await?;
+        Ok(Claim {
+            jobs: claimed_from_flat(project, &flat),
+            wake_ms: (wake > 0).then_some(wake),
+        })
     }
 
     async fn settle_project(
@@ -185,15 +197,16 @@ impl RedisQueue {
         items: &[(usize, &Lease, &Settle)],
         reports: &mut [SettleReport],
     ) -> Result<(), QueueError> {
-        let [stream, delayed, dlq] = self.core_keys(project);
+        let [delayed, dlq] = self.core_keys(project);
         let mut inv = self.scripts.settle.prepare_invoke();
-        inv.key(&stream).key(&delayed).key(&dlq);
+        inv.key(&delayed).key(&dlq);
         inv.arg(self.base(project))
             .arg(GROUP)
             .arg(now_ms())
-            .arg(self.options.retention.as_secs().max(1));
+            .arg(self.options.retention.as_secs().max(1))
+            .arg(self.options.max_wait.as_millis() as u64);
         for (_, lease, settle) in items {
-            inv.arg(&lease.job).arg(&lease.token);
+            inv.arg(&lease.job).arg(&lease.token).arg(&lease.lane);
             match settle {
                 Settle::Finish {
                     status,
@@ -242,7 +255,6 @@ impl RedisQueue {
     }
 
     async fn create_batch_inner(&self, batch: &NewBatch) -> Result<BatchHandle, QueueError> {
-        self.ensure_group(&batch.project, false).await?;
         let mut conn = self.conn.clone();
         let id = JobId::new().0;
         if let Some(key) = &batch.idempotency_key {
@@ -296,8 +308,13 @@ impl RedisQueue {
         if jobs.is_empty() {
             return Ok(0);
         }
-        self.ensure_group(project, false).await?;
-        let stream = self.key(project, "stream");
+        let mut lanes: Vec<&str> = jobs.iter().map(|j| j.lane.as_str()).collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        for lane in &lanes {
+            self.ensure_group(project, lane).await?;
+        }
+        let mut per_lane: HashMap<&str, u64> = HashMap::new();
         let bk = self.batch_key(project, batch);
         let counts = self.key(project, "counts");
         let n = jobs.len() as u64;
@@ -309,9 +326,10 @@ impl RedisQueue {
             // A queued job is only its stream entry (id, spec, line): the record is
             // created when it is first claimed. That keeps a queued job's overhead to
             // the entry itself (docs/benchmarks.md: memory per queued job).
+            *per_lane.entry(job.lane.as_str()).or_default() += 1;
             let cmd = pipe
                 .cmd("XADD")
-                .arg(&stream)
+                .arg(self.lane_stream(project, &job.lane))
                 .arg("*")
                 .arg("j")
                 .arg(batch_job_id(batch, job.seq))
@@ -325,6 +343,10 @@ impl RedisQueue {
         pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
         pipe.hincr(&bk, "queued", n).ignore();
         pipe.hincr(&counts, "queued", n).ignore();
+        for (lane, k) in per_lane {
+            pipe.hincr(self.key(project, &format!("lane:{lane}")), "qd", k)
+                .ignore();
+        }
         let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await?;
         Ok(n)
@@ -346,44 +368,73 @@ impl RedisQueue {
     }
 
     async fn recover_inner(&self, project: &str, worker: &str) -> Result<Recovered, QueueError> {
-        self.ensure_group(project, false).await?;
-        let [stream, delayed, dlq] = self.core_keys(project);
-        let cursor = self
-            .cursors
-            .lock()
-            .expect("cursors")
-            .get(project)
-            .cloned()
-            .unwrap_or_else(|| "0-0".into());
+        let [delayed, dlq] = self.core_keys(project);
         let mut inv = self.scripts.recover.prepare_invoke();
-        inv.key(&stream).key(&delayed).key(&dlq);
+        inv.key(&delayed).key(&dlq);
         inv.arg(self.base(project))
             .arg(GROUP)
             .arg(worker)
             .arg(self.options.visibility.as_millis() as u64)
-            .arg(&cursor)
             .arg(500)
             .arg(now_ms())
             .arg(self.options.max_deliveries)
             .arg(self.options.retention.as_secs().max(1));
         let mut conn = self.conn.clone();
-        let (next, flat, dead, completed): (String, Vec<String>, Vec<String>, Vec<String>) =
-            match inv.invoke_async(&mut conn).await {
-                Err(e) if is_nogroup(&e) => {
-                    self.ensure_group(project, true).await?;
-                    return Ok(Recovered::default());
-                }
-                other => other?,
-            };
-        self.cursors
-            .lock()
-            .expect("cursors")
-            .insert(project.to_string(), next);
+        let (flat, dead, completed): (Vec<String>, Vec<String>, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
         Ok(Recovered {
             claimed: claimed_from_flat(project, &flat),
             dead,
             completed_batches: completed,
         })
+    }
+
+    async fn throttle_inner(
+        &self,
+        project: &str,
+        lane: &str,
+        throttle: &Throttle,
+    ) -> Result<(), QueueError> {
+        let aimd = self.options.aimd;
+        let (kind, delay, reason) = match throttle {
+            Throttle::Rate { delay } => ("rate", delay.map_or(0, |d| d.as_millis() as u64), ""),
+            Throttle::Park { until_ms, reason } => {
+                ("park", until_ms.saturating_sub(now_ms()), reason.as_str())
+            }
+        };
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .throttle
+            .arg(self.base(project))
+            .arg(lane)
+            .arg(now_ms())
+            .arg(kind)
+            .arg(delay)
+            .arg(aimd.default_pause.as_millis() as u64)
+            .arg(aimd.decrease)
+            .arg(aimd.decrease_interval.as_millis() as u64)
+            .arg(reason)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn lanes_inner(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;
+        lanes.sort();
+        let mut pipe = redis::pipe();
+        for lane in &lanes {
+            pipe.hgetall(self.key(project, &format!("lane:{lane}")));
+        }
+        let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let now = now_ms();
+        Ok(lanes
+            .into_iter()
+            .zip(maps)
+            .map(|(model, m)| lane_view(model, &m, now))
+            .collect())
     }
 
     async fn cancel_inner(&self, project: &str, id: &str) -> Result<CancelReport, QueueError> {
@@ -483,12 +534,13 @@ fn queued_record(project: &str, id: &str) -> JobRecord {
 
 /// Claimed jobs from a script's flat reply: token, job, spec, attempts, deliveries, line.
 fn claimed_from_flat(project: &str, flat: &[String]) -> Vec<Claimed> {
-    flat.chunks_exact(6)
+    flat.chunks_exact(7)
         .map(|c| Claimed {
             lease: Lease {
                 project: project.to_string(),
                 job: c[1].clone(),
                 token: c[0].clone(),
+                lane: c[6].clone(),
             },
             payload: c[2].clone(),
             attempts: c[3].parse().unwrap_or(0),
@@ -498,8 +550,37 @@ fn claimed_from_flat(project: &str, flat: &[String]) -> Vec<Claimed> {
         .collect()
 }
 
-fn is_nogroup(e: &redis::RedisError) -> bool {
-    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+/// A lane's state hash as [`LaneView`].
+fn lane_view(model: String, m: &HashMap<String, String>, now: u64) -> LaneView {
+    let num = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+    let int = |k: &str| num(k).map_or(0, |v| v.max(0.0) as u64);
+    let concurrency = int("cap") as u32;
+    // The minute window counts only while it is current (the previous one for another
+    // minute).
+    let age = now.saturating_sub(int("wst"));
+    let (w429, wok) = if age < 120_000 {
+        (int("w429"), int("wok"))
+    } else {
+        (0, 0)
+    };
+    let (p429, pok) = if age < 60_000 {
+        (int("p429"), int("pok"))
+    } else {
+        (0, 0)
+    };
+    LaneView {
+        concurrency,
+        rpm: int("rpm") as u32,
+        effective_concurrency: num("eff").unwrap_or(concurrency as f64),
+        in_flight: int("run"),
+        queued: int("qd"),
+        paused_until_ms: Some(int("pause")).filter(|t| *t > now),
+        parked_until_ms: Some(int("park")).filter(|t| *t > now),
+        parked_reason: m.get("why").cloned().filter(|_| int("park") > now),
+        recent_429: w429 + p429,
+        recent_answered: wok + pok,
+        model,
+    }
 }
 
 impl JobQueue for RedisQueue {
@@ -528,23 +609,61 @@ impl JobQueue for RedisQueue {
         .boxed()
     }
 
-    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
-        self.claim_inner(project, worker, max).boxed()
+    fn set_limits(&self, project: &str, limits: ProjectLimits) {
+        self.limits
+            .lock()
+            .expect("limits")
+            .insert(project.to_string(), limits);
+    }
+
+    fn admit<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Claim> {
+        self.admit_inner(project, worker, max).boxed()
+    }
+
+    fn throttle<'a>(
+        &'a self,
+        project: &'a str,
+        lane: &'a str,
+        throttle: &'a Throttle,
+    ) -> Fut<'a, ()> {
+        self.throttle_inner(project, lane, throttle).boxed()
+    }
+
+    fn unpark<'a>(&'a self, project: &'a str, lane: &'a str) -> Fut<'a, bool> {
+        async move {
+            let mut conn = self.conn.clone();
+            let n: u64 = redis::cmd("HDEL")
+                .arg(self.key(project, &format!("lane:{lane}")))
+                .arg("park")
+                .arg("why")
+                .arg("pause")
+                .query_async(&mut conn)
+                .await?;
+            Ok(n > 0)
+        }
+        .boxed()
+    }
+
+    fn lanes<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<LaneView>> {
+        self.lanes_inner(project).boxed()
     }
 
     fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()> {
         async move {
-            let mut by_project: HashMap<&str, Vec<&str>> = HashMap::new();
+            let mut by_lane: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
             for l in leases {
-                by_project.entry(&l.project).or_default().push(&l.token);
+                by_lane
+                    .entry((&l.project, &l.lane))
+                    .or_default()
+                    .push(&l.token);
             }
             let mut pipe = redis::pipe();
-            for (project, tokens) in by_project {
+            for ((project, lane), tokens) in by_lane {
                 // XCLAIM … JUSTID with min-idle 0 resets the idle time without counting
                 // a delivery; entries no longer pending (recovered) are ignored.
                 let cmd = pipe
                     .cmd("XCLAIM")
-                    .arg(self.key(project, "stream"))
+                    .arg(self.lane_stream(project, lane))
                     .arg(GROUP)
                     .arg(worker)
                     .arg(0);

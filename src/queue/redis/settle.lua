@@ -1,41 +1,77 @@
--- KEYS: stream, delayed, dlq
--- ARGV: base, group, now_ms, retention_s, then 7 per item:
---   job id, token, kind (F finish | D finish + dead-letter | R retry | L release),
+-- KEYS: delayed, dlq
+-- ARGV: base, group, now_ms, retention_s, max_wait_ms, then 8 per item:
+--   job id, token, lane, kind (F finish | D finish + dead-letter | R retry | L release),
 --   status (F/D), error, result (F/D) or delay ms (R), count attempt (R: 1/0)
 -- Returns one integer per item: 0 stale lease, 1 applied, 3 applied + batch completed.
-local stream, delayed, dlq = KEYS[1], KEYS[2], KEYS[3]
+-- A provider answer (succeeded, blocked) raises its lane's AIMD concurrency by 1/eff.
+local delayed, dlq = KEYS[1], KEYS[2]
 local base, group = ARGV[1], ARGV[2]
-local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, retention, max_wait = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local d, touched, answered = {}, {}, {}
 local out = {}
-local i = 5
-while i + 6 <= #ARGV do
-  local jid, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local status, err, extra, counted = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+local acks = {}
+local i, item = 6, 0
+while i + 7 <= #ARGV do
+  local jid, token, lane, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local status, err, extra, counted = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  i = i + 8
+  item = item + 1
+  local stream = lane_stream(base, lane)
+  local a = acks[stream]
+  if not a then a = {}; acks[stream] = a end
+  a[#a + 1] = token
   local rk = base .. ':job:' .. jid
-  redis.call('XACK', stream, group, token)
-  local cur = redis.call('HMGET', rk, 'e', 'st')
+  local cur = redis.call('HMGET', rk, 'e', 'st', 'att', 'q0')
   if cur[1] ~= token or cur[2] ~= 'running' then
-    out[#out + 1] = 0
+    out[item] = 0
   else
-    redis.call('XDEL', stream, token)
+    out[item] = 1
+    local att = tonumber(cur[3] or '0')
+    if kind == 'R' and counted ~= '1' and max_wait > 0 and now - tonumber(cur[4] or now) > max_wait then
+      -- A deferral past the job's deadline ends it.
+      kind, status = 'F', 'failed'
+      err = 'waited ' .. math.floor((now - tonumber(cur[4])) / 1000) .. ' s for capacity (max_wait '
+        .. math.floor(max_wait / 1000) .. ' s); last error: ' .. err
+      extra = ''
+    end
     if kind == 'F' or kind == 'D' then
       if kind == 'D' then dead_letter(dlq, jid, err, now) end
-      redis.call('HINCRBY', rk, 'att', 1) -- the final attempt counts too
-      local c = finish(base, jid, 'running', status, err, extra, now, retention)
-      out[#out + 1] = 1 + 2 * c
+      -- The final attempt counts too.
+      local bk = finish(d, base, jid, 'running', status, err, extra, now, retention, lane, att + 1)
+      if bk then touched[bk] = item end
+      if status == 'succeeded' or status == 'blocked' then
+        answered[lane] = (answered[lane] or 0) + 1
+      end
     elseif kind == 'R' then
-      redis.call('HSET', rk, 'st', 'queued', 'err', err, 'dlv', 0)
+      local f = {'st', 'queued', 'err', err, 'dlv', 0}
+      if counted == '1' then f[#f + 1] = 'att'; f[#f + 1] = att + 1 end
+      redis.call('HSET', rk, unpack(f))
       redis.call('HDEL', rk, 'e', 'w')
-      if counted == '1' then redis.call('HINCRBY', rk, 'att', 1) end
-      move(base, jid, 'running', 'queued')
+      move(d, base, jid, 'running', 'queued', lane)
       redis.call('ZADD', delayed, now + tonumber(extra), jid)
-      out[#out + 1] = 1
     else
-      redis.call('HINCRBY', rk, 'dlv', -1)
-      requeue(base, stream, jid, 'running')
-      out[#out + 1] = 1
+      redis.call('HSET', rk, 'dlv', math.max(0, tonumber(redis.call('HGET', rk, 'dlv') or '1') - 1))
+      requeue(d, base, jid, 'running', lane)
     end
   end
 end
+-- Stale or not, the delivery is over: acknowledge and delete every entry at once.
+for stream, tokens in pairs(acks) do
+  redis.call('XACK', stream, group, unpack(tokens))
+  redis.call('XDEL', stream, unpack(tokens))
+end
+-- Additive increase: +1 per eff answers, never above the configured cap.
+for lane, k in pairs(answered) do
+  local lk = lane_key(base, lane)
+  roll_window(lk, now)
+  local v = redis.call('HMGET', lk, 'eff', 'cap')
+  local cap = tonumber(v[2] or '0')
+  local eff = tonumber(v[1] or '0')
+  if cap > 0 and eff > 0 and eff < cap then
+    redis.call('HSET', lk, 'eff', tostring(math.min(cap, eff + k / eff)))
+  end
+  bump(d, lk, 'wok', k)
+end
+flush(d)
+for _, item in ipairs(settle_batches(touched, now, retention)) do out[item] = 3 end
 return out

@@ -11,7 +11,7 @@ use super::*;
 #[test]
 fn kill_9_of_one_of_two_workers_loses_nothing() {
     // 100 ms per image so plenty of jobs are in flight at the kill.
-    let mut fleet = Fleet::start("latency_ms = 100\n", "", 0);
+    let mut fleet = Fleet::start("latency_ms = 100\n", "concurrency = 64\n", 0);
     fleet.spawn_worker(16);
     fleet.spawn_worker(16);
     let n = 2_000;
@@ -30,7 +30,7 @@ fn kill_9_of_one_of_two_workers_loses_nothing() {
     let mut conn = fleet.redis();
     let base = fleet.base();
     let pending: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
-        .arg(format!("{base}:stream"))
+        .arg(format!("{base}:q:gemini-2.5-flash-image"))
         .arg("workers")
         .arg("-")
         .arg("+")
@@ -54,7 +54,7 @@ fn kill_9_of_one_of_two_workers_loses_nothing() {
     let mut victim_jobs = Vec::new();
     for t in &victim_tokens {
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(format!("{base}:stream"))
+            .arg(format!("{base}:q:gemini-2.5-flash-image"))
             .arg(t)
             .arg(t)
             .query(&mut conn)

@@ -20,7 +20,7 @@ pub fn ok_requests(stats: &Value) -> u64 {
 
 #[test]
 fn ten_thousand_jobs_through_two_worker_processes() {
-    let mut fleet = Fleet::start(FAST, "", 0);
+    let mut fleet = Fleet::start(FAST, "concurrency = 64\n", 0);
     fleet.spawn_worker(32);
     fleet.spawn_worker(32);
     let file = fleet.file("prompts.txt", &prompts(10_000));
@@ -62,7 +62,7 @@ fn ten_thousand_jobs_through_two_worker_processes() {
 #[test]
 fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
     // Database 9: CLIENT KILL below must only hit this test's workers.
-    let mut fleet = Fleet::start(FAST, "", 9);
+    let mut fleet = Fleet::start(FAST, "concurrency = 64\n", 9);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let queue = rt
         .block_on(RedisQueue::open(
@@ -87,6 +87,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     seq,
                     line: Some(seq + 1),
                     spec: spec.into(),
+                    lane: "gemini-2.5-flash-image".into(),
                 })
                 .collect();
             jobs.insert(
@@ -95,6 +96,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     seq: 20_000,
                     line: Some(20_001),
                     spec: "{not json at all".into(),
+                    lane: "gemini-2.5-flash-image".into(),
                 },
             );
             queue.enqueue("acme", &b.id, jobs).await?;

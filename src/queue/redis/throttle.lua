@@ -1,0 +1,28 @@
+-- Feedback from a 429 (KEYS: none; everything under ARGV[1]).
+-- ARGV: base, lane, now_ms, kind (rate | park), delay_ms (0: none advised),
+--       default pause ms, decrease factor, min decrease interval ms, reason (park)
+-- rate: multiplicative decrease of the lane's effective concurrency (at most once per
+--   interval: one overshoot brings several 429s), and a pause of every worker's
+--   admission for the advised delay. park: no admission until the given time (a daily
+--   quota is spent) or an operator unparks it.
+local base, lane, now, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local delay, default_pause = tonumber(ARGV[5]), tonumber(ARGV[6])
+local beta, interval, reason = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local lk = lane_key(base, lane)
+roll_window(lk, now)
+redis.call('HINCRBY', lk, 'w429', 1)
+if kind == 'park' then
+  redis.call('HSET', lk, 'park', now + delay, 'why', reason)
+  return 1
+end
+local v = redis.call('HMGET', lk, 'eff', 'cap', 'dec', 'pause', 'run')
+local cap = tonumber(v[2] or '0')
+if cap <= 0 then cap = math.max(1, tonumber(v[5] or '1')) end
+local eff = math.min(tonumber(v[1] or cap), cap)
+if now - tonumber(v[3] or '0') >= interval then
+  eff = math.max(1, eff * beta)
+  redis.call('HSET', lk, 'eff', tostring(eff), 'dec', now)
+end
+local until_ms = now + (delay > 0 and delay or default_pause)
+if until_ms > tonumber(v[4] or '0') then redis.call('HSET', lk, 'pause', until_ms) end
+return 0
