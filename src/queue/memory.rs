@@ -457,15 +457,12 @@ impl MemoryQueue {
                             result.as_deref(),
                         );
                     }
-                    Settle::Retry {
-                        delay,
-                        count,
-                        error,
-                    } if !*count
-                        && max_wait > 0
-                        && p.jobs.get(&lease.job).is_some_and(|f| {
-                            now_ms().saturating_sub(get_u64(f, job_fields::ENQUEUED)) > max_wait
-                        }) =>
+                    Settle::Retry { count, error, .. }
+                        if !*count
+                            && max_wait > 0
+                            && p.jobs.get(&lease.job).is_some_and(|f| {
+                                now_ms().saturating_sub(get_u64(f, job_fields::ENQUEUED)) > max_wait
+                            }) =>
                     {
                         let waited = p.jobs.get(&lease.job).map_or(0, |f| {
                             now_ms().saturating_sub(get_u64(f, job_fields::ENQUEUED))
@@ -478,7 +475,6 @@ impl MemoryQueue {
                             waited / 1000,
                             max_wait / 1000
                         );
-                        let _ = delay;
                         report.batch_completed = p.finish(
                             &lease.job,
                             JobStatus::Running,
