@@ -24,6 +24,8 @@ pub struct Settings {
     pub output: OutputConfig,
     /// Worker process settings.
     pub worker: WorkerConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
     /// The in-process emulator used by `imagegen run` without projects.
     pub emulator: EmulatorConfig,
     /// Tenants by name.
@@ -104,6 +106,90 @@ pub struct WorkerConfig {
     /// When daily quotas reset (`HH:MM` UTC; Google resets at midnight Pacific time):
     /// a lane parked by a spent daily quota that advised no delay waits until then.
     pub quota_reset_utc: String,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Delay before each attempt (humantime strings: `0s`, `5m`, `2h`).
+    pub retry_schedule: Vec<String>,
+    /// One attempt's timeout, seconds.
+    pub timeout_s: u64,
+    /// Response bytes read at most.
+    pub max_response_bytes: usize,
+    /// Deliveries in flight per worker.
+    pub concurrency: usize,
+    /// Allow every destination (private networks included).
+    pub allow_private_networks: bool,
+    /// Private ranges allowed anyway.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    /// Signed output URL lifetime, seconds.
+    pub signed_url_ttl_s: u64,
+}
+
+impl WebhooksConfig {
+    /// The retry schedule as durations.
+    pub fn schedule(&self) -> Result<Vec<std::time::Duration>, ConfigError> {
+        if self.retry_schedule.is_empty() {
+            return Err(invalid(
+                "webhooks.retry_schedule",
+                "needs at least one entry (the first attempt's delay, usually \"0s\")",
+            ));
+        }
+        self.retry_schedule
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                humantime::parse_duration(s.trim()).map_err(|e| {
+                    invalid(
+                        format!("webhooks.retry_schedule[{i}]"),
+                        format!("`{s}` is not a duration like \"5s\", \"30m\", \"2h\": {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The destination policy.
+    pub fn policy(&self) -> Result<crate::webhooks::NetPolicy, ConfigError> {
+        let allow_cidrs = self
+            .allow_cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                    invalid(
+                        format!("webhooks.allow_cidrs[{i}]"),
+                        format!("`{c}` is not a CIDR range like \"10.20.0.0/16\""),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(crate::webhooks::NetPolicy {
+            allow_private_networks: self.allow_private_networks,
+            allow_cidrs,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.schedule()?;
+        self.policy()?;
+        if !(1..=300).contains(&self.timeout_s) {
+            return Err(invalid("webhooks.timeout_s", "must be between 1 and 300"));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid("webhooks.concurrency", "must be at least 1"));
+        }
+        if self.signed_url_ttl_s == 0 || self.signed_url_ttl_s > 604_800 {
+            return Err(invalid(
+                "webhooks.signed_url_ttl_s",
+                "must be between 1 and 604800 (7 days, the longest S3 and GCS sign for)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[emulator]`.
@@ -301,8 +387,22 @@ impl Settings {
             return Err(invalid("worker.quota_reset_utc", "must be HH:MM (UTC)"));
         }
         check_store_url("output.url", &self.output.url)?;
+        self.webhooks.validate()?;
+        let policy = self.webhooks.policy()?;
         for (name, p) in &self.projects {
-            p.validate(&format!("projects.{name}"))?;
+            let key = format!("projects.{name}");
+            p.validate(&key)?;
+            if let Some(url) = &p.webhook_url {
+                policy
+                    .check_url(url)
+                    .map_err(|e| invalid(format!("{key}.webhook_url"), e.to_string()))?;
+                if p.webhook_secret.is_none() {
+                    return Err(invalid(
+                        format!("{key}.webhook_secret"),
+                        "required when webhook_url is set: deliveries are signed (Standard Webhooks); generate one with `imagegen webhooks secret`",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -431,6 +531,32 @@ impl ProjectConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl ProjectConfig {
+    /// The project's webhook signer, when it has a `webhook_secret` (read and checked
+    /// now: a bad secret fails with its key named).
+    pub fn webhook_signer(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::webhooks::Signer>, ConfigError> {
+        use secrecy::ExposeSecret as _;
+        let Some(source) = &self.webhook_secret else {
+            return Ok(None);
+        };
+        let key = format!("projects.{name}.webhook_secret");
+        let text = read_secret(&key, source)?;
+        crate::webhooks::Signer::parse(text.expose_secret())
+            .map(Some)
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!(
+                        "{e} (expected whsec_<base64>; several, space-separated, during a rotation)"
+                    ),
+                )
+            })
     }
 }
 

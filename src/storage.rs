@@ -52,6 +52,8 @@ pub struct StoredImage {
 #[derive(Clone)]
 pub struct OutputStore {
     store: Arc<dyn ObjectStore>,
+    /// Signs URLs where the store can (S3, GCS, Azure).
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
     /// Prefix inside the store (no leading/trailing slash).
     prefix: String,
     /// URL of the store root, for printing locations.
@@ -93,6 +95,7 @@ impl OutputStore {
                 .map_err(|e| err(e.to_string()))?;
             return Ok(OutputStore {
                 store: Arc::new(fs),
+                signer: None,
                 prefix: String::new(),
                 root_url: format!("file://{}", abs.display()),
             });
@@ -104,19 +107,98 @@ impl OutputStore {
                 .to_string();
             return Ok(OutputStore {
                 store: Arc::new(object_store::memory::InMemory::new()),
+                signer: None,
                 prefix,
                 root_url: "memory://".into(),
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
-        let (store, path) =
-            object_store::parse_url_opts(&parsed, options).map_err(|e| err(e.to_string()))?;
+        let (scheme, path) =
+            object_store::ObjectStoreScheme::parse(&parsed).map_err(|e| err(e.to_string()))?;
+        let path = StorePath::parse(path).map_err(|e| err(e.to_string()))?;
+        // Built as parse_url_opts would, but keeping the concrete store: it also signs.
+        fn configured<B, K: std::str::FromStr>(
+            builder: B,
+            options: &[(String, String)],
+            with: impl Fn(B, K, String) -> B,
+        ) -> B {
+            options.iter().fold(builder, |b, (k, v)| {
+                match k.to_ascii_lowercase().parse::<K>() {
+                    Ok(k) => with(b, k, v.clone()),
+                    Err(_) => b,
+                }
+            })
+        }
+        let (store, signer): (
+            Arc<dyn ObjectStore>,
+            Option<Arc<dyn object_store::signer::Signer>>,
+        ) = match scheme {
+            object_store::ObjectStoreScheme::AmazonS3 => {
+                let b = configured(
+                    object_store::aws::AmazonS3Builder::new().with_url(url),
+                    &options,
+                    |b, k: object_store::aws::AmazonS3ConfigKey, v| b.with_config(k, v),
+                );
+                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
+                (s.clone(), Some(s))
+            }
+            object_store::ObjectStoreScheme::GoogleCloudStorage => {
+                let b = configured(
+                    object_store::gcp::GoogleCloudStorageBuilder::new().with_url(url),
+                    &options,
+                    |b, k: object_store::gcp::GoogleConfigKey, v| b.with_config(k, v),
+                );
+                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
+                (s.clone(), Some(s))
+            }
+            object_store::ObjectStoreScheme::MicrosoftAzure => {
+                let b = configured(
+                    object_store::azure::MicrosoftAzureBuilder::new().with_url(url),
+                    &options,
+                    |b, k: object_store::azure::AzureConfigKey, v| b.with_config(k, v),
+                );
+                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
+                (s.clone(), Some(s))
+            }
+            _ => {
+                let (store, _) = object_store::parse_url_opts(&parsed, options)
+                    .map_err(|e| err(e.to_string()))?;
+                (Arc::from(store), None)
+            }
+        };
         let root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
         Ok(OutputStore {
-            store: Arc::from(store),
+            store,
+            signer,
             prefix: path.to_string(),
             root_url: root,
         })
+    }
+
+    /// A time-limited HTTPS URL for an object of this store given by its full URL
+    /// (`s3://…`), where the store can sign; `None` otherwise.
+    pub async fn signed_url(&self, url: &str, ttl: std::time::Duration) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let rel = url.strip_prefix(&self.root_url)?.strip_prefix('/')?;
+        match signer
+            .signed_url(
+                object_store::signer::Method::GET,
+                &StorePath::from(rel),
+                ttl,
+            )
+            .await
+        {
+            Ok(u) => Some(u.to_string()),
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "signing an output URL failed");
+                None
+            }
+        }
+    }
+
+    /// The URL of a job's `result.json`.
+    pub fn result_url(&self, loc: &JobLocation<'_>) -> String {
+        self.url_of(&self.key(&format!("{}/result.json", Self::job_dir(loc))))
     }
 
     fn key(&self, rel: &str) -> StorePath {

@@ -172,6 +172,8 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 line: Some(s + 1),
                 spec: SPEC.to_string(),
                 lane: "gemini-2.5-flash-image".into(),
+                op: "generate".into(),
+                webhook: None,
             })
             .collect();
         in_flight.push(queue.enqueue("bench", &batch.id, chunk));
@@ -205,6 +207,7 @@ async fn drain(
             store: OutputStore::from_url(out, Vec::new())?,
             limits: Default::default(),
             weight: 1,
+            webhook: None,
         },
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -217,6 +220,7 @@ async fn drain(
         retry: RetryPolicy::default(),
         shutdown_grace: Duration::from_secs(5),
         quota_reset_utc: "08:00".into(),
+        webhooks: None,
     };
     let started = Instant::now();
     let started_ms = crate::queue::now_ms();

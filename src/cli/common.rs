@@ -171,6 +171,12 @@ pub fn project_runtimes(
                     store: output_store(settings, name, None)?,
                     limits: crate::limits::ProjectLimits::from_config(p),
                     weight: p.weight,
+                    webhook: p
+                        .webhook_signer(name)?
+                        .map(|signer| crate::worker::ProjectWebhook {
+                            signer: Arc::new(signer),
+                            default_url: p.webhook_url.clone(),
+                        }),
                 },
             ))
         })
@@ -189,6 +195,10 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
         retry: RetryPolicy::from_settings(w),
         shutdown_grace: Duration::from_secs(w.shutdown_grace_s),
         quota_reset_utc: w.quota_reset_utc.clone(),
+        webhooks: Some(
+            crate::webhooks::Settings::from_config(&settings.webhooks)
+                .expect("validated with the settings"),
+        ),
     }
 }
 

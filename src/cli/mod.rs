@@ -8,6 +8,7 @@ pub mod results;
 pub mod run;
 pub mod status;
 pub mod submit;
+pub mod webhooks;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     /// Resume a project+model parked by a spent daily quota (status quota_exhausted).
     Unpark(cancel::UnparkArgs),
+    /// Webhook secrets and endpoints: `secret`, `disabled PROJECT`, `enable PROJECT URL`.
+    Webhooks(webhooks::WebhooksArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
     /// Measure the queue and worker against the configured Redis (see docs/benchmarks.md).
@@ -95,6 +98,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Results(args) => results::run(args, quiet_settings(&cli.config)?).await,
         Command::Cancel(args) => cancel::run(args, quiet_settings(&cli.config)?).await,
         Command::Unpark(args) => cancel::unpark(args, quiet_settings(&cli.config)?).await,
+        Command::Webhooks(args) => {
+            let settings = quiet_settings(&cli.config);
+            webhooks::run(args, settings.ok()).await
+        }
         Command::Bench(args) => bench::run(args, quiet_settings(&cli.config)?).await,
     }
 }

@@ -22,7 +22,7 @@ use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
 use crate::queue::submit;
 use crate::queue::{BatchRecord, JobQueue as _, JobRecord, MemoryQueue, NewBatch, QueueOptions};
 use crate::worker::backend::OnBatchComplete;
-use crate::worker::{ProjectRuntime, run_worker};
+use crate::worker::{ProjectRuntime, WorkerOptions, run_worker};
 
 /// Arguments of `imagegen run`.
 #[derive(Debug, clap::Args)]
@@ -92,9 +92,15 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
                 .map(crate::limits::ProjectLimits::from_config)
                 .unwrap_or_default(),
             weight: 1,
+            // Embedded runs keep nothing after they exit: webhooks need the fleet's
+            // durable delivery queue (`submit` + `worker`).
+            webhook: None,
         },
     );
-    let options = common::worker_options(&settings, args.concurrency);
+    let options = WorkerOptions {
+        webhooks: None,
+        ..common::worker_options(&settings, args.concurrency)
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     let shutdown = {
         let interrupted = interrupted.clone();

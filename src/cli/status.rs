@@ -49,6 +49,9 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
     let project =
         common::project_of(queue.as_ref(), &settings, args.project.as_deref(), id).await?;
     let lanes = queue.lanes(&project).await?;
+    let webhook = queue
+        .hook(&project, &crate::queue::hooks::message_id(id))
+        .await?;
     if let Some(batch) = queue.batch(&project, id).await? {
         let failures = failure_records(queue.as_ref(), &project, &batch).await?;
         if args.json {
@@ -59,10 +62,14 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
                 obj.insert("eta_ms".into(), batch.eta_ms(now_ms()).into());
                 obj.insert("failures".into(), serde_json::to_value(&failures)?);
                 obj.insert("lanes".into(), lanes_json(&lanes));
+                if let Some(w) = &webhook {
+                    obj.insert("webhook".into(), serde_json::to_value(w)?);
+                }
             }
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print_batch(&batch, &failures);
+            print_webhook(webhook.as_ref());
             print_lanes(&lanes);
         }
         return Ok(ExitCode::SUCCESS);
@@ -72,11 +79,50 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
         .await?
         .ok_or_else(|| anyhow::anyhow!("no job or batch `{id}` in project `{project}`"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&job)?);
+        let mut v = serde_json::to_value(&job)?;
+        if let (Some(obj), Some(w)) = (v.as_object_mut(), &webhook) {
+            obj.insert("webhook".into(), serde_json::to_value(w)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_job(&job);
+        print_webhook(webhook.as_ref());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn time_of(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// The event delivery about this job or batch, with every attempt.
+fn print_webhook(w: Option<&crate::queue::hooks::DeliveryRecord>) {
+    let Some(w) = w else {
+        return;
+    };
+    println!("webhook   {} {} → {}", w.event, w.state, w.url);
+    println!("  id      {}", w.id);
+    if let Some(next) = w.next_ms {
+        println!(
+            "  next    in {}",
+            common::human_ms(next.saturating_sub(now_ms()))
+        );
+    }
+    if let Some(e) = &w.error {
+        println!("  error   {e}");
+    }
+    for (i, a) in w.attempts.iter().enumerate() {
+        println!(
+            "  #{:<2} {}  {:>4}  {:>6} ms  {}",
+            i + 1,
+            time_of(a.at_ms),
+            a.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            a.latency_ms,
+            a.error.as_deref().unwrap_or("ok")
+        );
+    }
 }
 
 async fn failure_records(

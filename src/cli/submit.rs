@@ -49,11 +49,19 @@ pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCod
         )
     })?;
     if let Some(url) = &args.webhook {
-        let parsed =
-            url::Url::parse(url).with_context(|| format!("--webhook: `{url}` is not a URL"))?;
+        // The worker checks every address again when it connects; refusing here means
+        // a bad URL never waits in the queue.
+        settings
+            .webhooks
+            .policy()?
+            .check_resolved(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
         anyhow::ensure!(
-            matches!(parsed.scheme(), "http" | "https"),
-            "--webhook: `{url}` must be an http(s) URL"
+            project.webhook_secret.is_some(),
+            "--webhook: project `{}` has no webhook_secret to sign deliveries with: set projects.{}.webhook_secret (generate one with `imagegen webhooks secret`)",
+            args.project,
+            args.project
         );
     }
     let file = args

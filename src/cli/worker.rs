@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use super::common;
 use crate::config::Settings;
 use crate::queue::JobQueue;
@@ -16,6 +18,10 @@ pub struct WorkerArgs {
     /// Serve only these projects (comma-separated; default: every configured one).
     #[arg(long, value_delimiter = ',')]
     pub projects: Vec<String>,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address
+    /// (`127.0.0.1:9464`; port 0 picks a free one and prints it).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the worker.
@@ -40,7 +46,32 @@ pub async fn run(args: WorkerArgs, settings: Settings) -> anyhow::Result<ExitCod
             .join(", "),
         options.concurrency
     );
-    run_worker(queue, projects, options, None, common::shutdown_signal()).await?;
+    let shutdown = futures::FutureExt::shared(Box::pin(common::shutdown_signal()));
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}"))?;
+            let bound = listener.local_addr()?;
+            eprintln!("metrics on http://{bound}/metrics");
+            tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+            let ready = crate::metrics::Readiness {
+                queue: queue.clone(),
+                projects: names.iter().map(|s| s.to_string()).collect(),
+            };
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                ready,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    run_worker(queue, projects, options, None, shutdown).await?;
+    crate::metrics::get().stopping();
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     tracing::info!("worker stopped");
     Ok(ExitCode::SUCCESS)
 }

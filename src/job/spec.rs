@@ -255,6 +255,10 @@ pub struct JobSpec {
     /// Caller's own data, stored with the job and echoed in results and webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// This job's own webhook: its terminal event (`job.succeeded`, …) goes here instead
+    /// of the project's default, signed with the project's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// Gemini response modality.

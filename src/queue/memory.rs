@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use futures::FutureExt as _;
 
+use super::hooks::{AttemptRecord, DeliveryRecord, DueDelivery, HookSettle};
 use super::records::{batch_fields, job_fields};
 use super::{
     BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
-    Lease, NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+    Lease, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions, Recovered, Settle,
+    SettleReport, now_ms,
 };
 use crate::job::{JobId, JobStatus, batch_job_id, split_job_id};
 use crate::limits::{LaneView, ProjectLimits, Throttle, gcra};
@@ -64,6 +66,49 @@ struct Project {
     pending: HashMap<String, (String, String, Instant)>,
     dlq: Vec<DeadLetter>,
     idem: HashMap<String, String>,
+    enqueued_by_op: BTreeMap<String, u64>,
+    hooks: Hooks,
+}
+
+/// Webhook deliveries (as `lib.lua`'s `hook()` and the hooks scripts).
+#[derive(Default)]
+struct Hooks {
+    default: Option<String>,
+    /// id → (fields, attempt log)
+    records: HashMap<String, (Fields, Vec<String>)>,
+    /// id → due ms
+    due: HashMap<String, u64>,
+    /// disabled endpoint → why
+    off: BTreeMap<String, String>,
+}
+
+impl Hooks {
+    fn enqueue(&mut self, event: &str, subject: &str, url: Option<String>) {
+        let Some(url) = url
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.default.clone())
+        else {
+            return;
+        };
+        let id = crate::queue::hooks::message_id(subject);
+        if self.records.contains_key(&id) {
+            return;
+        }
+        let now = now_ms();
+        let f: Fields = [
+            ("url", url),
+            ("type", event.to_string()),
+            ("sub", subject.to_string()),
+            ("st", "pending".to_string()),
+            ("c", now.to_string()),
+            ("att", "0".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        self.records.insert(id.clone(), (f, Vec::new()));
+        self.due.insert(id, now);
+    }
 }
 
 #[derive(Default)]
@@ -169,6 +214,8 @@ impl Project {
             return false;
         }
         bf.insert(batch_fields::COMPLETED.into(), now_ms().to_string());
+        let own = bf.get(batch_fields::WEBHOOK).cloned();
+        self.hooks.enqueue("batch.completed", batch, own);
         true
     }
 
@@ -200,6 +247,9 @@ impl Project {
         ] {
             f.remove(k);
         }
+        let own = f.get(job_fields::WEBHOOK).cloned();
+        self.hooks
+            .enqueue(&format!("job.{}", status.as_str()), job, own);
         self.move_status(job, from, status);
         let Some((batch, _)) = split_job_id(job) else {
             return false;
@@ -656,6 +706,10 @@ impl JobQueue for MemoryQueue {
                     if let Some(line) = job.line {
                         f.insert(job_fields::LINE.into(), line.to_string());
                     }
+                    if let Some(url) = job.webhook {
+                        f.insert(job_fields::WEBHOOK.into(), url);
+                    }
+                    *p.enqueued_by_op.entry(job.op).or_default() += 1;
                     p.jobs.insert(id.clone(), f);
                     p.lane(&job.lane).ready.push_back(id);
                 }
@@ -876,5 +930,176 @@ impl JobQueue for MemoryQueue {
             }))
         }
         .boxed()
+    }
+
+    fn project_counts<'a>(&'a self, project: &'a str) -> Fut<'a, ProjectCounts> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let mut by_status: BTreeMap<JobStatus, u64> =
+                    JobStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+                for f in p.jobs.values() {
+                    *by_status.entry(status_of(f)).or_default() += 1;
+                }
+                ProjectCounts {
+                    by_status,
+                    enqueued_by_op: p.enqueued_by_op.clone(),
+                    webhooks_pending: p.hooks.due.len() as u64,
+                }
+            }))
+        }
+        .boxed()
+    }
+
+    fn set_default_webhook<'a>(&'a self, project: &'a str, url: Option<&'a str>) -> Fut<'a, ()> {
+        async move {
+            self.with(project, |p, _| p.hooks.default = url.map(str::to_string));
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn hooks_due<'a>(
+        &'a self,
+        project: &'a str,
+        worker: &'a str,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> Fut<'a, Vec<DueDelivery>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let now = now_ms();
+                let token = format!("{worker}:{now}");
+                let mut due: Vec<(u64, String)> = p
+                    .hooks
+                    .due
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(id, at)| (*at, id.clone()))
+                    .collect();
+                due.sort();
+                due.truncate(max.max(1));
+                let mut out = Vec::new();
+                for (_, id) in due {
+                    p.hooks
+                        .due
+                        .insert(id.clone(), now + lease.as_millis() as u64);
+                    let Some((f, _)) = p.hooks.records.get_mut(&id) else {
+                        continue;
+                    };
+                    f.insert("st".into(), "delivering".into());
+                    f.insert("tok".into(), token.clone());
+                    let url = f.get("url").cloned().unwrap_or_default();
+                    out.push(DueDelivery {
+                        id: id.clone(),
+                        token: token.clone(),
+                        event: f.get("type").cloned().unwrap_or_default(),
+                        subject: f.get("sub").cloned().unwrap_or_default(),
+                        attempts: get_u64(f, "att") as u32,
+                        created_ms: get_u64(f, "c"),
+                        body: f.get("body").cloned(),
+                        disabled: p.hooks.off.get(&url).cloned(),
+                        url,
+                    });
+                }
+                out
+            }))
+        }
+        .boxed()
+    }
+
+    fn hooks_body<'a>(&'a self, project: &'a str, id: &'a str, body: &'a str) -> Fut<'a, String> {
+        async move {
+            Ok(
+                self.with(project, |p, _| match p.hooks.records.get_mut(id) {
+                    Some((f, _)) => f
+                        .entry("body".into())
+                        .or_insert_with(|| body.to_string())
+                        .clone(),
+                    None => body.to_string(),
+                }),
+            )
+        }
+        .boxed()
+    }
+
+    fn hooks_settle<'a>(
+        &'a self,
+        project: &'a str,
+        id: &'a str,
+        token: &'a str,
+        attempt: Option<&'a AttemptRecord>,
+        settle: &'a HookSettle,
+    ) -> Fut<'a, bool> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let Some((f, log)) = p.hooks.records.get_mut(id) else {
+                    return false;
+                };
+                if f.get("tok").map(String::as_str) != Some(token) {
+                    return false;
+                }
+                f.remove("tok");
+                if let Some(a) = attempt {
+                    log.push(serde_json::to_string(a).unwrap_or_default());
+                    incr(f, "att", 1);
+                }
+                let (kind, at, reason) = settle.wire();
+                match kind {
+                    "retry" | "defer" => {
+                        f.insert("st".into(), "pending".into());
+                        f.insert("next".into(), at.to_string());
+                        p.hooks.due.insert(id.to_string(), at);
+                        return true;
+                    }
+                    "ok" => {
+                        f.insert("st".into(), "delivered".into());
+                        f.remove("err");
+                    }
+                    _ => {
+                        if kind == "off"
+                            && let Some(url) = f.get("url")
+                        {
+                            p.hooks.off.insert(url.clone(), reason.to_string());
+                        }
+                        f.insert("st".into(), "failed".into());
+                        f.insert("err".into(), reason.to_string());
+                    }
+                }
+                f.remove("next");
+                f.insert("t2".into(), now_ms().to_string());
+                p.hooks.due.remove(id);
+                true
+            }))
+        }
+        .boxed()
+    }
+
+    fn hook<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<DeliveryRecord>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                p.hooks
+                    .records
+                    .get(id)
+                    .and_then(|(f, log)| DeliveryRecord::from_fields(id, f, log))
+            }))
+        }
+        .boxed()
+    }
+
+    fn hooks_disabled<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<(String, String)>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                p.hooks
+                    .off
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }))
+        }
+        .boxed()
+    }
+
+    fn hooks_enable<'a>(&'a self, project: &'a str, url: &'a str) -> Fut<'a, bool> {
+        async move { Ok(self.with(project, |p, _| p.hooks.off.remove(url).is_some())) }.boxed()
     }
 }

@@ -19,6 +19,7 @@
 //!   count a job twice.
 //! - Counters (per batch and per project) move on every transition; nothing scans.
 
+pub mod hooks;
 pub mod memory;
 pub mod records;
 pub mod redis;
@@ -130,6 +131,11 @@ pub struct NewJob {
     pub spec: String,
     /// Its lane: the model it calls (limits and quotas are per project + model).
     pub lane: String,
+    /// Its operation (`generate`, `edit`, …): counted per project for metrics.
+    pub op: String,
+    /// The job's own webhook URL: its terminal event goes there instead of the
+    /// project's default.
+    pub webhook: Option<String>,
 }
 
 /// A job handed to a worker.
@@ -219,6 +225,17 @@ pub struct Claim {
     pub wake_ms: Option<u64>,
 }
 
+/// A project's cluster-wide counters (read for metrics; never a scan).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectCounts {
+    /// Jobs by status.
+    pub by_status: std::collections::BTreeMap<JobStatus, u64>,
+    /// Jobs ever enqueued, by operation.
+    pub enqueued_by_op: std::collections::BTreeMap<String, u64>,
+    /// Webhook deliveries waiting (due, scheduled for a retry, or being attempted).
+    pub webhooks_pending: u64,
+}
+
 /// The durable queue. Object-safe: workers and CLI hold an `Arc<dyn JobQueue>`.
 pub trait JobQueue: Send + Sync + 'static {
     /// Creates a batch (or finds the one an idempotency key names).
@@ -276,6 +293,41 @@ pub trait JobQueue: Send + Sync + 'static {
     fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()>;
     /// The newest dead letters of a project.
     fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>>;
+    /// The project's counters.
+    fn project_counts<'a>(&'a self, project: &'a str) -> Fut<'a, ProjectCounts>;
+
+    // ---- webhook deliveries (`hooks`) ---------------------------------------------
+    /// Sets (or clears) the project's default webhook URL: where job events and batch
+    /// completions without a URL of their own go. Every process of a fleet writes it
+    /// from the same configuration.
+    fn set_default_webhook<'a>(&'a self, project: &'a str, url: Option<&'a str>) -> Fut<'a, ()>;
+    /// Takes up to `max` due deliveries for `lease`.
+    fn hooks_due<'a>(
+        &'a self,
+        project: &'a str,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+    ) -> Fut<'a, Vec<hooks::DueDelivery>>;
+    /// Stores a delivery's body unless one is stored already; returns the stored one
+    /// (every attempt sends the same bytes).
+    fn hooks_body<'a>(&'a self, project: &'a str, id: &'a str, body: &'a str) -> Fut<'a, String>;
+    /// Records an attempt (if one was made) and what happens next. False when the
+    /// token is stale.
+    fn hooks_settle<'a>(
+        &'a self,
+        project: &'a str,
+        id: &'a str,
+        token: &'a str,
+        attempt: Option<&'a hooks::AttemptRecord>,
+        settle: &'a hooks::HookSettle,
+    ) -> Fut<'a, bool>;
+    /// A delivery with its attempts.
+    fn hook<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<hooks::DeliveryRecord>>;
+    /// Endpoints disabled by a 410: (URL, why).
+    fn hooks_disabled<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<(String, String)>>;
+    /// Re-enables a disabled endpoint; true if it was disabled.
+    fn hooks_enable<'a>(&'a self, project: &'a str, url: &'a str) -> Fut<'a, bool>;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -37,6 +37,8 @@ pub mod job_fields {
     pub const LANE: &str = "m";
     /// When it was first enqueued, ms (start of its `max_wait`).
     pub const ENQUEUED: &str = "q0";
+    /// The job's own webhook URL.
+    pub const WEBHOOK: &str = "wh";
 }
 
 /// A job as the queue knows it.

@@ -93,16 +93,20 @@ impl JobFile<'_> {
         Ok(out)
     }
 
-    /// The valid lines as jobs (line, spec JSON), in file order.
-    /// Yields (line, spec JSON, lane = model).
-    pub fn valid_jobs(
-        &self,
-    ) -> Result<impl Iterator<Item = (u64, String, String)> + '_, SubmitError> {
+    /// The valid lines as jobs (`seq` 0 here; the caller numbers them), in file order.
+    pub fn valid_jobs(&self) -> Result<impl Iterator<Item = NewJob> + '_, SubmitError> {
         Ok(self.read()?.filter_map(move |item| {
             let (line, spec) = item.ok()?;
             validate(&spec, &self.validation).ok()?;
             let json = serde_json::to_string(&spec).ok()?;
-            Some((line as u64, json, spec.model))
+            Some(NewJob {
+                seq: 0,
+                line: Some(line as u64),
+                spec: json,
+                op: spec.op.to_string(),
+                webhook: spec.webhook_url,
+                lane: spec.model,
+            })
         }))
     }
 }
@@ -144,15 +148,10 @@ pub async fn enqueue_file(
     let project = batch.project.as_str();
     let id_owned = handle.id.clone();
     let id = id_owned.as_str();
-    let mut jobs = file
-        .valid_jobs()?
-        .enumerate()
-        .map(|(seq, (line, spec, lane))| NewJob {
-            seq: seq as u64,
-            line: Some(line),
-            spec,
-            lane,
-        });
+    let mut jobs = file.valid_jobs()?.enumerate().map(|(seq, job)| NewJob {
+        seq: seq as u64,
+        ..job
+    });
     // Resume: the first `enqueued` jobs are already in.
     let skip = handle.enqueued;
     let mut seq_total = 0u64;

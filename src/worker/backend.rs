@@ -59,6 +59,8 @@ pub struct Shared {
     pub on_batch_complete: OnBatchComplete,
     /// Jobs taken over from dead workers: run before anything newly claimed.
     pub recovered: Mutex<VecDeque<Claimed>>,
+    /// Operation and start of the jobs being processed (metrics at settle).
+    pub ops: crate::worker::process::OpsSeen,
 }
 
 impl Shared {
@@ -91,7 +93,21 @@ impl Shared {
 
     /// Settles `lease`, forgets it, and fires the batch hook when it completed a batch.
     pub async fn settle(&self, lease: Lease, settle: Settle) -> Result<(), QueueError> {
+        let outcome = match &settle {
+            Settle::Finish { status, .. } => Some(status.as_str()),
+            _ => None,
+        };
         let report = self.settler.settle(lease.clone(), settle).await;
+        let seen = self.ops.lock().expect("ops").remove(&lease.job);
+        if let (Some(outcome), Ok(r)) = (outcome, &report)
+            && r.applied
+        {
+            let (op, started) = seen.unwrap_or(("unknown", std::time::Instant::now()));
+            crate::metrics::get().job_finished(&lease.project, op, outcome, started.elapsed());
+        }
+        if report.is_err() {
+            crate::metrics::get().redis_error("settle");
+        }
         {
             let mut leases = self.leases.lock().expect("leases");
             if leases
@@ -280,6 +296,7 @@ impl Backend for QueueBackend {
                     // Never end the worker on a queue error: the connection manager
                     // reconnects; try again in a second.
                     tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    crate::metrics::get().redis_error("claim");
                     self.backoff(1000);
                 }
             }

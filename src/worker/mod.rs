@@ -10,4 +10,6 @@ pub mod runtime;
 pub mod settler;
 
 pub use process::{JobContext, RetryPolicy, process_job};
-pub use runtime::{ProjectRuntime, WorkerOptions, run_worker, worker_identity, write_manifest};
+pub use runtime::{
+    ProjectRuntime, ProjectWebhook, WorkerOptions, run_worker, worker_identity, write_manifest,
+};

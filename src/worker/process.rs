@@ -78,7 +78,12 @@ pub struct JobContext<'a> {
     pub retry: RetryPolicy,
     /// When daily quotas reset (`HH:MM` UTC): how long a spent one parks its lane.
     pub quota_reset_utc: &'a str,
+    /// Where the job's operation is noted once decoded (the settle counts it).
+    pub ops: Option<&'a OpsSeen>,
 }
+
+/// Jobs being processed: their operation and start, by job id (for metrics at settle).
+pub type OpsSeen = std::sync::Mutex<std::collections::HashMap<String, (&'static str, Instant)>>;
 
 /// The compact result kept in the job record and written to the manifest.
 #[derive(Debug, Serialize)]
@@ -97,6 +102,9 @@ pub struct CompactResult<'a> {
     pub usage: Option<&'a crate::providers::Usage>,
     /// Wall time of the delivery that finished the job.
     pub duration_ms: u64,
+    /// The job's `metadata`, echoed (manifest, webhooks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<&'a serde_json::Value>,
 }
 
 /// Writes every image of `out`; returns what was stored.
@@ -215,6 +223,12 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
             };
         }
     };
+    if let Some(ops) = ctx.ops {
+        ops.lock()
+            .expect("ops")
+            .insert(job_id.to_string(), (spec.op.as_str(), started));
+    }
+    let metrics = crate::metrics::get();
     let mut result = JobResult {
         job_id: job_id.to_string(),
         batch_id: batch.map(str::to_string),
@@ -240,7 +254,14 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     // jobs), so this one was not cancelled before it started. (Issue 4 adds the
     // project+model limits here.)
     // call
+    let called = Instant::now();
     let outcome = ctx.provider.call(&spec).await;
+    metrics.provider_response(
+        ctx.project,
+        &spec.model,
+        outcome.as_ref().map(|_| ()),
+        called.elapsed(),
+    );
     // classify
     let out = match outcome {
         Ok(out) => out,
@@ -251,6 +272,7 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
                 error,
             } => {
                 tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred by a 429");
+                metrics.deferral(ctx.project, e.label());
                 if let Err(e) = queue
                     .throttle(ctx.project, &claimed.lease.lane, &throttle)
                     .await
@@ -265,6 +287,7 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
             }
             Outcome::Retry { delay, error } => {
                 tracing::warn!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
+                metrics.retry(ctx.project, e.label());
                 return Settle::Retry {
                     delay,
                     count: true,
@@ -292,14 +315,20 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     result.absorb(&out);
     match store_outputs(ctx.store, &loc, &out).await {
         Ok(images) => {
+            for img in images.iter().filter(|i| i.bytes > 0) {
+                metrics.image_written(ctx.project, img.bytes);
+            }
             result.images = images;
             record(ctx, &loc, result, JobStatus::Succeeded, None, started).await
         }
-        Err(e) if attempt < ctx.retry.max_attempts => Settle::Retry {
-            delay: ctx.retry.delay(attempt, None),
-            count: true,
-            error: format!("storing outputs: {e}"),
-        },
+        Err(e) if attempt < ctx.retry.max_attempts => {
+            metrics.retry(ctx.project, "storage");
+            Settle::Retry {
+                delay: ctx.retry.delay(attempt, None),
+                count: true,
+                error: format!("storing outputs: {e}"),
+            }
+        }
         Err(e) => {
             let error = format!("storing outputs: {e}");
             record(ctx, &loc, result, JobStatus::Failed, Some(error), started).await
@@ -344,6 +373,7 @@ async fn record(
         text: &result.text,
         usage: result.usage.as_ref(),
         duration_ms: result.duration_ms,
+        metadata: result.request.get("metadata").filter(|m| !m.is_null()),
     };
     Settle::Finish {
         status: result.status,

@@ -29,6 +29,17 @@ pub struct ProjectRuntime {
     pub limits: crate::limits::ProjectLimits,
     /// Fair-share weight against the worker's other projects (≥ 1).
     pub weight: u32,
+    /// Its webhooks: the signer, and the default URL for its events.
+    pub webhook: Option<ProjectWebhook>,
+}
+
+/// A project's webhook configuration.
+#[derive(Clone)]
+pub struct ProjectWebhook {
+    /// Signs its deliveries.
+    pub signer: Arc<crate::webhooks::Signer>,
+    /// Where its job events and batch completions go by default.
+    pub default_url: Option<String>,
 }
 
 /// Everything a worker process runs with.
@@ -47,6 +58,8 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// When daily quotas reset (`HH:MM` UTC).
     pub quota_reset_utc: String,
+    /// Webhook delivery settings; `None` runs no dispatcher (embedded `run`, benches).
+    pub webhooks: Option<crate::webhooks::Settings>,
 }
 
 /// `host-pid-xxxxxxxx`: unique per process (and per start), readable in `status`.
@@ -62,6 +75,7 @@ pub fn worker_identity() -> String {
 
 struct Runner {
     queue: Arc<dyn JobQueue>,
+    shared: Arc<Shared>,
     projects: HashMap<String, ProjectRuntime>,
     retry: RetryPolicy,
     quota_reset_utc: String,
@@ -80,11 +94,30 @@ async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, Box
             project: &claimed.lease.project,
             retry: runner.retry,
             quota_reset_utc: &runner.quota_reset_utc,
+            ops: Some(&runner.shared.ops),
         };
+        let _running = InFlight::new(&claimed.lease.project);
         Ok(process_job(&ctx, runner.queue.as_ref(), &claimed).await)
     }
     .instrument(span)
     .await
+}
+
+/// Counts a job in `imagegen_jobs_in_flight` while it runs (a panic or a timeout drops
+/// it too).
+struct InFlight(String);
+
+impl InFlight {
+    fn new(project: &str) -> Self {
+        crate::metrics::get().in_flight(project, 1);
+        InFlight(project.to_string())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        crate::metrics::get().in_flight(&self.0, -1);
+    }
 }
 
 /// A panicking job is dead-lettered with the panic message; the worker lives on.
@@ -192,8 +225,20 @@ pub async fn run_worker(
     };
     let mut names: Vec<String> = projects.keys().cloned().collect();
     names.sort();
+    let mut hooks = HashMap::new();
     for (name, p) in &projects {
         queue.set_limits(name, p.limits.clone());
+        let default_url = p.webhook.as_ref().and_then(|w| w.default_url.as_deref());
+        queue.set_default_webhook(name, default_url).await?;
+        if let Some(w) = &p.webhook {
+            hooks.insert(
+                name.clone(),
+                crate::webhooks::ProjectHooks {
+                    signer: w.signer.clone(),
+                    store: p.store.clone(),
+                },
+            );
+        }
     }
     let weights = names.iter().map(|n| projects[n].weight.max(1)).collect();
     let shared = Arc::new(Shared {
@@ -207,9 +252,11 @@ pub async fn run_worker(
         retry: options.retry,
         on_batch_complete: hook,
         recovered: Default::default(),
+        ops: Default::default(),
     });
     let runner = Arc::new(Runner {
         queue: queue.clone(),
+        shared: shared.clone(),
         projects,
         retry: options.retry,
         quota_reset_utc: options.quota_reset_utc.clone(),
@@ -221,6 +268,15 @@ pub async fn run_worker(
     ));
 
     let shutdown = shutdown.shared();
+    let dispatcher = options.webhooks.clone().map(|settings| {
+        let d = Arc::new(crate::webhooks::Dispatcher::new(
+            queue.clone(),
+            settings,
+            hooks,
+            options.name.clone(),
+        ));
+        tokio::spawn(d.run(shutdown.clone()))
+    });
     let worker = WorkerBuilder::new(options.name.clone())
         .backend(QueueBackend::new(shared.clone()))
         .data(runner)
@@ -271,6 +327,11 @@ pub async fn run_worker(
     }
     keeper.abort();
     recovery.abort();
+    if let Some(d) = dispatcher {
+        // Deliveries in flight finish (each bounded by the attempt timeout); the rest
+        // wait in the queue for any worker.
+        let _ = d.await;
+    }
     Ok(())
 }
 
@@ -285,6 +346,7 @@ async fn keep_leases(shared: Arc<Shared>, every: Duration) {
         }
         if let Err(e) = shared.queue.extend(&shared.worker, &leases).await {
             tracing::warn!(error = %e, leases = leases.len(), "extending leases failed");
+            crate::metrics::get().redis_error("extend");
         }
     }
 }
@@ -305,7 +367,10 @@ async fn recover_loop(shared: Arc<Shared>, every: Duration) {
                         (shared.on_batch_complete)(project.clone(), batch);
                     }
                 }
-                Err(e) => tracing::warn!(%project, error = %e, "recovering expired leases failed"),
+                Err(e) => {
+                    tracing::warn!(%project, error = %e, "recovering expired leases failed");
+                    crate::metrics::get().redis_error("recover");
+                }
             }
         }
     }

@@ -58,6 +58,8 @@ async fn batch(q: &dyn JobQueue, n: u64) -> String {
             line: Some(seq + 1),
             spec: SPEC.into(),
             lane: "gemini-2.5-flash-image".into(),
+            op: "generate".into(),
+            webhook: None,
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -245,6 +247,8 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
             line: None,
             spec: SPEC.into(),
             lane: "gemini-2.5-flash-image".into(),
+            op: "generate".into(),
+            webhook: None,
         }],
     )
     .await

@@ -92,6 +92,16 @@ pub fn validate(spec: &JobSpec, ctx: &ValidationContext) -> Result<(), Validatio
             ),
         );
     }
+    if let Some(url) = &spec.webhook_url {
+        let ok = url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            r.err(
+                "webhook_url",
+                format!("`{url}` is not an http:// or https:// URL with a host"),
+            );
+        }
+    }
     if let Some(model) = model_for(spec, &mut r) {
         check_operation(spec, &model, ctx, &mut r);
         if r.errors.is_empty() {

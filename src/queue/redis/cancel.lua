@@ -10,11 +10,12 @@ local d, touched = {}, {}
 for i = 4, #ARGV do
   local jid = ARGV[i]
   local rk = base .. ':job:' .. jid
-  local st = redis.call('HGET', rk, 'st') or 'queued'
+  local v = redis.call('HMGET', rk, 'st', 'wh')
+  local st = v[1] or 'queued'
   if st == 'queued' then
     redis.call('ZREM', delayed, jid)
     -- The stream entry stays; claim drops it because the job is terminal.
-    local bk = finish(d, base, jid, 'queued', 'cancelled', 'cancelled by request', nil, now, retention, nil)
+    local bk = finish(d, base, jid, 'queued', 'cancelled', 'cancelled by request', nil, now, retention, nil, nil, v[2])
     if bk then touched[bk] = 1 end
     cancelled = cancelled + 1
   elseif st == 'running' then

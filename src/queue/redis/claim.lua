@@ -89,7 +89,7 @@ local function take(lane, n)
       elseif fields[f] == 'l' then eline = fields[f + 1] end
     end
     local rk = base .. ':job:' .. jid
-    local v = redis.call('HMGET', rk, 'st', 'spec', 'att', 'dlv', 'ln', 'q0')
+    local v = redis.call('HMGET', rk, 'st', 'spec', 'att', 'dlv', 'ln', 'q0', 'wh')
     local st = v[1] or 'queued'
     local spec = v[2] or espec
     if not spec or st ~= 'queued' then
@@ -125,7 +125,7 @@ local function take(lane, n)
       if reason then
         redis.call('XACK', stream, group, eid)
         redis.call('XDEL', stream, eid)
-        local bk = finish(d, base, jid, 'running', 'failed', reason, nil, now, retention, lane)
+        local bk = finish(d, base, jid, 'running', 'failed', reason, nil, now, retention, lane, nil, v[7])
         if bk then touched[bk] = jid end
       else
         admitted = admitted + 1

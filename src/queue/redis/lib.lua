@@ -9,6 +9,30 @@
 --   cap/rpm (configured, written by claim), eff (AIMD concurrency), tat (GCRA),
 --   pause (ms), park (ms) + why, dec (last decrease ms), 429/ok counts per minute.
 -- base..':lanes' is the set of lanes; base..':limits' the project's own GCRA tat.
+-- Webhooks (src/queue/hooks.rs): base..':cfg' holds the project's default webhook URL
+--   (`hook`); base..':wh:due' (zset id -> due ms), base..':wh:'..id (hash: url, type, sub,
+--   st, c, att, tok, body, next, err, t2) and its ':log' list of attempts;
+--   base..':wh:off' maps disabled endpoint URLs to why.
+
+-- The project's default webhook URL ('' when none), read once per script call.
+local default_hook_cache = nil
+local function default_hook(base)
+  if default_hook_cache == nil then
+    default_hook_cache = redis.call('HGET', base .. ':cfg', 'hook') or ''
+  end
+  return default_hook_cache
+end
+
+-- Enqueues the webhook event `typ` about `subject` for `url` (nothing without a URL;
+-- once per subject: a second call is a no-op).
+local function hook(base, now, typ, subject, url)
+  if not url or url == '' then return end
+  local id = 'msg_' .. subject
+  local hk = base .. ':wh:' .. id
+  if redis.call('HSETNX', hk, 'url', url) == 0 then return end
+  redis.call('HSET', hk, 'type', typ, 'sub', subject, 'st', 'pending', 'c', now, 'att', 0)
+  redis.call('ZADD', base .. ':wh:due', now, id)
+end
 
 local function batch_of(jid)
   return string.match(jid, '^(.+)%.%d+$')
@@ -61,6 +85,10 @@ local function maybe_complete(bk, now, retention)
   if redis.call('HSETNX', bk, 'completed_ms', now) == 1 then
     redis.call('EXPIRE', bk, retention)
     redis.call('EXPIRE', bk .. ':fail', retention)
+    local base, b = string.match(bk, '^(.*):batch:(.*)$')
+    local url = redis.call('HGET', bk, 'webhook')
+    if not url or url == '' then url = default_hook(base) end
+    hook(base, now, 'batch.completed', b, url)
     return 1
   end
   return 0
@@ -69,8 +97,9 @@ end
 -- Terminal transition of job `jid` from status `from` (counters into `d`); `att`, when
 -- given, is the final attempt count. Returns the batch key (nil without a batch): the
 -- caller stamps last_ms and checks completion once per batch after flush(), see
--- settle_batches().
-local function finish(d, base, jid, from, status, err, res, now, retention, lane, att)
+-- settle_batches(). `wh` is the job's own webhook URL (its record's `wh`), if any: the
+-- event goes there, else to the project's default.
+local function finish(d, base, jid, from, status, err, res, now, retention, lane, att, wh)
   local rk = base .. ':job:' .. jid
   local f = {'st', status, 't2', now}
   if att then f[#f + 1] = 'att'; f[#f + 1] = att end
@@ -80,6 +109,8 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   redis.call('HDEL', rk, 'spec', 'e', 'cx', 'dlv')
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
+  if not wh or wh == '' then wh = default_hook(base) end
+  hook(base, now, 'job.' .. status, jid, wh)
   local b = batch_of(jid)
   if not b then return nil end
   local bk = base .. ':batch:' .. b

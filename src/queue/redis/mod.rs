@@ -16,13 +16,17 @@ use futures::FutureExt as _;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, Script, Value};
 
+use super::hooks::{AttemptRecord, DeliveryRecord, DueDelivery, HookSettle};
 use super::records::{batch_fields, job_fields};
 use super::{
     BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
-    Lease, NewBatch, NewJob, QueueError, QueueOptions, Recovered, Settle, SettleReport, now_ms,
+    Lease, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions, Recovered, Settle,
+    SettleReport, now_ms,
 };
 use crate::job::{JobId, batch_job_id, split_job_id};
 use crate::limits::{LaneView, ProjectLimits, Throttle};
+
+mod hooks;
 
 const LIB: &str = include_str!("lib.lua");
 const GROUP: &str = "workers";
@@ -36,6 +40,8 @@ struct Scripts {
     cancel: Script,
     seal: Script,
     throttle: Script,
+    hooks_claim: Script,
+    hooks_settle: Script,
 }
 
 impl Scripts {
@@ -48,6 +54,8 @@ impl Scripts {
             cancel: s(include_str!("cancel.lua")),
             seal: s(include_str!("seal.lua")),
             throttle: s(include_str!("throttle.lua")),
+            hooks_claim: s(include_str!("hooks_claim.lua")),
+            hooks_settle: s(include_str!("hooks_settle.lua")),
         }
     }
 }
@@ -315,6 +323,7 @@ impl RedisQueue {
             self.ensure_group(project, lane).await?;
         }
         let mut per_lane: HashMap<&str, u64> = HashMap::new();
+        let mut per_op: HashMap<&str, u64> = HashMap::new();
         let bk = self.batch_key(project, batch);
         let counts = self.key(project, "counts");
         let n = jobs.len() as u64;
@@ -327,6 +336,16 @@ impl RedisQueue {
             // created when it is first claimed. That keeps a queued job's overhead to
             // the entry itself (docs/benchmarks.md: memory per queued job).
             *per_lane.entry(job.lane.as_str()).or_default() += 1;
+            *per_op.entry(job.op.as_str()).or_default() += 1;
+            if let Some(url) = &job.webhook {
+                // The job's own webhook: its record starts with it (finish reads `wh`).
+                pipe.hset(
+                    self.job_key(project, &batch_job_id(batch, job.seq)),
+                    job_fields::WEBHOOK,
+                    url,
+                )
+                .ignore();
+            }
             let cmd = pipe
                 .cmd("XADD")
                 .arg(self.lane_stream(project, &job.lane))
@@ -346,6 +365,10 @@ impl RedisQueue {
         for (lane, k) in per_lane {
             pipe.hincr(self.key(project, &format!("lane:{lane}")), "qd", k)
                 .ignore();
+        }
+        let enq = self.key(project, "enq");
+        for (op, k) in per_op {
+            pipe.hincr(&enq, op, k).ignore();
         }
         let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await?;
@@ -795,5 +818,74 @@ impl JobQueue for RedisQueue {
                 .collect())
         }
         .boxed()
+    }
+
+    fn project_counts<'a>(&'a self, project: &'a str) -> Fut<'a, ProjectCounts> {
+        async move {
+            let mut conn = self.conn.clone();
+            let (counts, enq, pending): (HashMap<String, i64>, HashMap<String, u64>, u64) =
+                redis::pipe()
+                    .hgetall(self.key(project, "counts"))
+                    .hgetall(self.key(project, "enq"))
+                    .zcard(self.key(project, "wh:due"))
+                    .query_async(&mut conn)
+                    .await?;
+            Ok(ProjectCounts {
+                by_status: crate::job::JobStatus::ALL
+                    .into_iter()
+                    .map(|st| {
+                        (
+                            st,
+                            counts.get(st.as_str()).copied().unwrap_or(0).max(0) as u64,
+                        )
+                    })
+                    .collect(),
+                enqueued_by_op: enq.into_iter().collect(),
+                webhooks_pending: pending,
+            })
+        }
+        .boxed()
+    }
+
+    fn set_default_webhook<'a>(&'a self, project: &'a str, url: Option<&'a str>) -> Fut<'a, ()> {
+        self.set_default_webhook_inner(project, url).boxed()
+    }
+
+    fn hooks_due<'a>(
+        &'a self,
+        project: &'a str,
+        worker: &'a str,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> Fut<'a, Vec<DueDelivery>> {
+        self.hooks_due_inner(project, worker, max, lease).boxed()
+    }
+
+    fn hooks_body<'a>(&'a self, project: &'a str, id: &'a str, body: &'a str) -> Fut<'a, String> {
+        self.hooks_body_inner(project, id, body).boxed()
+    }
+
+    fn hooks_settle<'a>(
+        &'a self,
+        project: &'a str,
+        id: &'a str,
+        token: &'a str,
+        attempt: Option<&'a AttemptRecord>,
+        settle: &'a HookSettle,
+    ) -> Fut<'a, bool> {
+        self.hooks_settle_inner(project, id, token, attempt, settle)
+            .boxed()
+    }
+
+    fn hook<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<DeliveryRecord>> {
+        self.hook_inner(project, id).boxed()
+    }
+
+    fn hooks_disabled<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<(String, String)>> {
+        self.hooks_disabled_inner(project).boxed()
+    }
+
+    fn hooks_enable<'a>(&'a self, project: &'a str, url: &'a str) -> Fut<'a, bool> {
+        self.hooks_enable_inner(project, url).boxed()
     }
 }

@@ -20,7 +20,7 @@ for _, lane in ipairs(redis.call('SMEMBERS', base .. ':lanes')) do
       local eid, fields = entry[1], entry[2]
       local jid = fields and fields[2]
       local rk = jid and (base .. ':job:' .. jid)
-      local v = rk and redis.call('HMGET', rk, 'e', 'st', 'dlv', 'spec', 'att', 'ln') or {}
+      local v = rk and redis.call('HMGET', rk, 'e', 'st', 'dlv', 'spec', 'att', 'ln', 'wh') or {}
       if v[1] ~= eid or v[2] ~= 'running' then
         -- A stale entry (the job moved on): drop it.
         redis.call('XACK', stream, group, eid)
@@ -32,7 +32,7 @@ for _, lane in ipairs(redis.call('SMEMBERS', base .. ':lanes')) do
         redis.call('XDEL', stream, eid)
         dead_letter(dlq, jid, reason, now)
         dead[#dead + 1] = jid
-        local bk = finish(d, base, jid, 'running', 'failed', reason, nil, now, retention, lane)
+        local bk = finish(d, base, jid, 'running', 'failed', reason, nil, now, retention, lane, nil, v[7])
         if bk then touched[bk] = batch_of(jid) end
       else
         local dlv = tonumber(v[3] or '0') + 1

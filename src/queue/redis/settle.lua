@@ -21,7 +21,7 @@ while i + 7 <= #ARGV do
   if not a then a = {}; acks[stream] = a end
   a[#a + 1] = token
   local rk = base .. ':job:' .. jid
-  local cur = redis.call('HMGET', rk, 'e', 'st', 'att', 'q0')
+  local cur = redis.call('HMGET', rk, 'e', 'st', 'att', 'q0', 'wh')
   if cur[1] ~= token or cur[2] ~= 'running' then
     out[item] = 0
   else
@@ -37,7 +37,7 @@ while i + 7 <= #ARGV do
     if kind == 'F' or kind == 'D' then
       if kind == 'D' then dead_letter(dlq, jid, err, now) end
       -- The final attempt counts too.
-      local bk = finish(d, base, jid, 'running', status, err, extra, now, retention, lane, att + 1)
+      local bk = finish(d, base, jid, 'running', status, err, extra, now, retention, lane, att + 1, cur[5])
       if bk then touched[bk] = item end
       if status == 'succeeded' or status == 'blocked' then
         answered[lane] = (answered[lane] or 0) + 1

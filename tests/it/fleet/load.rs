@@ -88,6 +88,8 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     line: Some(seq + 1),
                     spec: spec.into(),
                     lane: "gemini-2.5-flash-image".into(),
+                    op: "generate".into(),
+                    webhook: None,
                 })
                 .collect();
             jobs.insert(
@@ -97,6 +99,8 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     line: Some(20_001),
                     spec: "{not json at all".into(),
                     lane: "gemini-2.5-flash-image".into(),
+                    op: "generate".into(),
+                    webhook: None,
                 },
             );
             queue.enqueue("acme", &b.id, jobs).await?;

@@ -1,0 +1,463 @@
+//! Prometheus metrics (the `prometheus` crate): one registry per process, served at
+//! `/metrics` by `imagegen worker --metrics-listen` (and the API), with `/healthz` and
+//! `/readyz`.
+//!
+//! Two kinds of series, named so a dashboard can tell them apart:
+//! - **This process** (counters and histograms it moves as it works): jobs finished by
+//!   project, operation and outcome (only settles the queue applied, so a stale
+//!   delivery never counts twice), job duration, provider responses and latency,
+//!   retries and deferrals by reason, in-flight jobs, images and bytes written, webhook
+//!   deliveries and their latency, Redis errors. Sum them across workers.
+//! - **Cluster-wide** (read from the queue's counters at scrape time, never a scan):
+//!   jobs by state, jobs enqueued by operation, per-lane limits / effective concurrency
+//!   / pause / parking, pending webhook deliveries. Every worker exports the same
+//!   values: aggregate them with `max`, not `sum`.
+//!
+//! Names are `imagegen_*`, in base units (seconds, bytes), counters end in `_total`;
+//! labels are bounded: project, model, operation, outcome, code, reason, state.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::providers::ProviderError;
+use crate::queue::JobQueue;
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    jobs_finished: IntCounterVec,
+    job_duration: HistogramVec,
+    provider_responses: IntCounterVec,
+    provider_latency: HistogramVec,
+    retries: IntCounterVec,
+    deferrals: IntCounterVec,
+    in_flight: IntGaugeVec,
+    images_written: IntCounterVec,
+    output_bytes: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_latency: HistogramVec,
+    redis_errors: IntCounterVec,
+    // cluster-wide, refreshed at scrape
+    queue_jobs: IntGaugeVec,
+    jobs_enqueued: IntCounterVec,
+    lane_limit: IntGaugeVec,
+    lane_effective: prometheus::GaugeVec,
+    lane_in_flight: IntGaugeVec,
+    lane_queued: IntGaugeVec,
+    lane_paused: IntGaugeVec,
+    lane_quota_exhausted: IntGaugeVec,
+    webhooks_pending: IntGaugeVec,
+    up: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+];
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+    r.register(Box::new(c.clone())).expect("register");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+    r.register(Box::new(g.clone())).expect("register");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(b.to_vec()), labels)
+        .expect("metric");
+    r.register(Box::new(h.clone())).expect("register");
+    h
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let info = IntGaugeVec::new(
+            Opts::new("imagegen_build_info", "Build information (always 1)."),
+            &["version"],
+        )
+        .expect("metric");
+        r.register(Box::new(info.clone())).expect("register");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let up = IntGauge::new("imagegen_up", "1 while the process runs.").expect("metric");
+        r.register(Box::new(up.clone())).expect("register");
+        up.set(1);
+        Metrics {
+            jobs_finished: counter(
+                &r,
+                "imagegen_jobs_finished_total",
+                "Jobs this process finished, by outcome (succeeded, blocked, failed, cancelled).",
+                &["project", "operation", "outcome"],
+            ),
+            job_duration: histogram(
+                &r,
+                "imagegen_job_duration_seconds",
+                "Wall time of the delivery that finished a job.",
+                &["project", "operation"],
+                LATENCY_BUCKETS,
+            ),
+            provider_responses: counter(
+                &r,
+                "imagegen_provider_responses_total",
+                "Provider calls by model and HTTP status (code \"none\": no response).",
+                &["project", "model", "code"],
+            ),
+            provider_latency: histogram(
+                &r,
+                "imagegen_provider_request_duration_seconds",
+                "Provider call latency.",
+                &["project", "model"],
+                LATENCY_BUCKETS,
+            ),
+            retries: counter(
+                &r,
+                "imagegen_job_retries_total",
+                "Counted retries (transient errors), by reason.",
+                &["project", "reason"],
+            ),
+            deferrals: counter(
+                &r,
+                "imagegen_job_deferrals_total",
+                "Uncounted deferrals (rate limits, spent daily quotas), by reason.",
+                &["project", "reason"],
+            ),
+            in_flight: gauge(
+                &r,
+                "imagegen_jobs_in_flight",
+                "Jobs this process is running.",
+                &["project"],
+            ),
+            images_written: counter(
+                &r,
+                "imagegen_images_written_total",
+                "Images written to the output store.",
+                &["project"],
+            ),
+            output_bytes: counter(
+                &r,
+                "imagegen_output_bytes_total",
+                "Image bytes written to the output store.",
+                &["project"],
+            ),
+            webhook_deliveries: counter(
+                &r,
+                "imagegen_webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (delivered, retried, failed, gone, refused, disabled).",
+                &["project", "outcome"],
+            ),
+            webhook_latency: histogram(
+                &r,
+                "imagegen_webhook_delivery_duration_seconds",
+                "Webhook attempt latency.",
+                &["project"],
+                WEBHOOK_BUCKETS,
+            ),
+            redis_errors: counter(
+                &r,
+                "imagegen_redis_errors_total",
+                "Queue (Redis) operations that failed.",
+                &["operation"],
+            ),
+            queue_jobs: gauge(
+                &r,
+                "imagegen_queue_jobs",
+                "Cluster-wide jobs by state, from the queue's counters.",
+                &["project", "state"],
+            ),
+            jobs_enqueued: counter(
+                &r,
+                "imagegen_jobs_enqueued_total",
+                "Cluster-wide jobs ever enqueued, by operation, from the queue's counters.",
+                &["project", "operation"],
+            ),
+            lane_limit: gauge(
+                &r,
+                "imagegen_lane_concurrency_limit",
+                "Configured concurrency per project+model (0: none).",
+                &["project", "model"],
+            ),
+            lane_effective: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "imagegen_lane_concurrency_effective",
+                        "Adaptive (AIMD) concurrency per project+model.",
+                    ),
+                    &["project", "model"],
+                )
+                .expect("metric");
+                r.register(Box::new(g.clone())).expect("register");
+                g
+            },
+            lane_in_flight: gauge(
+                &r,
+                "imagegen_lane_in_flight",
+                "Cluster-wide requests in flight per project+model.",
+                &["project", "model"],
+            ),
+            lane_queued: gauge(
+                &r,
+                "imagegen_lane_queued",
+                "Jobs waiting per project+model (not yet delivered).",
+                &["project", "model"],
+            ),
+            lane_paused: gauge(
+                &r,
+                "imagegen_lane_paused",
+                "1 while a 429 pause holds the project+model.",
+                &["project", "model"],
+            ),
+            lane_quota_exhausted: gauge(
+                &r,
+                "imagegen_lane_quota_exhausted",
+                "1 while a spent daily quota parks the project+model.",
+                &["project", "model"],
+            ),
+            webhooks_pending: gauge(
+                &r,
+                "imagegen_webhooks_pending",
+                "Cluster-wide webhook deliveries not yet finished.",
+                &["project"],
+            ),
+            up,
+            registry: r,
+        }
+    }
+
+    /// A job this process finished (its settle was applied).
+    pub fn job_finished(&self, project: &str, operation: &str, outcome: &str, took: Duration) {
+        self.jobs_finished
+            .with_label_values(&[project, operation, outcome])
+            .inc();
+        if operation != "unknown" {
+            self.job_duration
+                .with_label_values(&[project, operation])
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// A provider call returned.
+    pub fn provider_response(
+        &self,
+        project: &str,
+        model: &str,
+        result: Result<(), &ProviderError>,
+        took: Duration,
+    ) {
+        let code = match result {
+            Ok(()) => Some(200),
+            Err(e) => http_status(e),
+        };
+        let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        self.provider_responses
+            .with_label_values(&[project, model, &code])
+            .inc();
+        self.provider_latency
+            .with_label_values(&[project, model])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A counted retry.
+    pub fn retry(&self, project: &str, reason: &str) {
+        self.retries.with_label_values(&[project, reason]).inc();
+    }
+
+    /// An uncounted deferral.
+    pub fn deferral(&self, project: &str, reason: &str) {
+        self.deferrals.with_label_values(&[project, reason]).inc();
+    }
+
+    /// A job started (+1) or ended (−1) in this process.
+    pub fn in_flight(&self, project: &str, delta: i64) {
+        self.in_flight.with_label_values(&[project]).add(delta);
+    }
+
+    /// An image written.
+    pub fn image_written(&self, project: &str, bytes: u64) {
+        self.images_written.with_label_values(&[project]).inc();
+        self.output_bytes
+            .with_label_values(&[project])
+            .inc_by(bytes);
+    }
+
+    /// A webhook attempt (or a delivery not sent: `disabled`).
+    pub fn webhook_delivery(&self, project: &str, outcome: &str, took: Option<Duration>) {
+        self.webhook_deliveries
+            .with_label_values(&[project, outcome])
+            .inc();
+        if let Some(t) = took {
+            self.webhook_latency
+                .with_label_values(&[project])
+                .observe(t.as_secs_f64());
+        }
+    }
+
+    /// A failed queue operation.
+    pub fn redis_error(&self, operation: &str) {
+        self.redis_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// Reads the cluster-wide series of `projects` from the queue.
+    pub async fn refresh(&self, queue: &dyn JobQueue, projects: &[String]) -> Result<(), String> {
+        let now = crate::queue::now_ms();
+        for p in projects {
+            let counts = queue.project_counts(p).await.map_err(|e| {
+                self.redis_error("metrics");
+                e.to_string()
+            })?;
+            for (state, n) in &counts.by_status {
+                self.queue_jobs
+                    .with_label_values(&[p, state.as_str()])
+                    .set(*n as i64);
+            }
+            for (op, n) in &counts.enqueued_by_op {
+                let c = self.jobs_enqueued.with_label_values(&[p, op]);
+                // A counter mirrors the queue's: it only moves forward.
+                if *n > c.get() {
+                    c.inc_by(n - c.get());
+                }
+            }
+            self.webhooks_pending
+                .with_label_values(&[p])
+                .set(counts.webhooks_pending as i64);
+            let lanes = queue.lanes(p).await.map_err(|e| {
+                self.redis_error("metrics");
+                e.to_string()
+            })?;
+            for l in lanes {
+                let labels = [p.as_str(), l.model.as_str()];
+                self.lane_limit
+                    .with_label_values(&labels)
+                    .set(i64::from(l.concurrency));
+                self.lane_effective
+                    .with_label_values(&labels)
+                    .set(l.effective_concurrency);
+                self.lane_in_flight
+                    .with_label_values(&labels)
+                    .set(l.in_flight as i64);
+                self.lane_queued
+                    .with_label_values(&labels)
+                    .set(l.queued as i64);
+                let state = l.state(now);
+                self.lane_paused
+                    .with_label_values(&labels)
+                    .set(i64::from(state == "paused"));
+                self.lane_quota_exhausted
+                    .with_label_values(&labels)
+                    .set(i64::from(state == "quota_exhausted"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Marks the process as going down.
+    pub fn stopping(&self) {
+        self.up.set(0);
+    }
+}
+
+/// The HTTP status behind a provider error (`None`: no response).
+pub fn http_status(e: &ProviderError) -> Option<u16> {
+    match e {
+        ProviderError::Blocked { .. } => Some(200),
+        ProviderError::Transient { status, .. } => *status,
+        ProviderError::QuotaExhausted { .. } => Some(429),
+        ProviderError::Unauthenticated { .. } => Some(401),
+        ProviderError::Permanent { status, .. } => Some(*status).filter(|s| *s != 0),
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// What `/readyz` checks.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The queue (Redis reachable?).
+    pub queue: Arc<dyn JobQueue>,
+    /// Projects served (at least one, each with a provider).
+    pub projects: Vec<String>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ready: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get as route;
+    let ready = Arc::new(ready);
+    let metrics_state = ready.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            route(move || {
+                let r = metrics_state.clone();
+                async move {
+                    if let Err(e) = get().refresh(r.queue.as_ref(), &r.projects).await {
+                        tracing::warn!(error = %e, "reading queue counters for /metrics");
+                    }
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        get().render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", route(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            route(move || {
+                let r = ready.clone();
+                async move {
+                    if r.projects.is_empty() {
+                        return (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no projects configured\n".to_string(),
+                        );
+                    }
+                    match r.queue.project_counts(&r.projects[0]).await {
+                        Ok(_) => (
+                            StatusCode::OK,
+                            format!("ready: {} project(s)\n", r.projects.len()),
+                        ),
+                        Err(e) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("queue unreachable: {e}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
