@@ -389,6 +389,178 @@ async fn throttle_pause_aimd_and_parking(q: &dyn JobQueue) {
     assert_eq!(rec.done, 30, "{rec:?}");
 }
 
+/// Webhook events: enqueued by the transitions themselves, to the most specific URL;
+/// taken with a lease; fenced settles; retries; a 410 disables the endpoint.
+async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
+    use imagegen::queue::hooks::{AttemptRecord, HookSettle, message_id};
+    let lease = Duration::from_millis(300);
+    q.set_default_webhook("p", Some("http://default.example/h"))
+        .await
+        .unwrap();
+    let b = q
+        .create_batch(&NewBatch {
+            project: "p".into(),
+            source: "test".into(),
+            webhook: Some("http://batch.example/h".into()),
+            ..NewBatch::default()
+        })
+        .await
+        .unwrap();
+    let job = |seq, webhook: Option<&str>| NewJob {
+        seq,
+        line: Some(seq + 1),
+        spec: SPEC.into(),
+        lane: "gemini-2.5-flash-image".into(),
+        op: "generate".into(),
+        webhook: webhook.map(str::to_string),
+    };
+    q.enqueue(
+        "p",
+        &b.id,
+        vec![
+            job(0, Some("http://own.example/h")),
+            job(1, None),
+            job(2, None),
+        ],
+    )
+    .await
+    .unwrap();
+    q.seal("p", &b.id, 3).await.unwrap();
+    assert!(
+        q.hooks_due("p", "w", 10, lease).await.unwrap().is_empty(),
+        "nothing finished yet"
+    );
+    let mut claimed = q.claim("p", "w", 2).await.unwrap();
+    claimed.sort_by(|a, b| a.lease.job.cmp(&b.lease.job));
+    let items: Vec<_> = vec![
+        (claimed[0].lease.clone(), finish(JobStatus::Succeeded)),
+        (claimed[1].lease.clone(), finish(JobStatus::Blocked)),
+    ];
+    q.settle(&items).await.unwrap();
+    // The third is cancelled while queued: that completes the batch.
+    q.cancel("p", &imagegen::job::batch_job_id(&b.id, 2))
+        .await
+        .unwrap();
+    let mut due = q.hooks_due("p", "w", 10, lease).await.unwrap();
+    due.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let got: Vec<(&str, &str, &str)> = due
+        .iter()
+        .map(|d| (d.subject.as_str(), d.event.as_str(), d.url.as_str()))
+        .collect();
+    let j = |s| imagegen::job::batch_job_id(&b.id, s);
+    let (j0, j1, j2) = (j(0), j(1), j(2));
+    assert_eq!(
+        got,
+        [
+            (b.id.as_str(), "batch.completed", "http://batch.example/h"),
+            (j0.as_str(), "job.succeeded", "http://own.example/h"),
+            (j1.as_str(), "job.blocked", "http://default.example/h"),
+            (j2.as_str(), "job.cancelled", "http://default.example/h"),
+        ]
+    );
+    assert!(
+        due.iter()
+            .all(|d| d.id == message_id(&d.subject) && d.attempts == 0 && d.body.is_none())
+    );
+    // Leased: nobody else gets them until the lease ends.
+    assert!(q.hooks_due("p", "w2", 10, lease).await.unwrap().is_empty());
+    let d = &due[1];
+    assert_eq!(
+        q.hooks_body("p", &d.id, r#"{"a":1}"#).await.unwrap(),
+        r#"{"a":1}"#
+    );
+    assert_eq!(
+        q.hooks_body("p", &d.id, r#"{"b":2}"#).await.unwrap(),
+        r#"{"a":1}"#,
+        "the first body stays"
+    );
+    let attempt = |status| AttemptRecord {
+        at_ms: 1,
+        status: Some(status),
+        latency_ms: 5,
+        error: Some("HTTP 503".into()),
+    };
+    let retry = HookSettle::Retry {
+        at_ms: imagegen::queue::now_ms(),
+    };
+    assert!(
+        q.hooks_settle("p", &d.id, &d.token, Some(&attempt(503)), &retry)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !q.hooks_settle("p", &d.id, &d.token, Some(&attempt(503)), &retry)
+            .await
+            .unwrap(),
+        "a stale token is refused"
+    );
+    let again = q.hooks_due("p", "w2", 10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (
+            again[0].id.as_str(),
+            again[0].attempts,
+            again[0].body.as_deref()
+        ),
+        (d.id.as_str(), 1, Some(r#"{"a":1}"#))
+    );
+    assert!(
+        q.hooks_settle(
+            "p",
+            &d.id,
+            &again[0].token,
+            Some(&AttemptRecord {
+                error: None,
+                ..attempt(200)
+            }),
+            &HookSettle::Delivered
+        )
+        .await
+        .unwrap()
+    );
+    let rec = q.hook("p", &d.id).await.unwrap().unwrap();
+    assert_eq!(rec.state, "delivered");
+    assert_eq!(
+        rec.attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [Some(503), Some(200)]
+    );
+    // A 410 disables its endpoint; a lease that ends hands the delivery out again.
+    let gone = &due[2];
+    let off = HookSettle::Disable {
+        reason: "410 Gone".into(),
+    };
+    assert!(
+        q.hooks_settle("p", &gone.id, &gone.token, Some(&attempt(410)), &off)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        q.hooks_disabled("p").await.unwrap(),
+        [(
+            "http://default.example/h".to_string(),
+            "410 Gone".to_string()
+        )]
+    );
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let back = q.hooks_due("p", "w3", 10, lease).await.unwrap();
+    let ids: Vec<&str> = back.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        back.iter()
+            .all(|d| d.disabled.is_some() == (d.url == "http://default.example/h"))
+    );
+    assert!(
+        q.hooks_enable("p", "http://default.example/h")
+            .await
+            .unwrap()
+    );
+    assert!(q.hooks_disabled("p").await.unwrap().is_empty());
+    let counts = q.project_counts("p").await.unwrap();
+    assert_eq!(counts.webhooks_pending, 2);
+    assert_eq!(counts.enqueued_by_op["generate"], 3);
+    assert_eq!(counts.by_status[&JobStatus::Cancelled], 1);
+}
+
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -415,3 +587,4 @@ both!(idempotency_key_resumes);
 both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
 both!(throttle_pause_aimd_and_parking);
+both!(webhook_events_are_enqueued_leased_and_recorded);

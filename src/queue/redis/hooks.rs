@@ -69,7 +69,7 @@ impl RedisQueue {
     ) -> Result<String, QueueError> {
         let mut conn = self.conn.clone();
         let key = self.key(project, &format!("wh:{id}"));
-        let ((), stored): ((), Option<String>) = redis::pipe()
+        let (stored,): (Option<String>,) = redis::pipe()
             .atomic()
             .hset_nx(&key, "body", body)
             .ignore()
