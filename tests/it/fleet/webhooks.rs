@@ -230,7 +230,10 @@ fn deliveries_verify_with_the_reference_library_across_a_secret_rotation() {
     }
     assert_eq!(recs.len(), 9, "one delivery per event: {recs:#?}");
     let log = fleet.worker_log(0);
-    assert!(!log.contains("webhook"), "webhook warnings in the worker log:\n{log}");
+    assert!(
+        !log.contains("webhook"),
+        "webhook warnings in the worker log:\n{log}"
+    );
 }
 
 #[test]
