@@ -90,8 +90,8 @@ impl Settings {
 /// What a project signs and builds payloads with.
 #[derive(Clone)]
 pub struct ProjectHooks {
-    /// Its secrets.
-    pub signer: Arc<Signer>,
+    /// Its secrets (`None`: the project has no `webhook_secret`; nothing is sent).
+    pub signer: Option<Arc<Signer>>,
     /// Its output store (signed URLs, manifests).
     pub store: OutputStore,
 }
@@ -324,9 +324,6 @@ impl Dispatcher {
     /// Delivers until `shutdown` resolves; deliveries in flight then finish (each is
     /// bounded by the attempt timeout) or are left to their lease.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        if self.projects.is_empty() {
-            return;
-        }
         let limit = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
         let mut names: Vec<String> = self.projects.keys().cloned().collect();
         names.sort();
@@ -393,19 +390,23 @@ impl Dispatcher {
                 },
                 None,
             )
+        } else if hooks.signer.is_none() {
+            metrics.webhook_delivery(project, "disabled", None);
+            (
+                HookSettle::Failed {
+                    reason: format!(
+                        "not sent: project `{project}` has no webhook_secret to sign with (set projects.{project}.webhook_secret)"
+                    ),
+                },
+                None,
+            )
         } else {
             match self.body(project, hooks, &d).await {
                 Err(at_ms) => (HookSettle::Defer { at_ms }, None),
                 Ok(body) => {
-                    let a = attempt(
-                        &self.client,
-                        &self.settings,
-                        &hooks.signer,
-                        &d.url,
-                        &d.id,
-                        &body,
-                    )
-                    .await;
+                    let signer = hooks.signer.as_deref().expect("checked above");
+                    let a =
+                        attempt(&self.client, &self.settings, signer, &d.url, &d.id, &body).await;
                     let settle = decide(&self.settings, d.attempts + 1, &a, now_ms());
                     let outcome = match (&a.outcome, &settle) {
                         (AttemptOutcome::Delivered, _) => "delivered",

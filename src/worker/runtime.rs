@@ -230,15 +230,15 @@ pub async fn run_worker(
         queue.set_limits(name, p.limits.clone());
         let default_url = p.webhook.as_ref().and_then(|w| w.default_url.as_deref());
         queue.set_default_webhook(name, default_url).await?;
-        if let Some(w) = &p.webhook {
-            hooks.insert(
-                name.clone(),
-                crate::webhooks::ProjectHooks {
-                    signer: w.signer.clone(),
-                    store: p.store.clone(),
-                },
-            );
-        }
+        // Every project: one without a secret still has its events (a job line's own
+        // webhook_url) ended, as "not sent", instead of left pending.
+        hooks.insert(
+            name.clone(),
+            crate::webhooks::ProjectHooks {
+                signer: p.webhook.as_ref().map(|w| w.signer.clone()),
+                store: p.store.clone(),
+            },
+        );
     }
     let weights = names.iter().map(|n| projects[n].weight.max(1)).collect();
     let shared = Arc::new(Shared {

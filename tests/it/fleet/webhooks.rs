@@ -682,3 +682,83 @@ fn metrics_pass_promtool_and_match_the_batch_exactly() {
         40.0
     );
 }
+
+#[test]
+fn a_job_lines_own_webhook_url_gets_its_event() {
+    let secret = Signer::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path(), &[&secret], 0);
+    let mut fleet = Fleet::start(
+        "latency_ms = 5\n",
+        "concurrency = 8\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\n",
+        0,
+    );
+    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
+    fleet.spawn_worker(4);
+    let own = format!("{}/own", rx.url);
+    let lines = format!(
+        "{{\"prompt\": \"with its own hook\", \"webhook_url\": \"{own}\", \"metadata\": {{\"ref\": 42}}}}\n{{\"prompt\": \"without\"}}\n"
+    );
+    let batch = fleet.submit(&fleet.file("a.jsonl", &lines), &[]);
+    fleet.wait_completed(&batch, Duration::from_secs(60));
+    let recs = rx.wait_for("the job's own event", Duration::from_secs(30), |r| {
+        !r.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        rx.records().len(),
+        1,
+        "no project default: only the job with its own URL: {recs:#?}"
+    );
+    assert_eq!(recs[0]["path"], "/own");
+    let d = &recs[0]["body"]["data"];
+    assert_eq!(
+        (d["line"].as_u64(), &d["metadata"]["ref"]),
+        (Some(1), &Value::from(42))
+    );
+    assert!(recs[0]["verified"][&secret] == true);
+    // A bad one is refused before anything is enqueued, naming the field.
+    let out = fleet.run(&[
+        "submit",
+        "--project",
+        "acme",
+        fleet
+            .file(
+                "b.jsonl",
+                "{\"prompt\": \"x\", \"webhook_url\": \"ftp://nope\"}\n",
+            )
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("webhook_url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(fleet);
+
+    // A project without a secret signs nothing: the event ends, saying why.
+    let mut fleet = Fleet::start("latency_ms = 5\n", "concurrency = 8\n", 0);
+    fleet.spawn_worker(4);
+    let batch = fleet.submit(&fleet.file("c.jsonl", &lines), &[]);
+    fleet.wait_completed(&batch, Duration::from_secs(60));
+    let start = Instant::now();
+    let job = format!("{batch}.000000");
+    let s = loop {
+        let s = fleet.status(&job);
+        if s["webhook"]["state"] == "failed" {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        s["webhook"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no webhook_secret"),
+        "{s}"
+    );
+    assert_eq!(rx.records().len(), 1);
+}
