@@ -117,49 +117,35 @@ impl OutputStore {
             object_store::ObjectStoreScheme::parse(&parsed).map_err(|e| err(e.to_string()))?;
         let path = StorePath::parse(path).map_err(|e| err(e.to_string()))?;
         // Built as parse_url_opts would, but keeping the concrete store: it also signs.
-        fn configured<B, K: std::str::FromStr>(
-            builder: B,
-            options: &[(String, String)],
-            with: impl Fn(B, K, String) -> B,
-        ) -> B {
-            options.iter().fold(builder, |b, (k, v)| {
-                match k.to_ascii_lowercase().parse::<K>() {
-                    Ok(k) => with(b, k, v.clone()),
-                    Err(_) => b,
-                }
-            })
+        macro_rules! signing {
+            ($builder:ty, $key:ty) => {{
+                let builder = options
+                    .iter()
+                    .fold(<$builder>::new().with_url(url), |b, (k, v)| {
+                        match k.to_ascii_lowercase().parse::<$key>() {
+                            Ok(k) => b.with_config(k, v.clone()),
+                            Err(_) => b,
+                        }
+                    });
+                let s = Arc::new(builder.build().map_err(|e| err(e.to_string()))?);
+                let signer: Arc<dyn object_store::signer::Signer> = s.clone();
+                (s as Arc<dyn ObjectStore>, Some(signer))
+            }};
         }
-        let (store, signer): (
-            Arc<dyn ObjectStore>,
-            Option<Arc<dyn object_store::signer::Signer>>,
-        ) = match scheme {
-            object_store::ObjectStoreScheme::AmazonS3 => {
-                let b = configured(
-                    object_store::aws::AmazonS3Builder::new().with_url(url),
-                    &options,
-                    |b, k: object_store::aws::AmazonS3ConfigKey, v| b.with_config(k, v),
-                );
-                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
-                (s.clone(), Some(s))
-            }
-            object_store::ObjectStoreScheme::GoogleCloudStorage => {
-                let b = configured(
-                    object_store::gcp::GoogleCloudStorageBuilder::new().with_url(url),
-                    &options,
-                    |b, k: object_store::gcp::GoogleConfigKey, v| b.with_config(k, v),
-                );
-                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
-                (s.clone(), Some(s))
-            }
-            object_store::ObjectStoreScheme::MicrosoftAzure => {
-                let b = configured(
-                    object_store::azure::MicrosoftAzureBuilder::new().with_url(url),
-                    &options,
-                    |b, k: object_store::azure::AzureConfigKey, v| b.with_config(k, v),
-                );
-                let s = Arc::new(b.build().map_err(|e| err(e.to_string()))?);
-                (s.clone(), Some(s))
-            }
+        use object_store::ObjectStoreScheme as S;
+        let (store, signer) = match scheme {
+            S::AmazonS3 => signing!(
+                object_store::aws::AmazonS3Builder,
+                object_store::aws::AmazonS3ConfigKey
+            ),
+            S::GoogleCloudStorage => signing!(
+                object_store::gcp::GoogleCloudStorageBuilder,
+                object_store::gcp::GoogleConfigKey
+            ),
+            S::MicrosoftAzure => signing!(
+                object_store::azure::MicrosoftAzureBuilder,
+                object_store::azure::AzureConfigKey
+            ),
             _ => {
                 let (store, _) = object_store::parse_url_opts(&parsed, options)
                     .map_err(|e| err(e.to_string()))?;

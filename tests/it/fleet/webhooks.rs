@@ -128,6 +128,33 @@ fn verified_by(r: &Value, secret: &str) -> bool {
     r["verified"][secret] == true
 }
 
+/// Polls `status ID` until its webhook delivery is in `state`.
+fn wait_webhook(fleet: &Fleet, id: &str, state: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = fleet.status(id);
+        if s["webhook"]["state"] == state {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "webhook not {state}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Replaces the fleet's workers by one signing with `secrets`.
+fn restart_with_secret(fleet: &mut Fleet, secrets: String) {
+    for w in &mut fleet.workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    fleet.workers.clear();
+    fleet.envs = vec![("HOOK_SECRET".into(), secrets)];
+    fleet.spawn_worker(8);
+}
+
 #[test]
 fn deliveries_verify_with_the_reference_library_across_a_secret_rotation() {
     let (old, new) = (Signer::generate(), Signer::generate());
@@ -196,13 +223,7 @@ fn deliveries_verify_with_the_reference_library_across_a_secret_rotation() {
     assert_eq!(fleet.status(&batch)["webhook"]["event"], "batch.completed");
 
     // Rotation: sign with the new secret and the old one at once...
-    for w in &mut fleet.workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
-    fleet.workers.clear();
-    fleet.envs = vec![("HOOK_SECRET".into(), format!("{new} {old}"))];
-    fleet.spawn_worker(8);
+    restart_with_secret(&mut fleet, format!("{new} {old}"));
     let b2 = fleet.submit(&fleet.file("b.txt", &prompts(2)), &[]);
     fleet.wait_completed(&b2, Duration::from_secs(60));
     let recs = rx.wait_for("3 more", Duration::from_secs(30), |r| r.len() >= 7);
@@ -215,13 +236,7 @@ fn deliveries_verify_with_the_reference_library_across_a_secret_rotation() {
         );
     }
     // ...then with the new one only.
-    for w in &mut fleet.workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
-    fleet.workers.clear();
-    fleet.envs = vec![("HOOK_SECRET".into(), new.clone())];
-    fleet.spawn_worker(8);
+    restart_with_secret(&mut fleet, new.clone());
     let b3 = fleet.submit(&fleet.file("c.txt", &prompts(1)), &[]);
     fleet.wait_completed(&b3, Duration::from_secs(60));
     let recs = rx.wait_for("2 more", Duration::from_secs(30), |r| r.len() >= 9);
@@ -399,15 +414,7 @@ fn private_destinations_are_refused_and_redirects_not_followed() {
     fleet.spawn_worker(4);
     let batch = fleet.submit(&file, &[]);
     fleet.wait_completed(&batch, Duration::from_secs(60));
-    let start = Instant::now();
-    let s = loop {
-        let s = fleet.status(&batch);
-        if s["webhook"]["state"] == "failed" {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let s = wait_webhook(&fleet, &batch, "failed");
     let err = s["webhook"]["error"].as_str().unwrap();
     assert!(
         err.contains("localhost resolves to")
@@ -479,15 +486,7 @@ fn a_410_disables_the_endpoint_until_it_is_enabled() {
     // The next event for it is not sent.
     let b2 = fleet.submit(&fleet.file("b.txt", &prompts(1)), &["--webhook", &gone]);
     fleet.wait_completed(&b2, Duration::from_secs(60));
-    let start = Instant::now();
-    let s = loop {
-        let s = fleet.status(&b2);
-        if s["webhook"]["state"] == "failed" {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let s = wait_webhook(&fleet, &b2, "failed");
     assert!(
         s["webhook"]["error"].as_str().unwrap().contains("not sent"),
         "{s}"
@@ -743,16 +742,8 @@ fn a_job_lines_own_webhook_url_gets_its_event() {
     fleet.spawn_worker(4);
     let batch = fleet.submit(&fleet.file("c.jsonl", &lines), &[]);
     fleet.wait_completed(&batch, Duration::from_secs(60));
-    let start = Instant::now();
     let job = format!("{batch}.000000");
-    let s = loop {
-        let s = fleet.status(&job);
-        if s["webhook"]["state"] == "failed" {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let s = wait_webhook(&fleet, &job, "failed");
     assert!(
         s["webhook"]["error"]
             .as_str()
