@@ -143,6 +143,34 @@ fn outputs_go_to_s3_through_object_store() {
         assert_eq!(result["status"], "succeeded");
         assert_eq!(result["images"][0]["sha256"], line["images"][0]["sha256"]);
     }
+    // Signed URLs (what webhook payloads carry) fetch the object without credentials.
+    let first_url = lines[0]["images"][0]["url"].as_str().unwrap();
+    let signed = rt
+        .block_on(store.signed_url(first_url, Duration::from_secs(600)))
+        .expect("S3 signs URLs");
+    let signed = url::Url::parse(&signed).unwrap();
+    assert!(
+        signed.query().unwrap().contains("X-Amz-Signature="),
+        "{signed}"
+    );
+    let mut conn = TcpStream::connect(("127.0.0.1", moto.1)).unwrap();
+    write!(
+        conn,
+        "GET {}?{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        signed.path(),
+        signed.query().unwrap(),
+        moto.1
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).unwrap();
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply[..split])
+    );
+    assert_eq!(&reply[split + 5..split + 8], b"PNG");
     // And `results --download` fetches them through the same store.
     let dl = fleet.dir.path().join("dl");
     let out = fleet.run(&["results", &batch, "--download", dl.to_str().unwrap()]);
