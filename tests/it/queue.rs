@@ -588,3 +588,36 @@ both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
+
+/// A cancel from another process reaches a running job's safe point once the cached
+/// cancel generation (100 ms) has expired.
+#[tokio::test]
+async fn a_cancel_from_another_process_reaches_the_safe_point() {
+    let worker = redis().await;
+    let prefix = worker.base("p");
+    let prefix = prefix.trim_end_matches(":{p:p}");
+    let other = RedisQueue::open(&crate::fleet::redis_url(0), prefix, options())
+        .await
+        .unwrap();
+    let id = batch(&worker, 2).await;
+    let running = worker.claim("p", "w", 2).await.unwrap();
+    assert_eq!(running.len(), 2);
+    assert!(!worker.cancel_requested(&running[0].lease).await.unwrap());
+    let job = running[1].lease.job.clone();
+    let report = other.cancel("p", &job).await.unwrap();
+    assert_eq!(report.flagged, 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(worker.cancel_requested(&running[1].lease).await.unwrap());
+    assert!(
+        !worker.cancel_requested(&running[0].lease).await.unwrap(),
+        "only the cancelled job"
+    );
+    let r = other.cancel("p", &id).await.unwrap();
+    assert_eq!(r.flagged, 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        worker.cancel_requested(&running[0].lease).await.unwrap(),
+        "its batch was cancelled"
+    );
+    cleanup(&worker).await;
+}

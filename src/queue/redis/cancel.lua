@@ -26,5 +26,8 @@ for i = 4, #ARGV do
   end
 end
 flush(d)
+-- After the flags: a worker that sees the new generation re-reads them (redis/mod.rs
+-- CancelWatch).
+redis.call('INCR', base .. ':cxgen')
 local completed = #settle_batches(touched, now, retention) > 0 and 1 or 0
 return {cancelled, flagged, finished, completed}

@@ -70,6 +70,28 @@ pub struct RedisQueue {
     /// (project, lane) pairs whose stream and group this process has made sure of.
     groups: Arc<Mutex<HashSet<(String, String)>>>,
     limits: Arc<Mutex<HashMap<String, ProjectLimits>>>,
+    cancels: Arc<CancelWatch>,
+}
+
+/// How long a read of a project's cancel generation is trusted.
+const CANCEL_GEN_TTL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Saves a round trip per job at its cancellation safe point. Every cancel bumps the
+/// project's generation (`…:cxgen`, after setting its flags); a job's flags can only
+/// have changed if the generation moved since the job was claimed. The generation is
+/// read at most every 100 ms per project, so a cancel issued by another process is
+/// seen by safe points reached 100 ms or more after it (at once in this process,
+/// which forgets its cached value when it cancels).
+#[derive(Default)]
+struct CancelWatch {
+    /// project → (generation, when read)
+    gens: Mutex<HashMap<String, (u64, std::time::Instant)>>,
+    /// "project\0token" → the generation read before the job was claimed
+    at_claim: Mutex<HashMap<String, u64>>,
+}
+
+fn delivery_key(project: &str, token: &str) -> String {
+    format!("{project}\0{token}")
 }
 
 /// Connects with a manager that reconnects on its own; responses time out after 30 s
@@ -94,6 +116,7 @@ impl RedisQueue {
             scripts: Arc::new(Scripts::new()),
             groups: Arc::default(),
             limits: Arc::default(),
+            cancels: Arc::default(),
         }
     }
 
@@ -162,12 +185,40 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// The project's cancel generation, as read at most [`CANCEL_GEN_TTL`] ago.
+    async fn cancel_gen(&self, project: &str) -> Result<u64, QueueError> {
+        if let Some((g, at)) = self.cancels.gens.lock().expect("gens").get(project)
+            && at.elapsed() < CANCEL_GEN_TTL
+        {
+            return Ok(*g);
+        }
+        let mut conn = self.conn.clone();
+        let g: Option<u64> = conn.get(self.key(project, "cxgen")).await?;
+        let g = g.unwrap_or(0);
+        self.cancels
+            .gens
+            .lock()
+            .expect("gens")
+            .insert(project.to_string(), (g, std::time::Instant::now()));
+        Ok(g)
+    }
+
+    /// Notes the generation read before `jobs` were claimed.
+    fn note_claimed(&self, project: &str, generation: u64, jobs: &[Claimed]) {
+        let mut at = self.cancels.at_claim.lock().expect("at_claim");
+        for c in jobs {
+            at.insert(delivery_key(project, &c.lease.token), generation);
+        }
+    }
+
     async fn admit_inner(
         &self,
         project: &str,
         worker: &str,
         max: usize,
     ) -> Result<Claim, QueueError> {
+        // Read before the claim: a cancel between the two makes the job's check real.
+        let generation = self.cancel_gen(project).await?;
         let [delayed, dlq] = self.core_keys(project);
         let limits = self
             .limits
@@ -193,8 +244,10 @@ impl RedisQueue {
         }
         let mut conn = self.conn.clone();
         let (wake, flat): (u64, Vec<String>) = inv.invoke_async(&mut conn).await?;
+        let jobs = claimed_from_flat(project, &flat);
+        self.note_claimed(project, generation, &jobs);
         Ok(Claim {
-            jobs: claimed_from_flat(project, &flat),
+            jobs,
             wake_ms: (wake > 0).then_some(wake),
         })
     }
@@ -391,6 +444,7 @@ impl RedisQueue {
     }
 
     async fn recover_inner(&self, project: &str, worker: &str) -> Result<Recovered, QueueError> {
+        let generation = self.cancel_gen(project).await?;
         let [delayed, dlq] = self.core_keys(project);
         let mut inv = self.scripts.recover.prepare_invoke();
         inv.key(&delayed).key(&dlq);
@@ -405,8 +459,10 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         let (flat, dead, completed): (Vec<String>, Vec<String>, Vec<String>) =
             inv.invoke_async(&mut conn).await?;
+        let claimed = claimed_from_flat(project, &flat);
+        self.note_claimed(project, generation, &claimed);
         Ok(Recovered {
-            claimed: claimed_from_flat(project, &flat),
+            claimed,
             dead,
             completed_batches: completed,
         })
@@ -704,6 +760,12 @@ impl JobQueue for RedisQueue {
 
     fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>> {
         async move {
+            {
+                let mut at = self.cancels.at_claim.lock().expect("at_claim");
+                for (lease, _) in items {
+                    at.remove(&delivery_key(&lease.project, &lease.token));
+                }
+            }
             let mut reports = vec![SettleReport::default(); items.len()];
             let mut by_project: HashMap<&str, Vec<(usize, &Lease, &Settle)>> = HashMap::new();
             for (i, (lease, settle)) in items.iter().enumerate() {
@@ -726,6 +788,19 @@ impl JobQueue for RedisQueue {
 
     fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool> {
         async move {
+            let claimed_at = self
+                .cancels
+                .at_claim
+                .lock()
+                .expect("at_claim")
+                .get(&delivery_key(&lease.project, &lease.token))
+                .copied();
+            if let Some(g) = claimed_at
+                && self.cancel_gen(&lease.project).await? == g
+            {
+                // No cancel since the job was claimed.
+                return Ok(false);
+            }
             let mut conn = self.conn.clone();
             // The job's own flag, and its batch's when it has one: one round trip.
             let mut pipe = redis::pipe();
@@ -740,7 +815,13 @@ impl JobQueue for RedisQueue {
     }
 
     fn cancel<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, CancelReport> {
-        self.cancel_inner(project, id).boxed()
+        async move {
+            let report = self.cancel_inner(project, id).await;
+            // This process sees its own cancels at once.
+            self.cancels.gens.lock().expect("gens").remove(project);
+            report
+        }
+        .boxed()
     }
 
     fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>> {
