@@ -128,6 +128,22 @@ fn verified_by(r: &Value, secret: &str) -> bool {
     r["verified"][secret] == true
 }
 
+/// A receiver answering 503 to the first `fail_first` attempts of each message, and a
+/// fleet whose workers sign with a fresh secret (`$HOOK_SECRET`); `extra` gets the
+/// receiver's URL and returns the project config lines.
+fn hooked_fleet(
+    fail_first: u32,
+    scenario: &str,
+    extra: impl FnOnce(&str) -> String,
+) -> (tempfile::TempDir, Receiver, Fleet, String) {
+    let secret = Signer::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(dir.path(), &[&secret], fail_first);
+    let mut fleet = Fleet::start(scenario, &extra(&rx.url), 0);
+    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
+    (dir, rx, fleet, secret)
+}
+
 /// Polls `status ID` until its webhook delivery is in `state`.
 fn wait_webhook(fleet: &Fleet, id: &str, state: &str) -> Value {
     let start = Instant::now();
@@ -253,20 +269,14 @@ fn deliveries_verify_with_the_reference_library_across_a_secret_rotation() {
 
 #[test]
 fn a_delivery_survives_three_failures_and_a_worker_kill_with_one_webhook_id() {
-    let secret = Signer::generate();
-    let dir = tempfile::tempdir().unwrap();
     // The receiver is "down" (503) for the first 3 attempts of every message.
-    let rx = Receiver::start(dir.path(), &[&secret], 3);
-    let mut fleet = Fleet::start(
-        "latency_ms = 5\n",
-        &hook_config(
-            &format!("{}/hook", rx.url),
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(3, "latency_ms = 5\n", |url| {
+        hook_config(
+            &format!("{url}/hook"),
             r#"["0s", "2s", "2s", "2s", "2s"]"#,
             true,
-        ),
-        0,
-    );
-    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
+        )
+    });
     fleet.spawn_worker(4);
     let batch = fleet.submit(&fleet.file("a.txt", &prompts(1)), &[]);
     fleet.wait_completed(&batch, Duration::from_secs(60));
@@ -321,16 +331,10 @@ fn a_delivery_survives_three_failures_and_a_worker_kill_with_one_webhook_id() {
 
 #[test]
 fn a_ten_thousand_job_batch_fires_exactly_one_batch_completed() {
-    let secret = Signer::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(dir.path(), &[&secret], 0);
     // No project default: only the batch's own webhook, which gets batch.completed only.
-    let mut fleet = Fleet::start(
-        "latency_ms = 1\n",
-        "concurrency = 64\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\n",
-        0,
-    );
-    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(0, "latency_ms = 1\n", |_| {
+        "concurrency = 64\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\n".into()
+    });
     fleet.spawn_worker(32);
     fleet.spawn_worker(32);
     let file = fleet.file("big.txt", &prompts(10_000));
@@ -466,16 +470,10 @@ fn private_destinations_are_refused_and_redirects_not_followed() {
 
 #[test]
 fn a_410_disables_the_endpoint_until_it_is_enabled() {
-    let secret = Signer::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(dir.path(), &[&secret], 0);
+    let (_dir, rx, mut fleet, _) = hooked_fleet(0, "latency_ms = 5\n", |_| {
+        "concurrency = 8\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\nretry_schedule = [\"0s\", \"1s\"]\n".into()
+    });
     let gone = format!("{}/gone", rx.url);
-    let mut fleet = Fleet::start(
-        "latency_ms = 5\n",
-        "concurrency = 8\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\nretry_schedule = [\"0s\", \"1s\"]\n",
-        0,
-    );
-    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
     fleet.spawn_worker(4);
     let b1 = fleet.submit(&fleet.file("a.txt", &prompts(1)), &["--webhook", &gone]);
     fleet.wait_completed(&b1, Duration::from_secs(60));
@@ -684,15 +682,9 @@ fn metrics_pass_promtool_and_match_the_batch_exactly() {
 
 #[test]
 fn a_job_lines_own_webhook_url_gets_its_event() {
-    let secret = Signer::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(dir.path(), &[&secret], 0);
-    let mut fleet = Fleet::start(
-        "latency_ms = 5\n",
-        "concurrency = 8\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\n",
-        0,
-    );
-    fleet.envs.push(("HOOK_SECRET".into(), secret.clone()));
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(0, "latency_ms = 5\n", |_| {
+        "concurrency = 8\nwebhook_secret = \"env:HOOK_SECRET\"\n[webhooks]\nallow_private_networks = true\n".into()
+    });
     fleet.spawn_worker(4);
     let own = format!("{}/own", rx.url);
     let lines = format!(
