@@ -205,18 +205,8 @@ default_model = "gemini-2.5-flash-image"
 
     /// The emulator's stats.
     pub fn emulator_stats(&self) -> Value {
-        use std::io::{Read as _, Write as _};
-        let addr = self.emulator_url.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "GET /emulator/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).unwrap();
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or(Value::Null)
+        let (_, body) = http("GET", &self.emulator_url, "/emulator/stats", "");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
     }
 
     /// Replaces the emulator's scenario (TOML) at runtime.
@@ -234,18 +224,8 @@ default_model = "gemini-2.5-flash-image"
     }
 
     fn post_emulator(&self, path: &str, body: &str) {
-        use std::io::{Read as _, Write as _};
-        let addr = self.emulator_url.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).unwrap();
-        assert!(text.starts_with("HTTP/1.1 2"), "{text}");
+        let (status, answer) = http("POST", &self.emulator_url, path, body);
+        assert!((200..300).contains(&status), "{status} {answer}");
     }
 
     /// The manifest's lines.
@@ -293,6 +273,28 @@ impl Drop for Fleet {
             }
         }
     }
+}
+
+/// A bare HTTP/1.1 request to `base` (`http://host:port`): (status, body).
+pub fn http(method: &str, base: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
 }
 
 /// `n` plain-text prompts.

@@ -3,7 +3,7 @@
 //! with the Standard Webhooks reference library from the test venv.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 
 use imagegen::webhooks::Signer;
@@ -88,28 +88,6 @@ impl Receiver {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-/// A bare HTTP/1.1 request: (status, body).
-fn http(method: &str, base: &str, path: &str, body: &str) -> (u16, String) {
-    let addr = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    // Chunked bodies (axum streams): good enough to drop the chunk-size lines.
-    (status, body.to_string())
 }
 
 /// The project config lines for webhooks to `url`, signed with the secret in `$HOOK_SECRET`.
