@@ -485,14 +485,10 @@ impl Dispatcher {
         match self.queue.hooks_body(project, &d.id, &built).await {
             Ok(stored) => Ok(stored),
             Err(e) => {
-                metrics_err(&e);
+                tracing::warn!(%project, id = %d.id, error = %e, "storing a webhook body failed; retrying in 1 s");
+                crate::metrics::get().redis_error("hooks_body");
                 Err(now_ms() + 1000)
             }
         }
     }
-}
-
-fn metrics_err(e: &crate::queue::QueueError) {
-    tracing::warn!(error = %e, "storing a webhook body failed");
-    crate::metrics::get().redis_error("hooks_body");
 }
