@@ -1,12 +1,17 @@
 //! Our queue as an apalis (apalis-core 1.0) `Backend`, and the acknowledgement layer
 //! that settles every task (design and the 1.0 API facts: `docs/design/apalis-backend.md`).
 //!
-//! - `poll_next` is only called by apalis when a concurrency slot is free; it claims as
-//!   many jobs as there are free slots (so nothing waits in a local buffer while
-//!   holding a lease for long), shared among the worker's projects by weight (smooth
-//!   weighted round-robin over the free slots; slots a project cannot use — no work, or
-//!   its limits are reached — go to the others in the same round). Admission against
-//!   the cluster-wide limits happens inside the queue's claim.
+//! - `poll_next` is only called by apalis when a concurrency slot is free. It claims for
+//!   the free slots plus a small *headroom* ([`Pace`]): enough jobs to cover the
+//!   round trips of a settle and the next claim at the rate jobs are finishing, so a
+//!   freed slot starts its next job at once instead of waiting for Redis. Short jobs get
+//!   a headroom; jobs that take seconds get none, so no job waits in a local buffer
+//!   holding a lease (and a project's concurrency) while another worker could run it.
+//!   The buffer is refilled by a claim started as it runs low, before it runs dry.
+//!   Claimed slots are shared among the worker's projects by weight (smooth weighted
+//!   round-robin; slots a project cannot use — no work, or its limits are reached — go
+//!   to the others in the same round). Admission against the cluster-wide limits happens
+//!   inside the queue's claim, and counts buffered jobs as in flight.
 //! - It never returns an error or `None`: either would end the worker. An empty queue
 //!   or a Redis error backs off and stays `Pending`.
 //! - `poll_close` hands back whatever was claimed but not started.
@@ -16,6 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -61,6 +67,64 @@ pub struct Shared {
     pub recovered: Mutex<VecDeque<Claimed>>,
     /// Operation and start of the jobs being processed (metrics at settle).
     pub ops: crate::worker::process::OpsSeen,
+    /// How long jobs and queue round trips take: sizes the claim headroom.
+    pub pace: Pace,
+    /// Settles of finished jobs still being written (shutdown waits for them).
+    pub settling: tokio_util::task::TaskTracker,
+}
+
+/// Moving averages (µs) of a job's run and of the queue round trips around it, from
+/// which the worker sizes how many jobs it claims beyond its free slots.
+#[derive(Debug, Default)]
+pub struct Pace {
+    job_us: AtomicU64,
+    claim_us: AtomicU64,
+    settle_us: AtomicU64,
+}
+
+impl Pace {
+    fn record(slot: &AtomicU64, took: Duration) {
+        let sample = (took.as_micros() as u64).max(1);
+        let old = slot.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        slot.store(new, Ordering::Relaxed);
+    }
+
+    /// A job's handler ran for `took`.
+    pub fn job(&self, took: Duration) {
+        Self::record(&self.job_us, took);
+    }
+
+    /// A job's average run so far (0 before the first).
+    pub fn job_micros(&self) -> u64 {
+        self.job_us.load(Ordering::Relaxed)
+    }
+
+    fn claim(&self, took: Duration) {
+        Self::record(&self.claim_us, took);
+    }
+
+    fn settle(&self, took: Duration) {
+        Self::record(&self.settle_us, took);
+    }
+
+    /// Jobs to hold beyond `concurrency` free slots: the jobs that finish while a
+    /// settle and a claim make their round trips, four times over (jobs finish in bursts:
+    /// those started together end on the same timer tick), at most `concurrency`. Zero until a job has been timed, and for jobs that take much
+    /// longer than the round trips (every real image call), so leases are not held idle.
+    pub fn headroom(&self, concurrency: usize) -> usize {
+        let job = self.job_us.load(Ordering::Relaxed);
+        if job == 0 {
+            return 0;
+        }
+        let trips = self.claim_us.load(Ordering::Relaxed) + self.settle_us.load(Ordering::Relaxed);
+        let want = (concurrency as u64).saturating_mul(4 * trips) / job;
+        want.min(concurrency as u64) as usize
+    }
 }
 
 impl Shared {
@@ -97,7 +161,9 @@ impl Shared {
             Settle::Finish { status, .. } => Some(status.as_str()),
             _ => None,
         };
+        let sent = std::time::Instant::now();
         let report = self.settler.settle(lease.clone(), settle).await;
+        self.pace.settle(sent.elapsed());
         let seen = self.ops.lock().expect("ops").remove(&lease.job);
         if let (Some(outcome), Ok(r)) = (outcome, &report)
             && r.applied
@@ -186,11 +252,20 @@ impl QueueBackend {
         shares
     }
 
-    fn start_claim(&mut self) -> ClaimFut {
+    /// Jobs to claim now: free slots plus headroom, less every lease held (running,
+    /// buffered or being settled).
+    fn wanted(&self) -> usize {
+        let s = &self.shared;
+        (s.concurrency + s.pace.headroom(s.concurrency)).saturating_sub(s.in_flight())
+    }
+
+    /// Starts a claim of `want` jobs as a task of its own, so it makes progress while
+    /// every slot is busy.
+    fn start_claim(&mut self, want: usize) -> ClaimFut {
         let shared = self.shared.clone();
-        let free = shared.concurrency.saturating_sub(shared.in_flight()).max(1);
-        let shares = self.plan(free);
-        async move {
+        let shares = self.plan(want);
+        let claim = tokio::spawn(async move {
+            let sent = std::time::Instant::now();
             let mut got = Vec::new();
             let mut wake: Option<u64> = None;
             let mut full = Vec::new();
@@ -227,9 +302,65 @@ impl QueueBackend {
                 got.extend(c.jobs);
             }
             shared.hold(&got);
+            shared.pace.claim(sent.elapsed());
             Ok((got, wake))
+        });
+        async move {
+            claim
+                .await
+                .map_err(|e| QueueError::Invalid(format!("the claim task failed: {e}")))?
         }
         .boxed()
+    }
+
+    /// Takes a finished claim's jobs into the buffer, or arranges the next try.
+    fn claimed(&mut self, res: Result<(Vec<Claimed>, Option<u64>), QueueError>) {
+        match res {
+            Ok((jobs, _)) if !jobs.is_empty() => {
+                self.idle_ms = 0;
+                self.buffer.extend(jobs);
+            }
+            Ok((_, wake)) => {
+                // Empty: poll again soon, backing off to 250 ms while idle, or when a
+                // limit lets the next job through, if that is sooner.
+                self.idle_ms = (self.idle_ms * 2).clamp(5, 250);
+                let until = wake.map_or(self.idle_ms, |w| {
+                    w.saturating_sub(crate::queue::now_ms())
+                        .clamp(1, self.idle_ms)
+                });
+                self.backoff(until);
+            }
+            Err(e) => {
+                // Never end the worker on a queue error: the connection manager
+                // reconnects; try again in a second.
+                tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                crate::metrics::get().redis_error("claim");
+                self.backoff(1000);
+            }
+        }
+    }
+
+    /// With jobs still buffered: starts the next claim once the buffer is down to half
+    /// the headroom, unless one is running or the queue was just found empty.
+    fn refill(&mut self, cx: &mut Context<'_>) {
+        if self.claim.is_some() || self.idle.is_some() {
+            return;
+        }
+        let s = &self.shared;
+        if self.buffer.len() * 2 > s.pace.headroom(s.concurrency) {
+            return;
+        }
+        let want = self.wanted();
+        if want == 0 {
+            return;
+        }
+        let mut claim = self.start_claim(want);
+        // Registers the waker; the result is taken on a later poll.
+        if let Poll::Ready(res) = claim.poll_unpin(cx) {
+            self.claimed(res);
+        } else {
+            self.claim = Some(claim);
+        }
     }
 
     fn backoff(&mut self, ms: u64) {
@@ -264,8 +395,15 @@ impl Backend for QueueBackend {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Task<QueuedJob>, QueueError>>> {
         loop {
+            if let Some(claim) = self.claim.as_mut()
+                && let Poll::Ready(res) = claim.poll_unpin(cx)
+            {
+                self.claim = None;
+                self.claimed(res);
+            }
             let recovered = self.shared.recovered.lock().expect("recovered").pop_front();
             if let Some(c) = recovered.or_else(|| self.buffer.pop_front()) {
+                self.refill(cx);
                 return Poll::Ready(Some(Ok(task_of(c))));
             }
             if let Some(idle) = self.idle.as_mut() {
@@ -273,33 +411,12 @@ impl Backend for QueueBackend {
                 self.idle = None;
             }
             if self.claim.is_none() {
-                self.claim = Some(self.start_claim());
+                let want = self.wanted().max(1);
+                self.claim = Some(self.start_claim(want));
             }
             let res = ready!(self.claim.as_mut().expect("claim").poll_unpin(cx));
             self.claim = None;
-            match res {
-                Ok((jobs, _)) if !jobs.is_empty() => {
-                    self.idle_ms = 0;
-                    self.buffer.extend(jobs);
-                }
-                Ok((_, wake)) => {
-                    // Empty: poll again soon, backing off to 250 ms while idle, or when
-                    // a limit lets the next job through, if that is sooner.
-                    self.idle_ms = (self.idle_ms * 2).clamp(5, 250);
-                    let until = wake.map_or(self.idle_ms, |w| {
-                        w.saturating_sub(crate::queue::now_ms())
-                            .clamp(1, self.idle_ms)
-                    });
-                    self.backoff(until);
-                }
-                Err(e) => {
-                    // Never end the worker on a queue error: the connection manager
-                    // reconnects; try again in a second.
-                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                    crate::metrics::get().redis_error("claim");
-                    self.backoff(1000);
-                }
-            }
+            self.claimed(res);
         }
     }
 
@@ -387,8 +504,12 @@ pub fn settle_for_error(e: &BoxDynError, attempt: usize, retry: &RetryPolicy) ->
 
 impl Acknowledge<Settle> for SettleAck {
     type Error = QueueError;
-    type Future = BoxFuture<'static, Result<(), QueueError>>;
+    type Future = futures::future::Ready<Result<(), QueueError>>;
 
+    /// Hands the settle to the settle task and returns at once: apalis holds a job's
+    /// concurrency slot until its ack completes, and a settle's round trip (about a
+    /// millisecond) would otherwise keep the slot idle. The lease stays held (and
+    /// counted against claims) until the settle is written; shutdown waits for it.
     fn ack(&mut self, res: &Result<Settle, BoxDynError>, ctx: &ExecutionContext) -> Self::Future {
         let shared = self.shared.clone();
         let job = ctx.task_id().map(ToString::to_string).unwrap_or_default();
@@ -396,16 +517,57 @@ impl Acknowledge<Settle> for SettleAck {
             Ok(s) => s.clone(),
             Err(e) => settle_for_error(e, ctx.attempt(), &shared.retry),
         };
-        async move {
-            let lease = shared.leases.lock().expect("leases").get(&job).cloned();
-            match lease {
-                Some(lease) => shared.settle(lease, settle).await,
-                None => {
-                    tracing::error!(job.id = %job, "finished a job this worker holds no lease for");
-                    Ok(())
-                }
+        let lease = shared.leases.lock().expect("leases").get(&job).cloned();
+        match lease {
+            Some(lease) => {
+                self.shared.settling.spawn(async move {
+                    if let Err(e) = shared.settle(lease, settle).await {
+                        tracing::warn!(job.id = %job, error = %e, "settling a finished job failed; its lease will expire and another worker will run it again");
+                    }
+                });
             }
+            None => tracing::error!(job.id = %job, "finished a job this worker holds no lease for"),
         }
-        .boxed()
+        futures::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headroom_covers_the_round_trips_of_short_jobs_only() {
+        let pace = Pace::default();
+        assert_eq!(pace.headroom(200), 0, "nothing timed yet: no headroom");
+        pace.job(Duration::from_millis(20));
+        pace.claim(Duration::from_micros(700));
+        pace.settle(Duration::from_micros(1300));
+        // 200 slots × 4 × 2 ms / 20 ms
+        assert_eq!(pace.headroom(200), 80);
+        // Image calls of seconds: none, whatever the slots.
+        let slow = Pace::default();
+        slow.job(Duration::from_secs(2));
+        slow.claim(Duration::from_millis(1));
+        slow.settle(Duration::from_millis(1));
+        assert_eq!(slow.headroom(64), 0);
+        // No-op jobs: capped at the slots.
+        let fast = Pace::default();
+        fast.job(Duration::from_micros(20));
+        fast.claim(Duration::from_millis(1));
+        fast.settle(Duration::from_millis(1));
+        assert_eq!(fast.headroom(64), 64);
+    }
+
+    #[test]
+    fn the_averages_follow_a_change_of_pace() {
+        let pace = Pace::default();
+        pace.claim(Duration::from_millis(1));
+        pace.settle(Duration::from_millis(1));
+        pace.job(Duration::from_millis(10));
+        for _ in 0..40 {
+            pace.job(Duration::from_secs(2));
+        }
+        assert_eq!(pace.headroom(100), 0);
     }
 }

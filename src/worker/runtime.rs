@@ -73,6 +73,9 @@ pub fn worker_identity() -> String {
     format!("{host}-{}-{}", std::process::id(), &rand[..8])
 }
 
+/// Longest a stopping worker waits for the settles of jobs it finished.
+const SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(30);
+
 struct Runner {
     queue: Arc<dyn JobQueue>,
     shared: Arc<Shared>,
@@ -97,10 +100,62 @@ async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, Box
             ops: Some(&runner.shared.ops),
         };
         let _running = InFlight::new(&claimed.lease.project);
-        Ok(process_job(&ctx, runner.queue.as_ref(), &claimed).await)
+        let started = std::time::Instant::now();
+        let settle = process_job(&ctx, runner.queue.as_ref(), &claimed).await;
+        runner.shared.pace.job(started.elapsed());
+        Ok(settle)
     }
     .instrument(span)
     .await
+}
+
+/// How apalis runs each job: as a tokio task of its own, so the worker's jobs use every
+/// runtime thread (a provider response is parsed, its images decoded and hashed inside
+/// the job) and a burst of jobs finishing together is not handled one by one on one
+/// thread. Jobs that take under a millisecond (no image call does; a no-op benchmark
+/// does) run inline in the worker's task, where a spawn would cost more than the job.
+/// The returned future aborts the task when dropped, so a worker stopped at its
+/// shutdown deadline stops its jobs too.
+fn job_executor<F>(
+    shared: Arc<Shared>,
+) -> impl Fn(F) -> futures::future::BoxFuture<'static, Result<F::Output, tokio::task::JoinError>>
++ Clone
++ Send
++ 'static
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    move |job: F| {
+        if shared.pace.job_micros() < INLINE_BELOW_US {
+            return async move { Ok(job.await) }.boxed();
+        }
+        let handle = AbortOnDrop(tokio::spawn(job));
+        handle.boxed()
+    }
+}
+
+/// Jobs averaging less than this run inline instead of as tasks of their own.
+const INLINE_BELOW_US: u64 = 1_000;
+
+/// A spawned job's handle that aborts the job if dropped before it finished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Counts a job in `imagegen_jobs_in_flight` while it runs (a panic or a timeout drops
@@ -253,6 +308,8 @@ pub async fn run_worker(
         on_batch_complete: hook,
         recovered: Default::default(),
         ops: Default::default(),
+        pace: Default::default(),
+        settling: Default::default(),
     });
     let runner = Arc::new(Runner {
         queue: queue.clone(),
@@ -281,14 +338,17 @@ pub async fn run_worker(
         .backend(QueueBackend::new(shared.clone()))
         .data(runner)
         .concurrency(options.concurrency)
+        .parallelize(job_executor(shared.clone()))
         .layer(apalis::layers::catch_panic::CatchPanicLayer::with_panic_handler(on_panic))
         .timeout(options.job_timeout)
         .build(handle);
     let signal = shutdown.clone();
-    let run = worker.run_until(async move {
+    // A task of its own, so it runs on the runtime's worker threads (not on a caller's
+    // `block_on` thread, which every timer wake-up would have to unpark).
+    let mut run = tokio::spawn(worker.run_until(async move {
         signal.await;
         Ok::<(), std::io::Error>(())
-    });
+    }));
     let grace = options.shutdown_grace;
     let deadline = async move {
         shutdown.await;
@@ -299,14 +359,31 @@ pub async fn run_worker(
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        res = run => {
-            if let Err(e) = res {
-                tracing::error!(error = %e, "worker stopped with an error");
+        res = &mut run => {
+            match res {
+                Ok(Err(e)) => tracing::error!(error = %e, "worker stopped with an error"),
+                Err(e) => tracing::error!(error = %e, "the worker task failed"),
+                Ok(Ok(())) => {}
             }
         }
         () = deadline => {
             tracing::warn!("shutdown deadline reached: releasing the jobs still running");
+            // Dropping the worker drops its jobs' futures, which aborts their tasks.
+            run.abort();
+            let _ = run.await;
         }
+    }
+    // Finished jobs' settles are written first (bounded: with Redis unreachable their
+    // leases expire and other workers run those jobs again).
+    shared.settling.close();
+    if tokio::time::timeout(SETTLE_AT_SHUTDOWN, shared.settling.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            pending = shared.settling.len(),
+            "shutdown: settles of finished jobs still unwritten; their leases will expire"
+        );
     }
     // Whatever this worker still holds goes back to the queue for the others now,
     // instead of after the visibility timeout.
