@@ -322,7 +322,14 @@ impl QueueBackend {
             }
             Ok((_, wake)) => {
                 // Empty: poll again soon, backing off to 250 ms while idle, or when a
-                // limit lets the next job through, if that is sooner.
+                // limit lets the next job through, if that is sooner. While this
+                // worker's own settles are being written, a lane at its concurrency
+                // limit is about to have room again: look again in 2 ms.
+                if !self.shared.settling.is_empty() {
+                    self.idle_ms = 0;
+                    self.backoff(2);
+                    return;
+                }
                 self.idle_ms = (self.idle_ms * 2).clamp(5, 250);
                 let until = wake.map_or(self.idle_ms, |w| {
                     w.saturating_sub(crate::queue::now_ms())

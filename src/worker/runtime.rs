@@ -127,7 +127,8 @@ where
     F::Output: Send + 'static,
 {
     move |job: F| {
-        if shared.pace.job_micros() < INLINE_BELOW_US {
+        let average = shared.pace.job_micros();
+        if average > 0 && average < INLINE_BELOW_US {
             return async move { Ok(job.await) }.boxed();
         }
         let handle = AbortOnDrop(tokio::spawn(job));
@@ -135,7 +136,8 @@ where
     }
 }
 
-/// Jobs averaging less than this run inline instead of as tasks of their own.
+/// Jobs averaging less than this run inline instead of as tasks of their own (before
+/// any job has been timed, they are spawned).
 const INLINE_BELOW_US: u64 = 1_000;
 
 /// A spawned job's handle that aborts the job if dropped before it finished.

@@ -8,6 +8,7 @@ mod limits;
 mod load;
 mod ops;
 mod s3;
+mod shutdown;
 mod webhooks;
 
 use std::io::{BufRead as _, BufReader};
