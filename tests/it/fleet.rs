@@ -248,6 +248,30 @@ default_model = "gemini-2.5-flash-image"
             .unwrap()
     }
 
+    /// Stream entries of the default model's lane that a worker with process id `pid`
+    /// holds (its consumer name is `host-pid-xxxxxxxx`): their ids.
+    pub fn pending_of(&self, pid: u32) -> Vec<String> {
+        let pending: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
+            .arg(format!("{}:q:gemini-2.5-flash-image", self.base()))
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(10_000)
+            .query(&mut self.redis())
+            .unwrap();
+        let mark = format!("-{pid}-");
+        pending
+            .iter()
+            .filter(|p| {
+                matches!(&p[1], redis::Value::BulkString(c) if String::from_utf8_lossy(c).contains(&mark))
+            })
+            .map(|p| match &p[0] {
+                redis::Value::BulkString(t) => String::from_utf8_lossy(t).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     /// The project's key base in Redis.
     pub fn base(&self) -> String {
         format!("{}:{{p:acme}}", self.prefix)

@@ -29,27 +29,11 @@ fn kill_9_of_one_of_two_workers_loses_nothing() {
     fleet.workers[0].wait().unwrap();
     let mut conn = fleet.redis();
     let base = fleet.base();
-    let pending: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
-        .arg(format!("{base}:q:gemini-2.5-flash-image"))
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(1000)
-        .query(&mut conn)
-        .unwrap();
-    let victim_tokens: Vec<String> = pending
-        .iter()
-        .filter(|p| {
-            matches!(&p[1], redis::Value::BulkString(c) if String::from_utf8_lossy(c).contains(&format!("-{victim_pid}-")))
-        })
-        .map(|p| match &p[0] {
-            redis::Value::BulkString(t) => String::from_utf8_lossy(t).into_owned(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let victim_tokens = fleet.pending_of(victim_pid);
     assert!(
         !victim_tokens.is_empty(),
-        "the killed worker held no jobs: {pending:?}"
+        "the killed worker held no jobs:\n{}",
+        fleet.worker_log(0)
     );
     let mut victim_jobs = Vec::new();
     for t in &victim_tokens {

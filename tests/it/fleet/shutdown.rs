@@ -32,25 +32,6 @@ fn wait_exit(fleet: &mut Fleet, i: usize, limit: Duration) -> (std::process::Exi
     }
 }
 
-/// Stream entries a consumer of this pid still holds.
-fn held_by(fleet: &Fleet, pid: u32) -> usize {
-    let mut conn = fleet.redis();
-    let pending: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
-        .arg(format!("{}:q:gemini-2.5-flash-image", fleet.base()))
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10_000)
-        .query(&mut conn)
-        .unwrap();
-    pending
-        .iter()
-        .filter(|p| {
-            matches!(&p[1], redis::Value::BulkString(c) if String::from_utf8_lossy(c).contains(&format!("-{pid}-")))
-        })
-        .count()
-}
-
 #[test]
 fn sigterm_finishes_running_jobs_and_releases_the_rest() {
     let mut fleet = Fleet::start("latency_ms = 300\n", "concurrency = 64\n", 0);
@@ -81,7 +62,7 @@ fn sigterm_finishes_running_jobs_and_releases_the_rest() {
         "the worker was stopped before the batch was done"
     );
     assert_eq!(
-        held_by(&fleet, pid),
+        fleet.pending_of(pid).len(),
         0,
         "the stopped worker still holds stream entries"
     );
@@ -126,7 +107,7 @@ fn sigterm_past_the_grace_releases_running_jobs() {
         "left before its grace: {took:?}"
     );
     assert_eq!(
-        held_by(&fleet, pid),
+        fleet.pending_of(pid).len(),
         0,
         "the stopped worker still holds stream entries"
     );
