@@ -113,8 +113,9 @@ impl Pace {
     }
 
     /// Jobs to hold beyond `concurrency` free slots: the jobs that finish while a
-    /// settle and a claim make their round trips, four times over (jobs finish in bursts:
-    /// those started together end on the same timer tick), at most `concurrency`. Zero until a job has been timed, and for jobs that take much
+    /// settle and a claim make their round trips, four times over (jobs finish in
+    /// bursts: those started together end on the same timer tick), at most
+    /// `concurrency`. Zero until a job has been timed, and for jobs that take much
     /// longer than the round trips (every real image call), so leases are not held idle.
     pub fn headroom(&self, concurrency: usize) -> usize {
         let job = self.job_us.load(Ordering::Relaxed);
