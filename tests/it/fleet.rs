@@ -187,20 +187,50 @@ default_model = "gemini-2.5-flash-image"
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Polls `status ID` every 50 ms until `done` holds for it, failing after `timeout`
+    /// with `what` it waited for; returns the last status.
+    pub fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.poll_status(id, timeout, Duration::from_millis(50), what, done)
+    }
+
     /// Polls `status` until the batch is completed (and its manifest written).
     pub fn wait_completed(&self, batch: &str, timeout: Duration) -> Value {
+        // Every poll is an `imagegen status` process: slower polling for long waits.
+        self.poll_status(
+            batch,
+            timeout,
+            Duration::from_millis(250),
+            "batch completed",
+            |s| s["state"] == "completed" && s.get("manifest").is_some(),
+        )
+    }
+
+    fn poll_status(
+        &self,
+        id: &str,
+        timeout: Duration,
+        every: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
-            let s = self.status(batch);
-            if s["state"] == "completed" && s.get("manifest").is_some() {
+            let s = self.status(id);
+            if done(&s) {
                 return s;
             }
             assert!(
                 start.elapsed() < timeout,
-                "batch not completed after {timeout:?}: {s}\nworker 0 log:\n{}",
+                "{what}: not after {timeout:?}: {s}\nworker 0 log:\n{}",
                 self.worker_log(0)
             );
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(every);
         }
     }
 

@@ -17,11 +17,9 @@ fn kill_9_of_one_of_two_workers_loses_nothing() {
     let n = 2_000;
     let file = fleet.file("prompts.txt", &prompts(n));
     let batch = fleet.submit(&file, &[]);
-    let start = Instant::now();
-    while fleet.status(&batch)["done"].as_u64().unwrap_or(0) < 300 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fleet.wait_until(&batch, Duration::from_secs(120), "300 jobs done", |s| {
+        s["done"].as_u64().unwrap_or(0) >= 300
+    });
     // Which jobs does worker 0 hold? Its consumer name is in the job records.
     let victim_pid = fleet.workers[0].id();
     fleet.workers[0].kill().unwrap(); // SIGKILL

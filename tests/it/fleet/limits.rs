@@ -83,9 +83,9 @@ fn a_small_project_is_not_stuck_behind_a_big_one_and_weights_split_the_workers()
     fleet.spawn_worker(16);
     fleet.spawn_worker(16);
     // A is running flat out when B's 50 arrive: all of B's finish while most of A waits.
-    while count(&fleet.status(&a), "succeeded") < 100 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fleet.wait_until(&a, Duration::from_secs(120), "100 of A succeeded", |s| {
+        count(s, "succeeded") >= 100
+    });
     let b = fleet.submit_to("bravo", &fleet.file("b.txt", &prompts(50)), &[]);
     let sb = fleet.wait_completed(&b, Duration::from_secs(60));
     assert_eq!(count(&sb, "succeeded"), 50);

@@ -61,15 +61,9 @@ fn cancelling_a_batch_stops_queued_jobs_and_completes_it() {
     let file = fleet.file("p.txt", &prompts(200));
     let batch = fleet.submit(&file, &[]);
     fleet.spawn_worker(4);
-    let start = std::time::Instant::now();
-    while fleet.status(&batch)["counts"]["running"]
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fleet.wait_until(&batch, Duration::from_secs(30), "a job running", |s| {
+        count(s, "running") > 0
+    });
     let out = fleet.run(&["cancel", &batch, "--json"]);
     assert!(
         out.status.success(),

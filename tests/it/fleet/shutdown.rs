@@ -39,11 +39,9 @@ fn sigterm_finishes_running_jobs_and_releases_the_rest() {
     let n = 300;
     let file = fleet.file("prompts.txt", &prompts(n));
     let batch = fleet.submit(&file, &[]);
-    let start = Instant::now();
-    while fleet.status(&batch)["done"].as_u64().unwrap_or(0) < 24 {
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fleet.wait_until(&batch, Duration::from_secs(60), "24 jobs done", |s| {
+        s["done"].as_u64().unwrap_or(0) >= 24
+    });
     let pid = fleet.workers[0].id();
     sigterm(&fleet.workers[0]);
     // Running jobs take 300 ms; the grace is 10 s.
@@ -89,15 +87,9 @@ fn sigterm_past_the_grace_releases_running_jobs() {
     let n = 20;
     let file = fleet.file("prompts.txt", &prompts(n));
     let batch = fleet.submit(&file, &[]);
-    let start = Instant::now();
-    while count(&fleet.status(&batch), "running") < 8 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "jobs not running: {}",
-            fleet.status(&batch)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fleet.wait_until(&batch, Duration::from_secs(30), "8 jobs running", |s| {
+        count(s, "running") >= 8
+    });
     let pid = fleet.workers[0].id();
     sigterm(&fleet.workers[0]);
     let (status, took) = wait_exit(&mut fleet, 0, Duration::from_secs(8));
