@@ -17,6 +17,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// Everything imagegen can be configured with.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Redis connection.
     pub redis: RedisConfig,
@@ -26,6 +27,8 @@ pub struct Settings {
     pub worker: WorkerConfig,
     /// Webhook delivery.
     pub webhooks: WebhooksConfig,
+    /// Fetching input images given by URL.
+    pub inputs: InputsConfig,
     /// The in-process emulator used by `imagegen run` without projects.
     pub emulator: EmulatorConfig,
     /// Tenants by name.
@@ -35,6 +38,7 @@ pub struct Settings {
 
 /// `[redis]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis URL.
     pub url: String,
@@ -44,9 +48,14 @@ pub struct RedisConfig {
 
 /// `[output]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// An `object_store` URL.
     pub url: String,
+    /// How image files are named inside `{project}/{batch}/`: placeholders `{seq}`
+    /// (the job's position, 6 digits), `{line}` (4 digits), `{slug}` (of the prompt),
+    /// `{index}`, `{job}`, `{model}`; the extension is added.
+    pub name_template: String,
     /// object_store options for the URL's store (`aws_endpoint`, `aws_region`, …);
     /// values may be `env:VAR` or `file:PATH`.
     #[serde(default)]
@@ -75,6 +84,7 @@ impl OutputConfig {
 
 /// `[worker]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Jobs in flight per worker process.
     pub concurrency: u32,
@@ -153,24 +163,8 @@ impl WebhooksConfig {
     }
 
     /// The destination policy.
-    pub fn policy(&self) -> Result<crate::webhooks::NetPolicy, ConfigError> {
-        let allow_cidrs = self
-            .allow_cidrs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.trim().parse::<ipnet::IpNet>().map_err(|_| {
-                    invalid(
-                        format!("webhooks.allow_cidrs[{i}]"),
-                        format!("`{c}` is not a CIDR range like \"10.20.0.0/16\""),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(crate::webhooks::NetPolicy {
-            allow_private_networks: self.allow_private_networks,
-            allow_cidrs,
-        })
+    pub fn policy(&self) -> Result<crate::netguard::NetPolicy, ConfigError> {
+        net_policy("webhooks", self.allow_private_networks, &self.allow_cidrs)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -192,8 +186,66 @@ impl WebhooksConfig {
     }
 }
 
+/// `[inputs]`: how workers fetch input images given by URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsConfig {
+    /// Allow every destination (private networks included).
+    pub allow_private_networks: bool,
+    /// Private ranges allowed anyway.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    /// One fetch's timeout, seconds.
+    pub timeout_s: u64,
+    /// Redirects followed at most (each hop checked again); 0 follows none.
+    pub max_redirects: usize,
+}
+
+impl InputsConfig {
+    /// The destination policy.
+    pub fn policy(&self) -> Result<crate::netguard::NetPolicy, ConfigError> {
+        net_policy("inputs", self.allow_private_networks, &self.allow_cidrs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.policy()?;
+        if !(1..=600).contains(&self.timeout_s) {
+            return Err(invalid("inputs.timeout_s", "must be between 1 and 600"));
+        }
+        if self.max_redirects > 10 {
+            return Err(invalid("inputs.max_redirects", "must be at most 10"));
+        }
+        Ok(())
+    }
+}
+
+fn net_policy(
+    section: &'static str,
+    allow_private_networks: bool,
+    cidrs: &[String],
+) -> Result<crate::netguard::NetPolicy, ConfigError> {
+    let allow_cidrs = cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                invalid(
+                    format!("{section}.allow_cidrs[{i}]"),
+                    format!("`{c}` is not a CIDR range like \"10.20.0.0/16\""),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(crate::netguard::NetPolicy {
+        allow_private_networks,
+        allow_cidrs,
+        section,
+    })
+}
+
 /// `[emulator]`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EmulatorConfig {
     /// Scenario file for the in-process emulator; empty for defaults.
     pub scenario: String,
@@ -277,9 +329,9 @@ fn default_weight() -> u32 {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The layers could not be read or merged.
+    /// The layers could not be read or merged (the message says which key).
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     /// A value is invalid.
     #[error("configuration key `{key}`: {message}")]
     Invalid {
@@ -288,6 +340,54 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(with_suggestion(&e.to_string()))
+    }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the nearest valid name
+/// named first (a typo is the usual cause), and unknown keys of the top level said as
+/// sections.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((name, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = tail
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let nearest = expected
+        .iter()
+        .map(|e| (strsim::damerau_levenshtein(name, e), *e))
+        .min()
+        .filter(|(d, e)| *d <= (e.len() / 2).max(2));
+    // The config crate appends " for key `worker`" (or nothing at the top level).
+    let (section, top) = match tail.rsplit_once(" for key `") {
+        Some((_, k)) => (format!("{}.", k.trim_end_matches('`')), false),
+        None => (String::new(), true),
+    };
+    let what = if top { "section" } else { "key" };
+    let mut out = format!("unknown {what} `{section}{name}`");
+    match nearest {
+        Some((_, e)) => out.push_str(&format!(" (did you mean `{section}{e}`?)")),
+        None => out.push_str(&format!(
+            " (valid: {})",
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    out
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -388,6 +488,7 @@ impl Settings {
         }
         check_store_url("output.url", &self.output.url)?;
         self.webhooks.validate()?;
+        self.inputs.validate()?;
         let policy = self.webhooks.policy()?;
         for (name, p) in &self.projects {
             let key = format!("projects.{name}");
@@ -648,5 +749,56 @@ mod tests {
             Some(2)
         );
         assert_eq!(s.projects["b"].api_version(), "v1beta");
+    }
+
+    fn load_toml(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load_from(Some(&path), &[])
+    }
+
+    #[test]
+    fn typos_anywhere_are_refused_naming_the_key_and_the_nearest_one() {
+        for (text, key, nearest) in [
+            (
+                "[project.acme]\nbackend = \"vertex\"\n",
+                "`project`",
+                "`projects`",
+            ),
+            (
+                "[worker]\nconcurency = 4\n",
+                "`worker.concurency`",
+                "`worker.concurrency`",
+            ),
+            (
+                "[redis]\nulr = \"redis://x\"\n",
+                "`redis.ulr`",
+                "`redis.url`",
+            ),
+            ("[ouput]\nurl = \"file://x\"\n", "`ouput`", "`output`"),
+            (
+                "[projects.a]\nbackend = \"gemini-api\"\ncredentials = \"env:K\"\nconcurrencyy = 2\n",
+                "concurrencyy",
+                "concurrency",
+            ),
+        ] {
+            let e = load_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(
+                e.contains(&format!("did you mean {nearest}")) || e.contains(nearest),
+                "{text}: {e}"
+            );
+            // Said once, not "X: X".
+            let first = e.find(key).unwrap();
+            assert!(!e[first + key.len()..].contains(key), "repeated: {e}");
+        }
+        let e = Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__CONCURENCY", "4")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("worker.concurency") && e.contains("worker.concurrency"),
+            "{e}"
+        );
     }
 }

@@ -17,9 +17,9 @@ use crate::catalog::Backend;
 use crate::config::Settings;
 use crate::job::JobSpec;
 use crate::providers::{ImageProvider, OutputImage, ProviderError, ProviderOutput, Target};
-use crate::queue::submit::CHUNK;
 use crate::queue::{JobQueue as _, NewBatch, NewJob, QueueOptions, RedisQueue};
 use crate::storage::OutputStore;
+use crate::submit::CHUNK;
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, run_worker, worker_identity};
 
 /// Arguments of `imagegen bench`.
@@ -174,6 +174,7 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 lane: "gemini-2.5-flash-image".into(),
                 op: "generate".into(),
                 webhook: None,
+                hash: None,
             })
             .collect();
         in_flight.push(queue.enqueue("bench", &batch.id, chunk));
@@ -208,6 +209,7 @@ async fn drain(
             limits: Default::default(),
             weight: 1,
             webhook: None,
+            fingerprint: Default::default(),
         },
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

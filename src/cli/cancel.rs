@@ -36,7 +36,7 @@ pub async fn run(args: CancelArgs, settings: Settings) -> anyhow::Result<ExitCod
             .or((report.kind == "batch").then(|| args.id.clone()))
     {
         let store = common::output_store(&settings, &project, None)?;
-        crate::worker::write_manifest(queue.as_ref(), &store, &project, &batch).await?;
+        crate::manifest::write(queue.as_ref(), &store, &project, &batch).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -14,9 +14,9 @@ use crate::catalog::Backend;
 use crate::config::Settings;
 use crate::job::batch_file::LineDefaults;
 use crate::job::{Operation, ValidationContext};
-use crate::queue::submit::{self, Checked, JobFile};
 use crate::queue::{JobQueue, QueueOptions, RedisQueue};
 use crate::storage::OutputStore;
+use crate::submit::{self, Checked, JobFile, UrlChecks};
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, worker_identity};
 
 /// The model used when neither the line, `--model` nor the project names one.
@@ -40,9 +40,11 @@ pub struct JobFileArgs {
 }
 
 impl JobFileArgs {
-    /// The file, read with these defaults and validated for `backend`.
+    /// The file, read with these defaults, validated for `backend`, its image URLs
+    /// checked against `[inputs]`.
     pub fn job_file(
         &self,
+        settings: &Settings,
         backend: Backend,
         project_model: Option<&str>,
     ) -> anyhow::Result<JobFile<'_>> {
@@ -63,19 +65,20 @@ impl JobFileArgs {
                 backend,
                 check_local_files: true,
             },
+            urls: UrlChecks::new(settings.inputs.policy()?),
         })
     }
 
     /// First pass over `file`. With invalid lines and no `--skip-invalid`, reports them
     /// and returns the exit code (2): nothing may be `done` ("run", "enqueued") with
     /// the file, which `verb` ("run", "enqueue") names.
-    pub fn check(
+    pub async fn check(
         &self,
         file: &JobFile<'_>,
         done: &str,
         verb: &str,
     ) -> anyhow::Result<Result<Checked, ExitCode>> {
-        let checked = file.check()?;
+        let checked = file.check().await?;
         if checked.invalid > 0 {
             report_invalid(&self.file, &checked);
             if !self.skip_invalid {
@@ -130,17 +133,63 @@ pub fn output_url(settings: &Settings, project: &str, out: Option<&str>) -> Stri
         .unwrap_or_else(|| settings.output.url.clone())
 }
 
-/// Opens a project's output store.
+/// Opens a project's output store, naming files by `output.name_template`.
 pub fn output_store(
     settings: &Settings,
     project: &str,
     out: Option<&str>,
 ) -> anyhow::Result<OutputStore> {
     let url = output_url(settings, project, out);
-    Ok(OutputStore::from_url(
-        &url,
-        settings.output.resolved_options()?,
-    )?)
+    let template = crate::storage::NameTemplate::parse(&settings.output.name_template)
+        .map_err(|e| anyhow::anyhow!("configuration key `output.name_template`: {e}"))?;
+    Ok(
+        OutputStore::from_url(&url, settings.output.resolved_options()?)?
+            .with_name_template(template),
+    )
+}
+
+/// How a project's jobs read their input images: through the SSRF guard of
+/// `[inputs]`, the project's store for uploaded inputs, local paths only when
+/// `local_paths` (embedded `run`).
+pub fn input_resolver(
+    settings: &Settings,
+    store: &OutputStore,
+    local_paths: bool,
+) -> anyhow::Result<crate::providers::InputResolver> {
+    let i = &settings.inputs;
+    Ok(crate::providers::InputResolver::new(
+        crate::providers::InputOptions {
+            policy: Arc::new(i.policy()?),
+            timeout: Duration::from_secs(i.timeout_s),
+            max_redirects: i.max_redirects,
+            store_options: settings.output.resolved_options()?,
+            store: Some(store.clone()),
+            local_paths,
+        },
+    ))
+}
+
+/// What identifies the way a worker runs `project`: where it calls and where it
+/// writes (a digest, and the two in words for warnings).
+pub fn config_fingerprint(settings: &Settings, name: &str) -> (String, String, String) {
+    use sha2::Digest as _;
+    let Some(p) = settings.projects.get(name) else {
+        return (String::new(), String::new(), String::new());
+    };
+    let endpoint = crate::providers::Target::from_config(p).base_url;
+    let output = output_url(settings, name, None);
+    let text = format!(
+        "{}\n{}\n{}\n{}\n{endpoint}\n{}\n{output}\n{}",
+        p.backend.as_str(),
+        p.gcp_project.as_deref().unwrap_or(""),
+        p.location,
+        p.api_version(),
+        p.credentials,
+        settings.output.name_template
+    );
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    (hex, endpoint, output)
 }
 
 /// Provider + store for each named project (all configured ones when `only` is empty).
@@ -162,13 +211,21 @@ pub fn project_runtimes(
         .iter()
         .filter(|(name, _)| only.is_empty() || only.contains(name))
         .map(|(name, p)| {
-            let provider = crate::providers::from_config(p, timeout)
+            let store = output_store(settings, name, None)?;
+            let inputs = input_resolver(settings, &store, false)?;
+            let provider = crate::providers::from_config(p, timeout, inputs)
                 .with_context(|| format!("project `{name}`"))?;
+            let (config, endpoint, output) = config_fingerprint(settings, name);
             Ok((
                 name.clone(),
                 ProjectRuntime {
                     provider,
-                    store: output_store(settings, name, None)?,
+                    store,
+                    fingerprint: crate::worker::Fingerprint {
+                        config,
+                        endpoint,
+                        output,
+                    },
                     limits: crate::limits::ProjectLimits::from_config(p),
                     weight: p.weight,
                     webhook: p
@@ -202,6 +259,27 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
     }
 }
 
+/// The project a command runs in: `--project`, or the only one configured.
+pub fn project_arg(settings: &Settings, project: Option<&str>) -> anyhow::Result<String> {
+    match project {
+        Some(p) if settings.projects.contains_key(p) => Ok(p.to_string()),
+        Some(p) => bail!(
+            "no project `{p}` in the configuration (configured: {})",
+            configured(settings)
+        ),
+        None if settings.projects.len() == 1 => {
+            Ok(settings.projects.keys().next().cloned().unwrap_or_default())
+        }
+        None if settings.projects.is_empty() => bail!(
+            "no project configured: add a [projects.<name>] table to the --config file (see config/default.toml)"
+        ),
+        None => bail!(
+            "several projects are configured ({}): choose one with --project",
+            configured(settings)
+        ),
+    }
+}
+
 /// Configured project names, comma-separated.
 pub fn configured(settings: &Settings) -> String {
     let names: Vec<&str> = settings.projects.keys().map(String::as_str).collect();
@@ -229,9 +307,9 @@ pub async fn project_of(
         }
     }
     bail!(
-        "no job or batch `{id}` in any configured project ({}); finished records are kept for {} s",
+        "no job or batch `{id}` in any configured project ({}); finished records are kept for {}",
         configured(settings),
-        settings.worker.retention_s
+        human_ms(settings.worker.retention_s * 1000)
     )
 }
 
@@ -257,7 +335,44 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `1.2 s`, `3 min 4 s`.
+/// A duration as people write it: `850ms`, `1.2s`, `12s`, `3m 4s`, `2h 5m`, `3d`.
 pub fn human_ms(ms: u64) -> String {
-    humantime::format_duration(Duration::from_secs(ms.div_ceil(1000))).to_string()
+    const S: u64 = 1000;
+    const M: u64 = 60 * S;
+    const H: u64 = 60 * M;
+    const D: u64 = 24 * H;
+    let two = |big: u64, bu: &str, small: u64, su: &str| {
+        if small == 0 {
+            format!("{big}{bu}")
+        } else {
+            format!("{big}{bu} {small}{su}")
+        }
+    };
+    match ms {
+        ms if ms < S => format!("{ms}ms"),
+        ms if ms < 10 * S => format!("{:.1}s", ms as f64 / 1000.0),
+        ms if ms < M => format!("{}s", ms / S),
+        ms if ms < H => two(ms / M, "m", ms % M / S, "s"),
+        ms if ms < D => two(ms / H, "h", ms % H / M, "m"),
+        ms => two(ms / D, "d", ms % D / H, "h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_like_people_write_them() {
+        let cases = [
+            (850, "850ms"),
+            (1_234, "1.2s"),
+            (12_000, "12s"),
+            (184_000, "3m 4s"),
+            (7_500_000, "2h 5m"),
+            (259_200_000, "3d"),
+            (3_600_000, "1h"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(super::human_ms(ms), want, "{ms}");
+        }
+    }
 }

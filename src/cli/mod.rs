@@ -56,6 +56,15 @@ enum Command {
 /// Entry point used by `main.rs`.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !cli.command.serves() {
+        // `imagegen status … | head` closes our stdout early: end quietly, as `ls` or
+        // `cat` do, instead of panicking in println!. (Servers keep Rust's default,
+        // SIGPIPE ignored: a closed socket is an error to handle, not a reason to die.)
+        // SAFETY: called before any thread is started; SIG_DFL is always valid.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -67,10 +76,37 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+impl Command {
+    /// True for the long-running commands (they serve; the others print and exit).
+    fn serves(&self) -> bool {
+        matches!(
+            self,
+            Command::Worker(_) | Command::Emulator(_) | Command::Bench(_)
+        )
+    }
+}
+
+/// An error and its causes, each said once: a cause whose text its parent already
+/// includes (`configuration: X` caused by `X`) is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Settings for the short-lived commands, which only log warnings.
@@ -93,7 +129,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             crate::telemetry::init("info");
             worker::run(args, Settings::load(cli.config.as_deref())?).await
         }
-        Command::Submit(args) => submit::run(args, quiet_settings(&cli.config)?).await,
+        Command::Submit(args) => {
+            submit::run(args, quiet_settings(&cli.config)?, cli.config.as_deref()).await
+        }
         Command::Status(args) => status::run(args, quiet_settings(&cli.config)?).await,
         Command::Results(args) => results::run(args, quiet_settings(&cli.config)?).await,
         Command::Cancel(args) => cancel::run(args, quiet_settings(&cli.config)?).await,

@@ -19,7 +19,8 @@ pub struct ResultsArgs {
     /// The project (default: searched among the configured ones).
     #[arg(long)]
     pub project: Option<String>,
-    /// Copy the images into this folder (`<job id>/<index>.<ext>`).
+    /// Copy the images into this folder, named by line and prompt
+    /// (`0007-a-red-fox-0.png`), with the manifest.
     #[arg(long)]
     pub download: Option<PathBuf>,
     /// Print JSON lines (the manifest's) instead of text.
@@ -44,7 +45,7 @@ pub async fn run(args: ResultsArgs, settings: Settings) -> anyhow::Result<ExitCo
     let store = common::output_store(&settings, &project, None)?;
     if batch.completed_ms.is_some() && batch.manifest.is_none() {
         // Its completing worker died before writing the manifest: write it now.
-        crate::worker::write_manifest(queue.as_ref(), &store, &project, &args.batch).await?;
+        crate::manifest::write(queue.as_ref(), &store, &project, &args.batch).await?;
     }
     let total = batch.total.unwrap_or(batch.enqueued);
     let mut images = Vec::new();
@@ -75,8 +76,14 @@ pub async fn run(args: ResultsArgs, settings: Settings) -> anyhow::Result<ExitCo
                 };
                 println!("{line}{:<10} {}  {detail}", job.status.as_str(), job.id);
             }
-            for (i, (_, _, url)) in super::run::image_list(&job).into_iter().enumerate() {
-                images.push((job.id.clone(), i, url));
+            let line = job.line.unwrap_or(0);
+            if let Some(res) = &job.result {
+                let slug = crate::storage::layout::slug(res.prompt.as_deref().unwrap_or(""));
+                for img in &res.images {
+                    let ext = img.url.rsplit('.').next().unwrap_or("png");
+                    let name = format!("{line:04}-{slug}-{}.{ext}", img.index);
+                    images.push((name, img.url.clone()));
+                }
             }
         }
         from = to;
@@ -92,21 +99,20 @@ async fn download(
     project: &str,
     batch: &str,
     dir: &std::path::Path,
-    images: Vec<(String, usize, String)>,
+    images: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let n = images.len();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(images)
-        .map(|(job, i, url)| async move {
-            let ext = url.rsplit('.').next().unwrap_or("png");
-            let rel = format!("{project}/{batch}/{job}/{i}.{ext}");
+        .map(|(name, url)| async move {
+            let rel = store
+                .own_key(&url)
+                .with_context(|| format!("{url} is not in the project's output store"))?;
             let bytes = store
                 .get(&rel)
                 .await
                 .with_context(|| format!("reading {url}"))?;
-            let target = dir.join(&job);
-            tokio::fs::create_dir_all(&target).await?;
-            tokio::fs::write(target.join(format!("{i}.{ext}")), &bytes).await?;
+            tokio::fs::write(dir.join(&name), &bytes).await?;
             Ok(())
         })
         .buffer_unordered(16)

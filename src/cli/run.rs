@@ -19,8 +19,8 @@ use crate::emulator::{self, EmulatorHandle, Scenario};
 use crate::job::JobStatus;
 use crate::providers::auth::{CredentialSource, Credentials};
 use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
-use crate::queue::submit;
 use crate::queue::{BatchRecord, JobQueue as _, JobRecord, MemoryQueue, NewBatch, QueueOptions};
+use crate::submit;
 use crate::worker::backend::OnBatchComplete;
 use crate::worker::{ProjectRuntime, WorkerOptions, run_worker};
 
@@ -44,6 +44,7 @@ pub struct RunArgs {
 
 struct Runtime {
     provider: Box<dyn ImageProvider>,
+    store: crate::storage::OutputStore,
     project: String,
     backend: Backend,
     default_model: Option<String>,
@@ -55,11 +56,11 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     let runtime = runtime(&args, &settings).await?;
     let file = args
         .job
-        .job_file(runtime.backend, runtime.default_model.as_deref())?;
-    if let Err(code) = args.job.check(&file, "run", "run")? {
+        .job_file(&settings, runtime.backend, runtime.default_model.as_deref())?;
+    if let Err(code) = args.job.check(&file, "run", "run").await? {
         return Ok(code);
     }
-    let store = common::output_store(&settings, &runtime.project, args.out.as_deref())?;
+    let store = runtime.store.clone();
     let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
         &settings.worker,
     )));
@@ -69,7 +70,8 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         source: args.job.file.display().to_string(),
         ..NewBatch::default()
     };
-    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, |_| {}).await?;
+    // One machine: local paths stay paths, read by the worker in this process.
+    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, None, |_| {}).await?;
     let batch_id = submitted.batch.id.clone();
 
     // The worker runs until the batch is complete and its manifest written.
@@ -95,6 +97,7 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
             // Embedded runs keep nothing after they exit: webhooks need the fleet's
             // durable delivery queue (`submit` + `worker`).
             webhook: None,
+            fingerprint: Default::default(),
         },
     );
     let options = WorkerOptions {
@@ -171,7 +174,8 @@ pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
 async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime> {
     let timeout = Duration::from_secs(settings.worker.request_timeout_s);
     if settings.projects.is_empty() && args.project.as_deref().is_none_or(|p| p == "local") {
-        return local_runtime(settings, timeout).await;
+        let store = common::output_store(settings, "local", args.out.as_deref())?;
+        return local_runtime(settings, timeout, store).await;
     }
     let configured = settings
         .projects
@@ -188,8 +192,12 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
         }
         None => bail!("several projects are configured ({configured}): choose one with --project"),
     };
+    let store = common::output_store(settings, name, args.out.as_deref())?;
+    // One machine: local paths in the job file are read here, directly.
+    let inputs = common::input_resolver(settings, &store, true)?;
     Ok(Runtime {
-        provider: providers::from_config(project, timeout)?,
+        provider: providers::from_config(project, timeout, inputs)?,
+        store,
         project: name.clone(),
         backend: project.backend,
         default_model: project.default_model.clone(),
@@ -199,7 +207,11 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
 
 /// No project configured: start the emulator in-process and talk to it as the Gemini
 /// Developer API with a local key.
-async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result<Runtime> {
+async fn local_runtime(
+    settings: &Settings,
+    timeout: Duration,
+    store: crate::storage::OutputStore,
+) -> anyhow::Result<Runtime> {
     let scenario = if settings.emulator.scenario.is_empty() {
         Scenario::default()
     } else {
@@ -226,8 +238,15 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
         handle.base_url(),
         common::DEFAULT_MODEL
     );
+    let inputs = common::input_resolver(settings, &store, true)?;
     Ok(Runtime {
-        provider: Box::new(GeminiApiProvider::new(target, credentials, timeout)?),
+        provider: Box::new(GeminiApiProvider::new(
+            target,
+            credentials,
+            timeout,
+            inputs,
+        )?),
+        store,
         project: "local".into(),
         backend: Backend::GeminiApi,
         default_model: Some(common::DEFAULT_MODEL.into()),
@@ -237,44 +256,47 @@ async fn local_runtime(settings: &Settings, timeout: Duration) -> anyhow::Result
 
 fn print_summary(batch: &BatchRecord, jobs: &[Option<JobRecord>], elapsed: Duration) {
     let images: usize = jobs.iter().flatten().map(|j| image_list(j).len()).sum();
+    let retries: usize = jobs.iter().flatten().map(|j| j.attempts_log.len()).sum();
+    let retried = if retries > 0 {
+        format!(", {retries} retry(ies) or deferral(s) on the way (see result.json)")
+    } else {
+        String::new()
+    };
     println!(
-        "batch {}: {} job(s) in {:.1}s, {images} image(s)",
+        "batch {}: {} job(s) in {:.1}s, {images} image(s){retried}",
         batch.id,
         jobs.len(),
         elapsed.as_secs_f64()
     );
     println!("  {:<10} {:>8}", "status", "jobs");
     for (status, n) in batch.counts.iter().filter(|(_, n)| **n > 0) {
-        println!("  {status:<10} {n:>8}");
+        println!("  {:<10} {n:>8}", status.as_str());
     }
+    println!("  {:<6} {:<10} file", "line", "status");
     let mut shown = 0;
-    for job in jobs
-        .iter()
-        .flatten()
-        .filter(|j| j.status == JobStatus::Succeeded)
-    {
-        for (w, h, url) in image_list(job) {
-            if shown < 20 {
-                println!("  {w}x{h}  {url}");
-            }
-            shown += 1;
+    for job in jobs.iter().flatten() {
+        if shown == 20 {
+            break;
         }
+        let line = job.line.map_or_else(|| "-".to_string(), |l| l.to_string());
+        let files: Vec<String> = job
+            .result
+            .iter()
+            .flat_map(|r| &r.images)
+            .map(|i| i.path.clone().unwrap_or_else(|| i.url.clone()))
+            .collect();
+        let what = if files.is_empty() {
+            job.error.clone().unwrap_or_default()
+        } else {
+            files.join(" ")
+        };
+        println!("  {line:<6} {:<10} {what}", job.status.as_str());
+        shown += 1;
     }
-    if shown > 20 {
-        println!("  … and {} more image(s)", shown - 20);
-    }
-    for job in jobs
-        .iter()
-        .flatten()
-        .filter(|j| j.status != JobStatus::Succeeded)
-        .take(20)
-    {
-        let line = job.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+    if jobs.len() > shown {
         println!(
-            "  {} {}{line}: {}",
-            job.status,
-            job.id,
-            job.error.as_deref().unwrap_or("")
+            "  … and {} more job(s): see the manifest",
+            jobs.len() - shown
         );
     }
     match &batch.manifest {
@@ -284,26 +306,10 @@ fn print_summary(batch: &BatchRecord, jobs: &[Option<JobRecord>], elapsed: Durat
 }
 
 /// (width, height, url) of a finished job's images, from its compact result.
-pub fn image_list(job: &JobRecord) -> Vec<(u64, u64, String)> {
-    let Some(images) = job
-        .result
-        .as_ref()
-        .and_then(|r| r.get("images"))
-        .and_then(|i| i.as_array())
-    else {
-        return Vec::new();
-    };
-    images
+pub fn image_list(job: &JobRecord) -> Vec<(u32, u32, String)> {
+    job.result
         .iter()
-        .map(|i| {
-            (
-                i.get("width").and_then(|v| v.as_u64()).unwrap_or(0),
-                i.get("height").and_then(|v| v.as_u64()).unwrap_or(0),
-                i.get("url")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
+        .flat_map(|r| &r.images)
+        .map(|i| (i.width, i.height, i.url.clone()))
         .collect()
 }

@@ -21,11 +21,62 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show it again every second until the batch completes (a queue that stops
+    /// answering is waited out).
+    #[arg(long)]
+    pub watch: bool,
 }
 
-/// Runs `status`.
+/// How recently a worker must have registered to count as live.
+const LIVE_MS: u64 = 30_000;
+
+/// Runs `status` (again and again with `--watch`).
 pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let queue = common::redis_queue(&settings).await?;
+    if !args.watch {
+        return show(&args, &settings, queue.as_ref()).await;
+    }
+    let mut down = false;
+    loop {
+        match show(&args, &settings, queue.as_ref()).await {
+            Ok(_) if finished(&args, &settings, queue.as_ref()).await => {
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(_) => down = false,
+            Err(e) => {
+                if !down {
+                    eprintln!("the queue does not answer ({e:#}); waiting for it");
+                }
+                down = true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if !args.json && !down {
+            println!();
+        }
+    }
+}
+
+/// True when the watched batch (or job) is done.
+async fn finished(args: &StatusArgs, settings: &Settings, queue: &dyn JobQueue) -> bool {
+    let Some(id) = args.id.as_deref() else {
+        return false;
+    };
+    let Ok(project) = common::project_of(queue, settings, args.project.as_deref(), id).await else {
+        return false;
+    };
+    match queue.batch(&project, id).await {
+        Ok(Some(b)) => b.completed_ms.is_some(),
+        Ok(None) => matches!(queue.job(&project, id).await, Ok(Some(j)) if j.status.is_terminal()),
+        Err(_) => false,
+    }
+}
+
+async fn show(
+    args: &StatusArgs,
+    settings: &Settings,
+    queue: &dyn JobQueue,
+) -> anyhow::Result<ExitCode> {
     let Some(id) = args.id.as_deref() else {
         let projects: Vec<String> = match &args.project {
             Some(p) => vec![p.clone()],
@@ -35,9 +86,11 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
         for p in projects {
             let lanes = queue.lanes(&p).await?;
             if args.json {
+                // The lanes, as before; a batch's status carries its project's workers.
                 all.insert(p, lanes_json(&lanes));
             } else {
                 println!("project   {p}");
+                print_workers(&queue.workers(&p, LIVE_MS).await?);
                 print_lanes(&lanes);
             }
         }
@@ -46,20 +99,24 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let project =
-        common::project_of(queue.as_ref(), &settings, args.project.as_deref(), id).await?;
+    let project = common::project_of(queue, settings, args.project.as_deref(), id).await?;
     let lanes = queue.lanes(&project).await?;
+    let workers = queue.workers(&project, LIVE_MS).await?;
     let webhook = queue
         .hook(&project, &crate::queue::hooks::message_id(id))
         .await?;
     if let Some(batch) = queue.batch(&project, id).await? {
-        let failures = failure_records(queue.as_ref(), &project, &batch).await?;
+        let failures = failure_records(queue, &project, &batch).await?;
         if args.json {
             let mut v = serde_json::to_value(&batch)?;
             if let Some(obj) = v.as_object_mut() {
+                let now = now_ms();
                 obj.insert("state".into(), batch.state().into());
                 obj.insert("progress".into(), batch.progress().into());
-                obj.insert("eta_ms".into(), batch.eta_ms(now_ms()).into());
+                obj.insert("eta_ms".into(), batch.eta_ms(now).into());
+                obj.insert("run_ms".into(), batch.run_ms(now).into());
+                obj.insert("wait_ms".into(), batch.wait_ms(now).into());
+                obj.insert("workers".into(), serde_json::to_value(&workers)?);
                 obj.insert("failures".into(), serde_json::to_value(&failures)?);
                 obj.insert("lanes".into(), lanes_json(&lanes));
                 if let Some(w) = &webhook {
@@ -70,6 +127,7 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
         } else {
             print_batch(&batch, &failures);
             print_webhook(webhook.as_ref());
+            print_workers(&workers);
             print_lanes(&lanes);
         }
         return Ok(ExitCode::SUCCESS);
@@ -144,6 +202,7 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
     println!("batch     {}", b.id);
     println!("project   {}", b.project);
     println!("source    {}", b.source);
+    let now = now_ms();
     println!("state     {}", b.state());
     println!(
         "progress  {}/{} ({:.1}%)",
@@ -151,16 +210,20 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
         total,
         b.progress() * 100.0
     );
-    match b.eta_ms(now_ms()) {
+    match b.eta_ms(now) {
         Some(0) => {}
         Some(ms) => println!("eta       {}", common::human_ms(ms)),
         None => println!("eta       unknown (no job has finished yet)"),
     }
-    if let (Some(done), true) = (b.completed_ms, b.created_ms > 0) {
-        println!(
-            "took      {}",
-            common::human_ms(done.saturating_sub(b.created_ms))
-        );
+    if b.created_ms > 0 {
+        let waited = common::human_ms(b.wait_ms(now));
+        match b.run_ms(now) {
+            Some(ran) => println!(
+                "took      {} running (after {waited} in the queue)",
+                common::human_ms(ran)
+            ),
+            None => println!("waiting   {waited} in the queue (no job has started yet)"),
+        }
     }
     println!("  {:<10} {:>8}", "status", "jobs");
     for (status, n) in &b.counts {
@@ -168,6 +231,14 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
     }
     if let Some(m) = &b.manifest {
         println!("manifest  {m}");
+    }
+    if !b.cancelled.is_empty() {
+        let n = b
+            .counts
+            .get(&crate::job::JobStatus::Cancelled)
+            .copied()
+            .unwrap_or(0);
+        println!("cancelled {n} job(s) by request");
     }
     if !failures.is_empty() {
         println!("newest problems:");
@@ -242,6 +313,24 @@ fn print_lanes(lanes: &[LaneView]) {
     }
 }
 
+/// The live workers of a project, and a warning when they do not run the same
+/// configuration of it (another endpoint or output store: a forgotten old worker).
+fn print_workers(workers: &[crate::queue::WorkerInfo]) {
+    println!("workers   {} live", workers.len());
+    let mut configs: Vec<&str> = workers.iter().map(|w| w.config.as_str()).collect();
+    configs.sort_unstable();
+    configs.dedup();
+    if configs.len() > 1 {
+        println!("  WARNING: the workers run different configurations of this project:");
+        for w in workers {
+            println!(
+                "  {}  config {}  endpoint {}  output {}",
+                w.worker, w.config, w.endpoint, w.output
+            );
+        }
+    }
+}
+
 fn print_job(j: &JobRecord) {
     println!("job       {}", j.id);
     println!("project   {}", j.project);
@@ -256,11 +345,24 @@ fn print_job(j: &JobRecord) {
     if let Some(w) = &j.worker {
         println!("worker    {w}");
     }
+    if let (Some(q), Some(s)) = (j.enqueued_ms, j.first_started_ms) {
+        println!(
+            "waited    {} in the queue",
+            common::human_ms(s.saturating_sub(q))
+        );
+    }
     if let (Some(s), Some(f)) = (j.started_ms, j.finished_ms) {
-        println!("took      {} ms (last delivery)", f.saturating_sub(s));
+        println!(
+            "took      {} (last delivery)",
+            common::human_ms(f.saturating_sub(s))
+        );
     }
     if let Some(e) = &j.error {
         println!("error     {e}");
+    }
+    for a in &j.attempts_log {
+        let kind = if a.counted { "retried" } else { "deferred" };
+        println!("  {}  {kind}: {}", time_of(a.at_ms), a.error);
     }
     for (w, h, url) in super::run::image_list(j) {
         println!("image     {w}x{h}  {url}");

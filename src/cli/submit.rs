@@ -1,7 +1,8 @@
-//! `imagegen submit FILE --project P`: validate every line, enqueue the file as a batch
-//! in Redis (chunked, pipelined, constant memory), print the batch id; `--wait` follows
-//! it to the end.
+//! `imagegen submit FILE [--project P]`: validate every line, enqueue the file as a
+//! batch in Redis (chunked, pipelined, constant memory), print the batch id; `--wait`
+//! follows it to the end (riding through Redis restarts, as workers do).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::run::progress_bar;
 use crate::config::Settings;
 use crate::job::JobStatus;
 use crate::queue::NewBatch;
-use crate::queue::submit;
+use crate::submit::{self, SubmitError, Uploader};
 
 /// Arguments of `imagegen submit`.
 #[derive(Debug, clap::Args)]
@@ -20,14 +21,15 @@ pub struct SubmitArgs {
     /// The job file.
     #[command(flatten)]
     pub job: common::JobFileArgs,
-    /// Configured project the jobs run in.
+    /// Configured project the jobs run in (default: the only one configured).
     #[arg(long)]
-    pub project: String,
+    pub project: Option<String>,
     /// Webhook URL for this batch's events.
     #[arg(long)]
     pub webhook: Option<String>,
     /// Submitting again with the same key within 24 h returns the same batch (and
-    /// finishes enqueueing it if the first submit was interrupted).
+    /// finishes enqueueing it if the first submit was interrupted); the same key with
+    /// other jobs is refused.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Wait for the batch to complete, with a progress bar; exit non-zero if any job
@@ -39,15 +41,14 @@ pub struct SubmitArgs {
     pub json: bool,
 }
 
-/// Runs `submit`.
-pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCode> {
-    let project = settings.projects.get(&args.project).with_context(|| {
-        format!(
-            "no project `{}` in the configuration (configured: {})",
-            args.project,
-            common::configured(&settings)
-        )
-    })?;
+/// Runs `submit`; `config` is the `--config` file, named again in the hints printed.
+pub async fn run(
+    args: SubmitArgs,
+    settings: Settings,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let name = common::project_arg(&settings, args.project.as_deref())?;
+    let project = &settings.projects[&name];
     if let Some(url) = &args.webhook {
         // The worker checks every address again when it connects; refusing here means
         // a bad URL never waits in the queue.
@@ -59,41 +60,54 @@ pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCod
             .map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
         anyhow::ensure!(
             project.webhook_secret.is_some(),
-            "--webhook: project `{}` has no webhook_secret to sign deliveries with: set projects.{}.webhook_secret (generate one with `imagegen webhooks secret`)",
-            args.project,
-            args.project
+            "--webhook: project `{name}` has no webhook_secret to sign deliveries with: set projects.{name}.webhook_secret (generate one with `imagegen webhooks secret`)",
         );
     }
     let file = args
         .job
-        .job_file(project.backend, project.default_model.as_deref())?;
-    let checked = match args.job.check(&file, "enqueued", "enqueue")? {
+        .job_file(&settings, project.backend, project.default_model.as_deref())?;
+    let checked = match args.job.check(&file, "enqueued", "enqueue").await? {
         Ok(checked) => checked,
         Err(code) => return Ok(code),
     };
     let queue = common::redis_queue(&settings).await?;
     let batch = NewBatch {
-        project: args.project.clone(),
+        project: name.clone(),
         source: args.job.file.display().to_string(),
         webhook: args.webhook.clone(),
+        digest: args
+            .idempotency_key
+            .as_ref()
+            .map(|_| checked.digest.clone()),
         idempotency_key: args.idempotency_key.clone(),
     };
+    let uploader = Uploader::new(common::output_store(&settings, &name, None)?);
     let bar = (!args.json).then(|| progress_bar(checked.valid));
-    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, |n| {
+    let submitted = submit::enqueue_file(queue.as_ref(), &file, &batch, Some(&uploader), |n| {
         if let Some(b) = &bar {
             b.set_position(n);
         }
     })
-    .await?;
+    .await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let submitted = match submitted {
+        Err(e @ (SubmitError::Conflict { .. } | SubmitError::Input { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        other => other?,
+    };
     let id = &submitted.batch.id;
+    let config_arg = config
+        .map(|c| format!("--config {} ", c.display()))
+        .unwrap_or_default();
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "batch_id": id, "project": args.project, "total": submitted.total,
+                "batch_id": id, "project": name, "total": submitted.total,
                 "enqueued": submitted.enqueued_now, "existing": submitted.batch.existing,
                 "invalid_lines": checked.invalid,
             })
@@ -106,25 +120,19 @@ pub async fn run(args: SubmitArgs, settings: Settings) -> anyhow::Result<ExitCod
         println!("{id}");
     } else {
         eprintln!(
-            "enqueued {} job(s) in project {}; follow with `imagegen status {id}`",
-            submitted.total, args.project
+            "enqueued {} job(s) in project {name}; follow with `imagegen {config_arg}status {id}`",
+            submitted.total
         );
         println!("{id}");
     }
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    wait_for(
-        queue.as_ref(),
-        &args.project,
-        id,
-        submitted.total,
-        args.json,
-    )
-    .await
+    wait_for(queue.as_ref(), &name, id, submitted.total, args.json).await
 }
 
-/// Follows a batch until it completes; exit 0 only if every job succeeded.
+/// Follows a batch until it completes; exit 0 only if every job succeeded. A queue
+/// that stops answering (a Redis restart) is waited out, said once.
 pub async fn wait_for(
     queue: &dyn crate::queue::JobQueue,
     project: &str,
@@ -133,11 +141,24 @@ pub async fn wait_for(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let bar = (!quiet).then(|| progress_bar(total));
+    let mut down_since: Option<std::time::Instant> = None;
     loop {
-        let b = queue
-            .batch(project, id)
-            .await?
-            .with_context(|| format!("batch {id} vanished"))?;
+        let b = match queue.batch(project, id).await {
+            Ok(b) => {
+                if down_since.take().is_some() && !quiet {
+                    eprintln!("the queue answers again");
+                }
+                b.with_context(|| format!("batch {id} vanished"))?
+            }
+            Err(e) => {
+                if down_since.is_none() && !quiet {
+                    eprintln!("the queue does not answer ({e}); waiting for it");
+                }
+                down_since.get_or_insert_with(std::time::Instant::now);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         if let Some(bar) = &bar {
             bar.set_position(b.done);
         }

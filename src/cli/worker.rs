@@ -35,43 +35,43 @@ pub async fn run(args: WorkerArgs, settings: Settings) -> anyhow::Result<ExitCod
     let options = common::worker_options(&settings, args.concurrency);
     let mut names: Vec<&String> = projects.keys().collect();
     names.sort();
-    tracing::info!(worker = %options.name, concurrency = options.concurrency, projects = ?names, "worker started");
-    eprintln!(
-        "imagegen worker {} serving {} with concurrency {}",
-        options.name,
-        names
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        options.concurrency
-    );
+    let names: Vec<String> = names.into_iter().cloned().collect();
     let shutdown = futures::FutureExt::shared(Box::pin(common::shutdown_signal()));
-    let metrics = match args.metrics_listen {
+    let (metrics, url) = match args.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--metrics-listen {addr}"))?;
             let bound = listener.local_addr()?;
-            eprintln!("metrics on http://{bound}/metrics");
-            tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
             let ready = crate::metrics::Readiness {
                 queue: queue.clone(),
-                projects: names.iter().map(|s| s.to_string()).collect(),
+                projects: names.clone(),
             };
-            Some(tokio::spawn(crate::metrics::serve(
-                listener,
-                ready,
-                shutdown.clone(),
-            )))
+            let server = tokio::spawn(crate::metrics::serve(listener, ready, shutdown.clone()));
+            (Some(server), format!("http://{bound}/metrics"))
         }
-        None => None,
+        None => (None, "off".to_string()),
     };
-    run_worker(queue, projects, options, None, shutdown).await?;
+    // One line, key=value, whatever RUST_LOG says: what a person and a log scraper
+    // look for first.
+    eprintln!(
+        "imagegen worker started worker={} projects={} concurrency={} metrics={url}",
+        options.name,
+        names.join(","),
+        options.concurrency
+    );
+    let report = run_worker(queue, projects, options, None, shutdown).await?;
     crate::metrics::get().stopping();
     if let Some(m) = metrics {
         let _ = m.await;
     }
-    tracing::info!("worker stopped");
+    if report.not_handed_back > 0 {
+        eprintln!(
+            "imagegen worker stopped: {} job(s) released, {} could not be handed back (their leases expire and other workers run them)",
+            report.released, report.not_handed_back
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    tracing::info!(released = report.released, "worker stopped");
     Ok(ExitCode::SUCCESS)
 }

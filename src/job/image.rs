@@ -21,6 +21,10 @@ pub enum ImageSource {
     Path(PathBuf),
     /// A `gs://`, `s3://`, `az://`, `http(s)://` URL.
     Url(String),
+    /// An object of the project's own output store, by key (`inputs/<sha256>.png`):
+    /// what a producer turns a local path or an upload into, so a worker on any
+    /// machine reads it (through the store) and never opens a path of its own disk.
+    Stored(String),
 }
 
 /// An input image with an optional declared MIME type.
@@ -132,6 +136,8 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mime_type: Option<&'a str>,
 }
 
@@ -141,12 +147,14 @@ impl Serialize for ImageInput {
             data: None,
             path: None,
             url: None,
+            stored: None,
             mime_type: self.mime_type.as_deref(),
         };
         match &self.source {
             ImageSource::Inline(d) => w.data = Some(d),
             ImageSource::Path(p) => w.path = Some(p),
             ImageSource::Url(u) => w.url = Some(u),
+            ImageSource::Stored(k) => w.stored = Some(k),
         }
         w.serialize(s)
     }
@@ -177,6 +185,14 @@ fn from_object(map: serde_json::Map<String, serde_json::Value>) -> Result<ImageI
         let next = match key.as_str() {
             "data" | "bytes_base64_encoded" | "bytesBase64Encoded" => ImageSource::Inline(text),
             "path" => ImageSource::Path(text.into()),
+            "stored" => {
+                if text.is_empty() || text.starts_with('/') || text.split('/').any(|s| s == "..") {
+                    return Err(format!(
+                        "image `stored` is a key inside the project's output store, got `{text}`"
+                    ));
+                }
+                ImageSource::Stored(text)
+            }
             "url" | "uri" | "gcs_uri" | "gcsUri" => match ImageInput::parse(&text)?.source {
                 ImageSource::Url(u) => ImageSource::Url(u),
                 _ => return Err(format!("image `{key}` must be a URL, got `{text}`")),
@@ -187,15 +203,15 @@ fn from_object(map: serde_json::Map<String, serde_json::Value>) -> Result<ImageI
             }
             other => {
                 return Err(format!(
-                    "unknown image field `{other}` (expected `data`, `path`, `url`, `mime_type`)"
+                    "unknown image field `{other}` (expected `data`, `path`, `url`, `stored`, `mime_type`)"
                 ));
             }
         };
         if source.replace(next).is_some() {
-            return Err("an image takes exactly one of `data`, `path`, `url`".into());
+            return Err("an image takes exactly one of `data`, `path`, `url`, `stored`".into());
         }
     }
-    let source = source.ok_or("an image needs one of `data`, `path`, `url`")?;
+    let source = source.ok_or("an image needs one of `data`, `path`, `url`, `stored`")?;
     Ok(ImageInput { source, mime_type })
 }
 

@@ -1,7 +1,7 @@
 //! `JobResult`: what a finished job produced, written as `result.json` next to its images
 //! and echoed by status/results commands and webhooks.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::JobStatus;
 use super::spec::JobSpec;
@@ -57,6 +57,66 @@ pub struct JobResult {
     pub finished_at: String,
     /// Wall time in milliseconds, retries included.
     pub duration_ms: u64,
+}
+
+/// Longest prompt kept in a compact result (the full one is in `result.json`).
+pub const PROMPT_EXCERPT: usize = 200;
+
+/// What the queue keeps of a finished job (its record, the manifest row, the webhook
+/// payload, `run`'s summary): enough to find its outputs and account for it; the full
+/// story is its `result.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompactResult {
+    /// Model.
+    pub model: String,
+    /// Operation.
+    pub operation: String,
+    /// The prompt, cut at [`PROMPT_EXCERPT`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Stored images.
+    #[serde(default)]
+    pub images: Vec<StoredImage>,
+    /// Model text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text: Vec<String>,
+    /// Token usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Wall time of the delivery that finished the job.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The job's `metadata`, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl CompactResult {
+    /// The compact form of a full result.
+    pub fn of(result: &JobResult, prompt: Option<&str>) -> Self {
+        CompactResult {
+            model: result.model.clone(),
+            operation: result.operation.clone(),
+            prompt: prompt.map(|p| excerpt(p, PROMPT_EXCERPT)),
+            images: result.images.clone(),
+            text: result.text.clone(),
+            usage: result.usage.clone(),
+            duration_ms: result.duration_ms,
+            metadata: result
+                .request
+                .get("metadata")
+                .filter(|m| !m.is_null())
+                .cloned(),
+        }
+    }
+}
+
+/// `text` cut at `max` characters (on a character boundary), with `…` when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
 }
 
 /// The spec as JSON with every inline image's base64 replaced by `"<N bytes base64>"`,

@@ -82,22 +82,31 @@ fn transport_error(e: reqwest::Error) -> ProviderError {
 }
 
 impl GoogleClient {
-    fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+    fn from_config(
+        p: &ProjectConfig,
+        timeout: Duration,
+        inputs: InputResolver,
+    ) -> Result<Self, ProviderConfigError> {
         let http = http_client(timeout)?;
         let source = CredentialSource::parse(&p.credentials)?;
         let credentials = Credentials::new(source, http.clone())?;
         Ok(GoogleClient {
             target: Target::from_config(p),
-            inputs: InputResolver::new(http.clone(), Vec::new()),
+            inputs,
             http,
             credentials,
         })
     }
 
-    fn new(target: Target, credentials: Credentials, http: reqwest::Client) -> Self {
+    fn new(
+        target: Target,
+        credentials: Credentials,
+        http: reqwest::Client,
+        inputs: InputResolver,
+    ) -> Self {
         GoogleClient {
             target,
-            inputs: InputResolver::new(http.clone(), Vec::new()),
+            inputs,
             http,
             credentials,
         }
@@ -105,7 +114,9 @@ impl GoogleClient {
 
     async fn call(&self, spec: &JobSpec) -> Result<ProviderOutput, ProviderError> {
         let keep_gcs = self.target.backend == Backend::Vertex;
-        let resolved = self.inputs.resolve(spec, keep_gcs).await?;
+        let limit =
+            crate::catalog::lookup_or_infer(&spec.model).map_or(7_000_000, |m| m.max_inline_bytes);
+        let resolved = self.inputs.resolve(spec, keep_gcs, limit).await?;
         let request =
             wire::build(&resolved, &self.target).map_err(|e| ProviderError::Permanent {
                 status: 0,
@@ -167,7 +178,7 @@ macro_rules! google_provider {
 
         impl $name {
             /// From a project whose `backend` matches this provider.
-            pub fn from_config(p: &ProjectConfig, timeout: Duration) -> Result<Self, ProviderConfigError> {
+            pub fn from_config(p: &ProjectConfig, timeout: Duration, inputs: InputResolver) -> Result<Self, ProviderConfigError> {
                 if p.backend != $backend {
                     return Err(ProviderConfigError::Backend(format!(
                         "{} needs backend \"{}\", got \"{}\"",
@@ -176,12 +187,12 @@ macro_rules! google_provider {
                         p.backend.as_str()
                     )));
                 }
-                Ok($name(GoogleClient::from_config(p, timeout)?))
+                Ok($name(GoogleClient::from_config(p, timeout, inputs)?))
             }
 
             /// A provider for an explicit target and credentials (e.g. the embedded emulator).
-            pub fn new(target: Target, credentials: Credentials, timeout: Duration) -> Result<Self, ProviderConfigError> {
-                Ok($name(GoogleClient::new(target, credentials, http_client(timeout)?)))
+            pub fn new(target: Target, credentials: Credentials, timeout: Duration, inputs: InputResolver) -> Result<Self, ProviderConfigError> {
+                Ok($name(GoogleClient::new(target, credentials, http_client(timeout)?, inputs)))
             }
         }
 
@@ -212,9 +223,10 @@ google_provider!(
 pub fn from_config(
     p: &ProjectConfig,
     timeout: Duration,
+    inputs: InputResolver,
 ) -> Result<Box<dyn ImageProvider>, ProviderConfigError> {
     Ok(match p.backend {
-        Backend::Vertex => Box::new(VertexProvider::from_config(p, timeout)?),
-        Backend::GeminiApi => Box::new(GeminiApiProvider::from_config(p, timeout)?),
+        Backend::Vertex => Box::new(VertexProvider::from_config(p, timeout, inputs)?),
+        Backend::GeminiApi => Box::new(GeminiApiProvider::from_config(p, timeout, inputs)?),
     })
 }

@@ -1,25 +1,65 @@
-//! Resolution of input images before a call: local paths and `http(s)`/`s3`/`az` URLs
-//! become inline bytes; `gs://` stays a reference on Vertex (Google reads it) and is
-//! downloaded for the Developer API, which cannot read GCS.
+//! Resolution of input images before a call: every image becomes inline bytes, except
+//! `gs://` references on Vertex (Google reads those itself).
+//!
+//! - `http(s)://` URLs (signed store URLs included) are fetched through the SSRF guard
+//!   ([`crate::netguard`]): every resolved address checked and the connection pinned to
+//!   it, redirects re-checked hop by hop, a timeout, `[inputs]`'s allow-lists honoured.
+//! - `stored` inputs are read from the project's own output store (where a producer
+//!   uploaded a local file); other `s3://`/`gs://`/`az://` URLs through object_store.
+//! - Every read is capped at the model's inline limit: the announced size first
+//!   (`Content-Length`, the object's size), then the bytes as they arrive, so a huge
+//!   body costs no memory.
+//! - Local paths are read only in embedded mode (`imagegen run`, one machine); a worker
+//!   never opens a path of its own disk for a job.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
-use object_store::ObjectStoreExt as _;
 
 use crate::job::JobSpec;
 use crate::job::image::{ImageInput, ImageSource, sniff_mime};
+use crate::netguard::NetPolicy;
+use crate::storage::{OutputStore, StorageError};
 
 use super::error::{ProviderError, TransientKind};
 
-/// Largest input we download (Google's own request limit is 500 MB; single images are
-/// far smaller, spec §7).
-const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
+/// How a resolver reaches inputs.
+#[derive(Clone)]
+pub struct InputOptions {
+    /// Which destinations URL fetches may reach.
+    pub policy: Arc<NetPolicy>,
+    /// One fetch's timeout.
+    pub timeout: Duration,
+    /// Redirects followed at most (each checked again).
+    pub max_redirects: usize,
+    /// Options for `object_store` URLs (credentials, endpoints), e.g. `aws_endpoint`.
+    pub store_options: Vec<(String, String)>,
+    /// The project's output store: where `stored` inputs are.
+    pub store: Option<OutputStore>,
+    /// Read local paths (embedded mode only).
+    pub local_paths: bool,
+}
 
-/// How to read remote inputs.
+impl InputOptions {
+    /// The guard's defaults and no store: URL fetches only (tests, tools).
+    pub fn guarded(policy: NetPolicy) -> Self {
+        InputOptions {
+            policy: Arc::new(policy),
+            timeout: Duration::from_secs(60),
+            max_redirects: 3,
+            store_options: Vec::new(),
+            store: None,
+            local_paths: false,
+        }
+    }
+}
+
+/// Reads a job's input images.
 #[derive(Clone)]
 pub struct InputResolver {
     http: reqwest::Client,
-    /// Options for `object_store` URLs (credentials, endpoints), e.g. `aws_endpoint`.
-    store_options: Vec<(String, String)>,
+    options: InputOptions,
 }
 
 fn permanent(field: &str, message: String) -> ProviderError {
@@ -39,37 +79,62 @@ fn transient(field: &str, message: String) -> ProviderError {
     }
 }
 
+fn too_large(field: &str, what: &str, size: u64, limit: u64) -> ProviderError {
+    permanent(
+        field,
+        format!(
+            "{what} is {size} bytes or more, over the model's {limit}-byte limit for an input image"
+        ),
+    )
+}
+
 impl InputResolver {
-    /// A resolver using `http` for web URLs and `store_options` for object stores.
-    pub fn new(http: reqwest::Client, store_options: Vec<(String, String)>) -> Self {
-        InputResolver {
-            http,
-            store_options,
-        }
+    /// A resolver with `options`.
+    pub fn new(options: InputOptions) -> Self {
+        let http = crate::netguard::guarded_client(
+            options.policy.clone(),
+            options.timeout,
+            options.max_redirects,
+            concat!("imagegen-inputs/", env!("CARGO_PKG_VERSION")),
+        );
+        InputResolver { http, options }
     }
 
-    /// Returns a copy of `spec` whose images are all inline (or `gs://` when `keep_gcs`).
-    pub async fn resolve(&self, spec: &JobSpec, keep_gcs: bool) -> Result<JobSpec, ProviderError> {
+    /// Returns a copy of `spec` whose images are all inline (or `gs://` when `keep_gcs`),
+    /// none larger than `limit` bytes.
+    pub async fn resolve(
+        &self,
+        spec: &JobSpec,
+        keep_gcs: bool,
+        limit: u64,
+    ) -> Result<JobSpec, ProviderError> {
         let mut out = spec.clone();
         for (i, img) in out.images.iter_mut().enumerate() {
-            self.resolve_one(&format!("images[{i}]"), img, keep_gcs)
+            self.resolve_one(&format!("images[{i}]"), img, keep_gcs, limit)
                 .await?;
         }
         for (i, r) in out.reference_images.iter_mut().enumerate() {
             if let Some(img) = r.image.as_mut() {
-                self.resolve_one(&format!("reference_images[{i}].image"), img, keep_gcs)
-                    .await?;
+                self.resolve_one(
+                    &format!("reference_images[{i}].image"),
+                    img,
+                    keep_gcs,
+                    limit,
+                )
+                .await?;
             }
         }
         for (i, img) in out.product_images.iter_mut().enumerate() {
-            self.resolve_one(&format!("product_images[{i}]"), img, keep_gcs)
+            self.resolve_one(&format!("product_images[{i}]"), img, keep_gcs, limit)
                 .await?;
         }
         if let Some(img) = out.person_image.as_mut() {
-            self.resolve_one("person_image", img, keep_gcs).await?;
+            self.resolve_one("person_image", img, keep_gcs, limit)
+                .await?;
         }
         if let Some(img) = out.scribble_image.as_mut() {
-            self.resolve_one("scribble_image", img, keep_gcs).await?;
+            self.resolve_one("scribble_image", img, keep_gcs, limit)
+                .await?;
         }
         Ok(out)
     }
@@ -79,17 +144,32 @@ impl InputResolver {
         field: &str,
         img: &mut ImageInput,
         keep_gcs: bool,
+        limit: u64,
     ) -> Result<(), ProviderError> {
         let bytes = match &img.source {
             ImageSource::Inline(_) => return Ok(()),
             ImageSource::Url(u) if keep_gcs && u.starts_with("gs://") => return Ok(()),
-            ImageSource::Path(p) => tokio::fs::read(p)
-                .await
-                .map_err(|e| permanent(field, format!("cannot read `{}`: {e}", p.display())))?,
-            ImageSource::Url(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                self.fetch_http(field, u).await?
+            ImageSource::Path(p) if self.options.local_paths => read_file(field, p, limit).await?,
+            ImageSource::Path(p) => {
+                return Err(permanent(
+                    field,
+                    format!(
+                        "`{}` is a local path: a worker reads no files of its own disk for a job (submit uploads local inputs to the output store; `imagegen run` reads them directly)",
+                        p.display()
+                    ),
+                ));
             }
-            ImageSource::Url(u) => self.fetch_store(field, u).await?,
+            ImageSource::Stored(key) => {
+                let key = key.clone();
+                self.read_stored(field, &key, keep_gcs, limit, img).await?
+            }
+            ImageSource::Url(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                self.fetch_http(field, u, limit).await?
+            }
+            ImageSource::Url(u) => self.fetch_store(field, u, limit).await?,
+        };
+        let Some(bytes) = bytes else {
+            return Ok(());
         };
         let mime = img
             .mime_type
@@ -103,13 +183,58 @@ impl InputResolver {
         Ok(())
     }
 
-    async fn fetch_http(&self, field: &str, url: &str) -> Result<Vec<u8>, ProviderError> {
-        let resp = self
-            .http
-            .get(url)
-            .send()
+    /// A `stored` input: a `gs://` reference Google reads itself where it can, else
+    /// the bytes (the limit was checked when it was stored; checked again here).
+    async fn read_stored(
+        &self,
+        field: &str,
+        key: &str,
+        keep_gcs: bool,
+        limit: u64,
+        img: &mut ImageInput,
+    ) -> Result<Option<bytes::Bytes>, ProviderError> {
+        let Some(store) = &self.options.store else {
+            return Err(permanent(
+                field,
+                format!("`{key}` is in a project output store this worker does not have"),
+            ));
+        };
+        let url = store.url_of_key(key);
+        if keep_gcs && url.starts_with("gs://") {
+            img.source = ImageSource::Url(url);
+            return Ok(None);
+        }
+        store
+            .get_capped(key, limit)
             .await
-            .map_err(|e| transient(field, format!("GET {url}: {e}")))?;
+            .map(Some)
+            .map_err(|e| store_error(field, &url, e))
+    }
+
+    async fn fetch_http(
+        &self,
+        field: &str,
+        url: &str,
+        limit: u64,
+    ) -> Result<Option<bytes::Bytes>, ProviderError> {
+        // Literal addresses never reach the resolver: check them here.
+        self.options
+            .policy
+            .check_url(url)
+            .map_err(|e| permanent(field, e.to_string()))?;
+        let mut resp =
+            self.http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| match crate::netguard::refusal(&e) {
+                    Some(r) => permanent(field, format!("GET {url}: {r}")),
+                    None if e.is_redirect() => permanent(field, format!("GET {url}: {e}")),
+                    None => transient(
+                        field,
+                        format!("GET {url}: {}", crate::netguard::describe_chain(&e)),
+                    ),
+                })?;
         let status = resp.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(transient(field, format!("GET {url}: HTTP {status}")));
@@ -117,34 +242,89 @@ impl InputResolver {
         if !status.is_success() {
             return Err(permanent(field, format!("GET {url}: HTTP {status}")));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| transient(field, format!("GET {url}: {e}")))?;
-        if body.len() > MAX_DOWNLOAD {
-            return Err(permanent(
-                field,
-                format!("{url} is over {MAX_DOWNLOAD} bytes"),
-            ));
+        if let Some(n) = resp.content_length()
+            && n > limit
+        {
+            return Err(too_large(field, url, n, limit));
         }
-        Ok(body.to_vec())
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            transient(
+                field,
+                format!("GET {url}: {}", crate::netguard::describe_chain(&e)),
+            )
+        })? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large(
+                    field,
+                    url,
+                    (body.len() + chunk.len()) as u64,
+                    limit,
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body.freeze()))
     }
 
-    async fn fetch_store(&self, field: &str, url: &str) -> Result<Vec<u8>, ProviderError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| permanent(field, format!("invalid URL {url}: {e}")))?;
-        let (store, path) = object_store::parse_url_opts(&parsed, self.store_options.clone())
-            .map_err(|e| permanent(field, format!("cannot open {url}: {e}")))?;
-        let got = store.get(&path).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => {
-                permanent(field, format!("{url} does not exist"))
-            }
-            other => transient(field, format!("reading {url}: {other}")),
-        })?;
-        let body = got
-            .bytes()
+    async fn fetch_store(
+        &self,
+        field: &str,
+        url: &str,
+        limit: u64,
+    ) -> Result<Option<bytes::Bytes>, ProviderError> {
+        if let Some(store) = &self.options.store
+            && let Some(key) = store.own_key(url)
+        {
+            return store
+                .get_capped(&key, limit)
+                .await
+                .map(Some)
+                .map_err(|e| store_error(field, url, e));
+        }
+        if url.starts_with("file://") {
+            return Err(permanent(
+                field,
+                format!("`{url}` is a local file outside the project's output store"),
+            ));
+        }
+        crate::storage::read_url_capped(url, self.options.store_options.clone(), limit)
             .await
-            .map_err(|e| transient(field, format!("reading {url}: {e}")))?;
-        Ok(body.to_vec())
+            .map(Some)
+            .map_err(|e| store_error(field, url, e))
+    }
+}
+
+async fn read_file(
+    field: &str,
+    path: &std::path::Path,
+    limit: u64,
+) -> Result<Option<bytes::Bytes>, ProviderError> {
+    let unreadable =
+        |e: std::io::Error| permanent(field, format!("cannot read `{}`: {e}", path.display()));
+    let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+    if meta.len() > limit {
+        return Err(too_large(
+            field,
+            &format!("`{}`", path.display()),
+            meta.len(),
+            limit,
+        ));
+    }
+    Ok(Some(
+        tokio::fs::read(path).await.map_err(unreadable)?.into(),
+    ))
+}
+
+fn store_error(field: &str, url: &str, e: StorageError) -> ProviderError {
+    match e {
+        StorageError::TooLarge { size, limit, .. } => too_large(field, url, size, limit),
+        StorageError::Store(object_store::Error::NotFound { .. }) => {
+            permanent(field, format!("{url} does not exist"))
+        }
+        StorageError::Url { message, .. } => {
+            permanent(field, format!("cannot open {url}: {message}"))
+        }
+        other => transient(field, format!("reading {url}: {other}")),
     }
 }

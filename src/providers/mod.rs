@@ -18,4 +18,5 @@ pub use client::{
 };
 pub use endpoint::{Method, Target};
 pub use error::{ProviderError, TransientKind, classify};
+pub use inputs::{InputOptions, InputResolver};
 pub use response::{OutputImage, ProviderOutput, ResponseKind, Usage};

@@ -12,9 +12,9 @@ use futures::FutureExt as _;
 use super::hooks::{AttemptRecord, DeliveryRecord, DueDelivery, HookSettle};
 use super::records::{batch_fields, job_fields};
 use super::{
-    BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
-    Lease, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions, Recovered, Settle,
-    SettleReport, now_ms,
+    AttemptEntry, BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut,
+    JobQueue, JobRecord, Lease, MAX_LOG, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions,
+    Recovered, Settle, SettleReport, WorkerInfo, now_ms,
 };
 use crate::job::{JobId, JobStatus, batch_job_id, split_job_id};
 use crate::limits::{LaneView, ProjectLimits, Throttle, gcra};
@@ -61,13 +61,24 @@ struct Project {
     running: u64,
     delayed: BTreeSet<(u64, String)>,
     jobs: HashMap<String, Fields>,
-    batches: HashMap<String, (Fields, Vec<String>)>,
+    batches: HashMap<String, Batch>,
+    /// worker → what it registered
+    workers: BTreeMap<String, WorkerInfo>,
     /// token → (job, worker, last extended)
     pending: HashMap<String, (String, String, Instant)>,
     dlq: Vec<DeadLetter>,
     idem: HashMap<String, String>,
     enqueued_by_op: BTreeMap<String, u64>,
     hooks: Hooks,
+}
+
+/// A batch: its record's fields and lists (as `lib.lua` documents).
+#[derive(Default, Clone)]
+struct Batch {
+    fields: Fields,
+    failures: Vec<String>,
+    cancelled: Vec<String>,
+    hashes: Vec<u32>,
 }
 
 /// Webhook deliveries (as `lib.lua`'s `hook()` and the hooks scripts).
@@ -134,6 +145,26 @@ fn incr(f: &mut Fields, k: &str, by: i64) -> i64 {
     v
 }
 
+/// Appends a retry or deferral to a job's log (newest last, at most `MAX_LOG`), as
+/// `settle.lua`.
+fn log_attempt(f: &mut Fields, error: &str, counted: bool) {
+    let entry = serde_json::to_string(&AttemptEntry {
+        at_ms: now_ms(),
+        error: error.to_string(),
+        counted,
+    })
+    .unwrap_or_default();
+    let log = f.entry(job_fields::LOG.into()).or_default();
+    if !log.is_empty() {
+        log.push('\n');
+    }
+    log.push_str(&entry);
+    let n = log.lines().count();
+    if n > MAX_LOG {
+        *log = log.lines().skip(n - MAX_LOG).collect::<Vec<_>>().join("\n");
+    }
+}
+
 /// One more delivery of a job to `worker`: counts it, stamps owner and start, and
 /// returns what the worker gets.
 fn deliver(
@@ -193,15 +224,15 @@ impl Project {
             }
         }
         if let Some((b, _)) = split_job_id(job)
-            && let Some((bf, _)) = self.batches.get_mut(b)
+            && let Some(bt) = self.batches.get_mut(b)
         {
-            incr(bf, from.as_str(), -1);
-            incr(bf, to.as_str(), 1);
+            incr(&mut bt.fields, from.as_str(), -1);
+            incr(&mut bt.fields, to.as_str(), 1);
         }
     }
 
     fn maybe_complete(&mut self, batch: &str) -> bool {
-        let Some((bf, _)) = self.batches.get_mut(batch) else {
+        let Some(bf) = self.batches.get_mut(batch).map(|b| &mut b.fields) else {
             return false;
         };
         let Some(total) = bf
@@ -226,18 +257,20 @@ impl Project {
         from: JobStatus,
         status: JobStatus,
         error: Option<&str>,
-        result: Option<&str>,
+        result: Option<&crate::job::result::CompactResult>,
     ) -> bool {
         let Some(f) = self.jobs.get_mut(job) else {
             return false;
         };
         f.insert(job_fields::STATUS.into(), status.as_str().into());
         f.insert(job_fields::FINISHED.into(), now_ms().to_string());
-        if let Some(e) = error.filter(|e| !e.is_empty()) {
-            f.insert(job_fields::ERROR.into(), e.into());
-        }
-        if let Some(r) = result.filter(|r| !r.is_empty()) {
-            f.insert(job_fields::RESULT.into(), r.into());
+        match error.filter(|e| !e.is_empty()) {
+            Some(e) => f.insert(job_fields::ERROR.into(), e.into()),
+            // A success keeps no error: the retries it went through are in its log.
+            None => f.remove(job_fields::ERROR),
+        };
+        if let Some(r) = result.and_then(|r| serde_json::to_string(r).ok()) {
+            f.insert(job_fields::RESULT.into(), r);
         }
         for k in [
             job_fields::SPEC,
@@ -254,12 +287,18 @@ impl Project {
         let Some((batch, _)) = split_job_id(job) else {
             return false;
         };
-        if let Some((bf, failures)) = self.batches.get_mut(batch) {
-            incr(bf, batch_fields::DONE, 1);
-            bf.insert(batch_fields::LAST.into(), now_ms().to_string());
-            if status != JobStatus::Succeeded {
-                failures.insert(0, job.to_string());
-                failures.truncate(1000);
+        if let Some(bt) = self.batches.get_mut(batch) {
+            incr(&mut bt.fields, batch_fields::DONE, 1);
+            bt.fields
+                .insert(batch_fields::LAST.into(), now_ms().to_string());
+            let list = match status {
+                JobStatus::Succeeded => None,
+                JobStatus::Cancelled => Some(&mut bt.cancelled),
+                _ => Some(&mut bt.failures),
+            };
+            if let Some(list) = list {
+                list.insert(0, job.to_string());
+                list.truncate(1000);
             }
         }
         self.maybe_complete(batch)
@@ -402,14 +441,17 @@ impl MemoryQueue {
                     let token = format!("m-{next}");
                     f.insert(job_fields::STATUS.into(), "running".into());
                     f.insert(job_fields::TOKEN.into(), token.clone());
+                    f.entry(job_fields::FIRST_STARTED.into())
+                        .or_insert_with(|| now.to_string());
                     let q0 = get_u64(f, job_fields::ENQUEUED);
                     let claimed = deliver(f, project, &job, &token, worker, lane);
                     let dlv = claimed.deliveries as i64;
                     p.move_status(&job, JobStatus::Queued, JobStatus::Running);
                     if let Some((b, _)) = split_job_id(&job)
-                        && let Some((bf, _)) = p.batches.get_mut(b)
+                        && let Some(bt) = p.batches.get_mut(b)
                     {
-                        bf.entry(batch_fields::FIRST.into())
+                        bt.fields
+                            .entry(batch_fields::FIRST.into())
                             .or_insert_with(|| now.to_string());
                     }
                     let reason = if dlv > maxd {
@@ -504,7 +546,7 @@ impl MemoryQueue {
                             JobStatus::Running,
                             *status,
                             error.as_deref(),
-                            result.as_deref(),
+                            result.as_ref(),
                         );
                     }
                     Settle::Retry { count, error, .. }
@@ -547,6 +589,7 @@ impl MemoryQueue {
                             if *count {
                                 incr(f, job_fields::ATTEMPTS, 1);
                             }
+                            log_attempt(f, error, *count);
                         }
                         p.move_status(&lease.job, JobStatus::Running, JobStatus::Queued);
                         p.delayed
@@ -616,10 +659,10 @@ impl MemoryQueue {
             let ids: Vec<String> = if p.jobs.contains_key(id) {
                 report.kind = "job".into();
                 vec![id.to_string()]
-            } else if let Some((bf, _)) = p.batches.get_mut(id) {
+            } else if let Some(bt) = p.batches.get_mut(id) {
                 report.kind = "batch".into();
-                bf.insert(batch_fields::CANCEL.into(), "1".into());
-                let n = get_u64(bf, batch_fields::ENQUEUED);
+                bt.fields.insert(batch_fields::CANCEL.into(), "1".into());
+                let n = get_u64(&bt.fields, batch_fields::ENQUEUED);
                 (0..n).map(|s| batch_job_id(id, s)).collect()
             } else {
                 return report;
@@ -659,12 +702,17 @@ impl JobQueue for MemoryQueue {
                 if let Some(key) = &batch.idempotency_key
                     && let Some(existing) = p.idem.get(key)
                 {
-                    let (bf, _) = p.batches.get(existing).cloned().unwrap_or_default();
+                    let bf = p
+                        .batches
+                        .get(existing)
+                        .map(|b| b.fields.clone())
+                        .unwrap_or_default();
                     return BatchHandle {
                         id: existing.clone(),
                         existing: true,
                         enqueued: get_u64(&bf, batch_fields::ENQUEUED),
                         sealed: bf.contains_key(batch_fields::TOTAL),
+                        digest: bf.get(batch_fields::DIGEST).cloned(),
                     };
                 }
                 let id = JobId::new().0;
@@ -677,12 +725,22 @@ impl JobQueue for MemoryQueue {
                 if let Some(w) = &batch.webhook {
                     f.insert(batch_fields::WEBHOOK.into(), w.clone());
                 }
-                p.batches.insert(id.clone(), (f, Vec::new()));
+                if let Some(d) = &batch.digest {
+                    f.insert(batch_fields::DIGEST.into(), d.clone());
+                }
+                p.batches.insert(
+                    id.clone(),
+                    Batch {
+                        fields: f,
+                        ..Batch::default()
+                    },
+                );
                 BatchHandle {
                     id,
                     existing: false,
                     enqueued: 0,
                     sealed: false,
+                    digest: None,
                 }
             }))
         }
@@ -699,6 +757,13 @@ impl JobQueue for MemoryQueue {
                 let now = now_ms().to_string();
                 for job in jobs {
                     let id = batch_job_id(batch, job.seq);
+                    if let (Some(h), Some(bt)) = (job.hash, p.batches.get_mut(batch)) {
+                        let at = job.seq as usize;
+                        if bt.hashes.len() <= at {
+                            bt.hashes.resize(at + 1, 0);
+                        }
+                        bt.hashes[at] = h;
+                    }
                     let mut f = Fields::new();
                     f.insert(job_fields::SPEC.into(), job.spec);
                     f.insert(job_fields::LANE.into(), job.lane.clone());
@@ -713,9 +778,9 @@ impl JobQueue for MemoryQueue {
                     p.jobs.insert(id.clone(), f);
                     p.lane(&job.lane).ready.push_back(id);
                 }
-                if let Some((bf, _)) = p.batches.get_mut(batch) {
-                    incr(bf, batch_fields::ENQUEUED, n as i64);
-                    incr(bf, "queued", n as i64);
+                if let Some(bt) = p.batches.get_mut(batch) {
+                    incr(&mut bt.fields, batch_fields::ENQUEUED, n as i64);
+                    incr(&mut bt.fields, "queued", n as i64);
                 }
                 Ok(n)
             })
@@ -726,8 +791,9 @@ impl JobQueue for MemoryQueue {
     fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool> {
         async move {
             Ok(self.with(project, |p, _| {
-                if let Some((bf, _)) = p.batches.get_mut(batch) {
-                    bf.insert(batch_fields::TOTAL.into(), total.to_string());
+                if let Some(bt) = p.batches.get_mut(batch) {
+                    bt.fields
+                        .insert(batch_fields::TOTAL.into(), total.to_string());
                 }
                 p.maybe_complete(batch)
             }))
@@ -856,7 +922,11 @@ impl JobQueue for MemoryQueue {
                     .is_some_and(|f| f.get(job_fields::CANCEL).is_some_and(|v| v == "1"));
                 let batch = split_job_id(&lease.job)
                     .and_then(|(b, _)| p.batches.get(b))
-                    .is_some_and(|(bf, _)| bf.get(batch_fields::CANCEL).is_some_and(|v| v == "1"));
+                    .is_some_and(|bt| {
+                        bt.fields
+                            .get(batch_fields::CANCEL)
+                            .is_some_and(|v| v == "1")
+                    });
                 job || batch
             }))
         }
@@ -881,8 +951,14 @@ impl JobQueue for MemoryQueue {
     fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>> {
         async move {
             Ok(self.with(project, |p, _| {
-                p.batches.get(id).and_then(|(bf, failures)| {
-                    BatchRecord::from_fields(project, id, bf, failures.clone())
+                p.batches.get(id).and_then(|bt| {
+                    BatchRecord::from_fields(
+                        project,
+                        id,
+                        &bt.fields,
+                        bt.failures.clone(),
+                        bt.cancelled.clone(),
+                    )
                 })
             }))
         }
@@ -914,8 +990,8 @@ impl JobQueue for MemoryQueue {
     fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()> {
         async move {
             self.with(project, |p, _| {
-                if let Some((bf, _)) = p.batches.get_mut(batch) {
-                    bf.insert(batch_fields::MANIFEST.into(), url.into());
+                if let Some(bt) = p.batches.get_mut(batch) {
+                    bt.fields.insert(batch_fields::MANIFEST.into(), url.into());
                 }
             });
             Ok(())
@@ -945,6 +1021,48 @@ impl JobQueue for MemoryQueue {
                     enqueued_by_op: p.enqueued_by_op.clone(),
                     webhooks_pending: p.hooks.due.len() as u64,
                 }
+            }))
+        }
+        .boxed()
+    }
+
+    fn job_hashes<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<u32>> {
+        async move {
+            Ok(self.with(project, |p, _| {
+                let hashes = p.batches.get(batch).map(|b| b.hashes.as_slice());
+                (from..to)
+                    .map(|i| hashes.and_then(|h| h.get(i as usize)).copied().unwrap_or(0))
+                    .collect()
+            }))
+        }
+        .boxed()
+    }
+
+    fn register_worker<'a>(&'a self, project: &'a str, info: &'a WorkerInfo) -> Fut<'a, ()> {
+        async move {
+            self.with(project, |p, _| {
+                p.workers.insert(info.worker.clone(), info.clone());
+            });
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn workers<'a>(&'a self, project: &'a str, live_ms: u64) -> Fut<'a, Vec<WorkerInfo>> {
+        async move {
+            let now = now_ms();
+            Ok(self.with(project, |p, _| {
+                p.workers
+                    .values()
+                    .filter(|w| now.saturating_sub(w.seen_ms) <= live_ms)
+                    .cloned()
+                    .collect()
             }))
         }
         .boxed()

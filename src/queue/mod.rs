@@ -23,7 +23,6 @@ pub mod hooks;
 pub mod memory;
 pub mod records;
 pub mod redis;
-pub mod submit;
 
 use std::time::Duration;
 
@@ -33,7 +32,10 @@ use futures::future::BoxFuture;
 use crate::job::JobStatus;
 
 pub use memory::MemoryQueue;
-pub use records::{BatchRecord, CancelReport, DeadLetter, JobRecord};
+pub use records::{AttemptEntry, BatchRecord, CancelReport, DeadLetter, JobRecord};
+
+/// Retries and deferrals a job record keeps in its `attempts_log` (the newest).
+pub const MAX_LOG: usize = 20;
 pub use redis::RedisQueue;
 
 /// What queue operations fail with.
@@ -105,6 +107,9 @@ pub struct NewBatch {
     /// Idempotency key: a second submit with the same key within 24 h returns the
     /// first batch (and resumes its enqueueing if that submit was interrupted).
     pub idempotency_key: Option<String>,
+    /// Digest of the jobs being submitted: kept with the key, so the same key with
+    /// other content is told apart from a resumed submit.
+    pub digest: Option<String>,
 }
 
 /// What `create_batch` found or made.
@@ -118,6 +123,8 @@ pub struct BatchHandle {
     pub enqueued: u64,
     /// True when the existing batch was sealed (its submit finished).
     pub sealed: bool,
+    /// The existing batch's digest of its jobs (its submit's `NewBatch::digest`).
+    pub digest: Option<String>,
 }
 
 /// One job to enqueue.
@@ -136,6 +143,9 @@ pub struct NewJob {
     /// The job's own webhook URL: its terminal event goes there instead of the
     /// project's default.
     pub webhook: Option<String>,
+    /// A short hash of the job's spec, kept per position when the submit has an
+    /// idempotency key (a conflicting resubmit names the first line that differs).
+    pub hash: Option<u32>,
 }
 
 /// A job handed to a worker.
@@ -176,8 +186,8 @@ pub enum Settle {
         status: JobStatus,
         /// Reason for anything but success.
         error: Option<String>,
-        /// Compact result JSON.
-        result: Option<String>,
+        /// What the job produced.
+        result: Option<crate::job::result::CompactResult>,
         /// Also record it in the dead-letter list (undecodable payload, panics).
         dead_letter: bool,
     },
@@ -234,6 +244,25 @@ pub struct ProjectCounts {
     pub enqueued_by_op: std::collections::BTreeMap<String, u64>,
     /// Webhook deliveries waiting (due, scheduled for a retry, or being attempted).
     pub webhooks_pending: u64,
+}
+
+/// A worker serving a project, as it registers itself (every few seconds): who it
+/// is, and what configuration of the project it runs with, so two workers that would
+/// write to different places are seen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerInfo {
+    /// Its identity (`host-pid-xxxxxxxx`).
+    pub worker: String,
+    /// When it last registered (ms since epoch).
+    pub seen_ms: u64,
+    /// Digest of the project's configuration it runs with.
+    pub config: String,
+    /// The provider endpoint it calls.
+    pub endpoint: String,
+    /// The output location it writes to.
+    pub output: String,
+    /// Its imagegen version.
+    pub version: String,
 }
 
 /// The durable queue. Object-safe: workers and CLI hold an `Arc<dyn JobQueue>`.
@@ -295,6 +324,19 @@ pub trait JobQueue: Send + Sync + 'static {
     fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>>;
     /// The project's counters.
     fn project_counts<'a>(&'a self, project: &'a str) -> Fut<'a, ProjectCounts>;
+    /// The hashes of jobs `from..to` of a batch submitted with an idempotency key
+    /// (`NewJob::hash`; 0 where none was kept).
+    fn job_hashes<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<u32>>;
+    /// Registers (or refreshes) a worker serving `project`.
+    fn register_worker<'a>(&'a self, project: &'a str, info: &'a WorkerInfo) -> Fut<'a, ()>;
+    /// The workers that registered for `project` within `live_ms`.
+    fn workers<'a>(&'a self, project: &'a str, live_ms: u64) -> Fut<'a, Vec<WorkerInfo>>;
 
     // ---- webhook deliveries (`hooks`) ---------------------------------------------
     /// Sets (or clears) the project's default webhook URL: where job events and batch

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::job::result::CompactResult;
 use crate::job::{JobStatus, split_job_id};
 
 /// Field names of a job record. Short, because a million queued jobs carry them.
@@ -39,6 +40,32 @@ pub mod job_fields {
     pub const ENQUEUED: &str = "q0";
     /// The job's own webhook URL.
     pub const WEBHOOK: &str = "wh";
+    /// Start of its first delivery, ms (the end of its queue wait).
+    pub const FIRST_STARTED: &str = "t0";
+    /// Retries and deferrals so far, one JSON object per line (newest last, at most
+    /// [`super::MAX_LOG`]).
+    pub const LOG: &str = "log";
+}
+
+/// One retry or deferral of a job, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptEntry {
+    /// When (ms since epoch).
+    pub at_ms: u64,
+    /// What went wrong.
+    pub error: String,
+    /// True when it used an attempt (a transient error); false for a deferral (a 429,
+    /// a spent quota) that did not.
+    pub counted: bool,
+}
+
+impl AttemptEntry {
+    /// The log field's text (`\n`-separated JSON objects) as entries.
+    pub fn parse_log(text: &str) -> Vec<AttemptEntry> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
 }
 
 /// A job as the queue knows it.
@@ -58,18 +85,28 @@ pub struct JobRecord {
     /// Line of the job file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// When it was enqueued (ms since epoch; known once it was first claimed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueued_ms: Option<u64>,
+    /// When its first delivery started: the end of its wait in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_started_ms: Option<u64>,
     /// When the last delivery started (ms since epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
     /// When it finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
-    /// Last error or blocked reason.
+    /// Why it did not succeed (or, while it waits for a retry, the last error). A job
+    /// that succeeded has none: what it went through is in `attempts_log`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its retries and deferrals, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts_log: Vec<AttemptEntry>,
     /// Compact result (images, usage) once finished.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<CompactResult>,
     /// Worker running it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
@@ -100,9 +137,18 @@ impl JobRecord {
             status,
             attempts: num(map, ATTEMPTS).unwrap_or(0),
             line: num(map, LINE),
+            enqueued_ms: num(map, ENQUEUED),
+            first_started_ms: num(map, FIRST_STARTED),
             started_ms: num(map, STARTED),
             finished_ms: num(map, FINISHED),
-            error: map.get(ERROR).filter(|e| !e.is_empty()).cloned(),
+            error: map
+                .get(ERROR)
+                .filter(|e| !e.is_empty() && status != JobStatus::Succeeded)
+                .cloned(),
+            attempts_log: map
+                .get(LOG)
+                .map(|l| AttemptEntry::parse_log(l))
+                .unwrap_or_default(),
             result: map.get(RESULT).and_then(|r| serde_json::from_str(r).ok()),
             worker: map.get(WORKER).cloned(),
             cancel_requested: map.get(CANCEL).is_some_and(|v| v == "1"),
@@ -134,6 +180,8 @@ pub mod batch_fields {
     pub const MANIFEST: &str = "manifest";
     /// Cancel requested for the whole batch.
     pub const CANCEL: &str = "cx";
+    /// Digest of the submitted jobs (idempotent submits compare it).
+    pub const DIGEST: &str = "digest";
 }
 
 /// A batch as the queue knows it.
@@ -173,9 +221,15 @@ pub struct BatchRecord {
     /// Cancel requested.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
-    /// Newest non-succeeded job ids (at most 1,000).
+    /// Newest failed or blocked job ids (at most 1,000).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// Newest cancelled job ids (at most 1,000): kept apart, a cancel is no problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cancelled: Vec<String>,
+    /// Digest of the submitted jobs, when the submit had an idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl BatchRecord {
@@ -185,6 +239,7 @@ impl BatchRecord {
         id: &str,
         map: &HashMap<String, String>,
         failures: Vec<String>,
+        cancelled: Vec<String>,
     ) -> Option<Self> {
         use batch_fields::*;
         if map.is_empty() {
@@ -210,18 +265,37 @@ impl BatchRecord {
             manifest: map.get(MANIFEST).cloned(),
             cancel_requested: map.get(CANCEL).is_some_and(|v| v == "1"),
             failures,
+            cancelled,
+            digest: map.get(DIGEST).cloned(),
         })
     }
 
-    /// `submitting` (not sealed), `running`, or `completed`.
+    /// `submitting` (not sealed), `queued` (no job has started yet), `running`, or
+    /// `completed`.
     pub fn state(&self) -> &'static str {
         if self.completed_ms.is_some() {
             "completed"
         } else if self.total.is_none() {
             "submitting"
+        } else if self.first_start_ms.is_none() {
+            "queued"
         } else {
             "running"
         }
+    }
+
+    /// Time its jobs ran: first start to last finish (to now while it runs).
+    pub fn run_ms(&self, now_ms: u64) -> Option<u64> {
+        let first = self.first_start_ms?;
+        let end = self.completed_ms.and(self.last_finish_ms).unwrap_or(now_ms);
+        Some(end.saturating_sub(first))
+    }
+
+    /// Time from submit to its first job starting (to now while none has).
+    pub fn wait_ms(&self, now_ms: u64) -> u64 {
+        self.first_start_ms
+            .unwrap_or(now_ms)
+            .saturating_sub(self.created_ms)
     }
 
     /// Fraction of jobs terminal, 0..=1.

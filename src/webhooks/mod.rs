@@ -2,7 +2,8 @@
 //!
 //! - [`sign`]: `webhook-id` / `webhook-timestamp` / `webhook-signature` with `whsec_`
 //!   secrets, several at once during a rotation.
-//! - [`ssrf`]: the destination guard (resolved-address checks, pinning, no redirects).
+//! - [`crate::netguard`]: the destination guard (resolved-address checks, pinning, no
+//!   redirects), shared with input-image fetches.
 //! - [`payload`]: the `{type, timestamp, data}` bodies built from job and batch records.
 //! - [`Dispatcher`]: the delivery loop every worker runs beside its jobs. Events are
 //!   enqueued by the queue's own scripts in the transition that causes them
@@ -13,7 +14,6 @@
 
 pub mod payload;
 pub mod sign;
-pub mod ssrf;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use crate::queue::hooks::{AttemptRecord, DueDelivery, HookSettle};
 use crate::queue::{JobQueue, now_ms};
 use crate::storage::OutputStore;
 
+pub use crate::netguard::NetPolicy;
 pub use sign::Signer;
-pub use ssrf::NetPolicy;
 
 /// Response bytes kept in an attempt's error text.
 const EXCERPT: usize = 200;
@@ -73,17 +73,12 @@ impl Settings {
     /// The HTTP client deliveries go through: the guarded resolver, no proxy (it would
     /// resolve again), no redirects, the attempt timeout.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .dns_resolver(ssrf::GuardedResolver {
-                policy: self.policy.clone(),
-            })
-            .user_agent(concat!("imagegen-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a webhook HTTP client")
+        crate::netguard::guarded_client(
+            self.policy.clone(),
+            self.timeout,
+            0,
+            concat!("imagegen-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
     }
 }
 
@@ -158,7 +153,7 @@ pub async fn attempt(
     let mut resp = match sent {
         Ok(r) => r,
         Err(e) => {
-            if let Some(refused) = find_refused(&e) {
+            if let Some(refused) = crate::netguard::refusal(&e) {
                 return Attempt {
                     record: record(None, Some(refused.to_string())),
                     outcome: AttemptOutcome::Refused,
@@ -226,31 +221,11 @@ pub async fn attempt(
     }
 }
 
-fn find_refused<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ssrf::Refused> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<ssrf::Refused>() {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
-}
-
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {} s", timeout.as_secs());
     }
-    let mut parts = vec![e.to_string()];
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
+    crate::netguard::describe_chain(e)
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date; capped at a day.

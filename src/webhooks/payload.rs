@@ -1,19 +1,23 @@
 //! Event bodies: `{"type", "timestamp", "data"}` (Standard Webhooks), thin enough to
 //! stay far below the spec's 20 kB: ids, status, counts, error reason, output URLs
-//! (signed ones where the store can sign), never image bytes.
+//! (signed ones where the store can sign), never image bytes. Typed both ways: receivers
+//! in Rust (and our tests) read them with the same structs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
+use crate::job::result::excerpt;
+use crate::providers::Usage;
 use crate::queue::hooks::DueDelivery;
-use crate::queue::{JobQueue, now_ms};
-use crate::storage::{JobLocation, OutputStore};
+use crate::queue::{BatchRecord, JobQueue, JobRecord, now_ms};
+use crate::storage::{JobLocation, OutputStore, StoredImage};
 
 /// Longest error text carried in a payload.
 const MAX_ERROR: usize = 2000;
-/// Failed job ids listed in `batch.completed`.
-const MAX_FAILED_IDS: usize = 100;
+/// Failed (and cancelled) job ids listed in `batch.completed`.
+const MAX_IDS: usize = 100;
 
 /// A body, or "not yet" (a batch's manifest is still being written).
 #[derive(Debug)]
@@ -24,21 +28,129 @@ pub enum Built {
     NotYet,
 }
 
-fn rfc3339(ms: u64) -> Value {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-        .unwrap_or(Value::Null)
+/// The envelope of every event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event<T> {
+    /// `job.succeeded`, `batch.completed`, …
+    #[serde(rename = "type")]
+    pub event: String,
+    /// RFC 3339, when it happened.
+    pub timestamp: String,
+    /// What it is about.
+    pub data: T,
 }
 
-fn clip(s: &str) -> String {
-    if s.len() <= MAX_ERROR {
-        return s.to_string();
-    }
-    let mut end = MAX_ERROR;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+/// An output image in a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventImage {
+    /// Where it is stored, with its size and hash.
+    #[serde(flatten)]
+    pub image: StoredImage,
+    /// A time-limited HTTPS URL, where the store can sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_url: Option<String>,
+}
+
+/// `data` of `job.*` events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Job id.
+    pub job_id: String,
+    /// Project.
+    pub project: String,
+    /// Final status (`unknown` when its record expired).
+    pub status: String,
+    /// Attempts used.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// Line of the job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Why it did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When its last delivery started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it finished.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Token usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Model text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text: Vec<String>,
+    /// The job's `metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// Wall time of its last delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Its images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<EventImage>>,
+    /// Its `result.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_url: Option<String>,
+    /// The same, signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_signed_url: Option<String>,
+}
+
+/// `data` of `batch.completed`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchEvent {
+    /// Batch id.
+    pub batch_id: String,
+    /// Project.
+    pub project: String,
+    /// `completed`, or `cancelled` when a cancel ended it.
+    pub status: String,
+    /// Where its jobs came from.
+    #[serde(default)]
+    pub source: String,
+    /// Jobs in it.
+    #[serde(default)]
+    pub total: u64,
+    /// Terminal jobs by status.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+    /// Its manifest.
+    #[serde(default)]
+    pub manifest_url: Option<String>,
+    /// The same, signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_signed_url: Option<String>,
+    /// When it was submitted.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// When it completed.
+    #[serde(default)]
+    pub completed_at: Option<String>,
+    /// Failed and blocked jobs (at most 100).
+    #[serde(default)]
+    pub failed_job_ids: Vec<String>,
+    /// Cancelled jobs (at most 100).
+    #[serde(default)]
+    pub cancelled_job_ids: Vec<String>,
+    /// Why there is nothing else (its record expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn rfc3339(ms: u64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Builds the body of delivery `d` from the records it is about.
@@ -50,14 +162,16 @@ pub async fn build(
     signed_ttl: Duration,
     manifest_grace_ms: u64,
 ) -> anyhow::Result<Built> {
-    let (timestamp, data) = if d.event == "batch.completed" {
+    if d.event == "batch.completed" {
         let Some(b) = queue.batch(project, &d.subject).await? else {
-            return Ok(Built::Body(body(
-                &d.event,
-                d.created_ms,
-                json!({"batch_id": d.subject, "project": project, "status": "unknown",
-                       "error": "the batch's record has expired"}),
-            )));
+            let data = BatchEvent {
+                batch_id: d.subject.clone(),
+                project: project.to_string(),
+                status: "unknown".into(),
+                error: Some("the batch's record has expired".into()),
+                ..BatchEvent::default()
+            };
+            return Ok(Built::Body(body(&d.event, d.created_ms, &data)));
         };
         let manifest = match &b.manifest {
             Some(m) => m.clone(),
@@ -65,107 +179,110 @@ pub async fn build(
                 return Ok(Built::NotYet);
             }
             // The worker that completed the batch died before writing its manifest.
-            None => {
-                crate::worker::runtime::write_manifest(queue, store, project, &d.subject).await?
-            }
+            None => crate::manifest::write(queue, store, project, &d.subject).await?,
         };
-        let mut failed: Vec<&String> = b.failures.iter().take(MAX_FAILED_IDS).collect();
-        failed.sort();
-        let counts: serde_json::Map<String, Value> = b
+        let at = b.completed_ms.unwrap_or(d.created_ms);
+        let data = batch_event(project, &b, manifest, store, signed_ttl).await;
+        return Ok(Built::Body(body(&d.event, at, &data)));
+    }
+    let Some(r) = queue.job(project, &d.subject).await? else {
+        let data = JobEvent {
+            job_id: d.subject.clone(),
+            project: project.to_string(),
+            status: "unknown".into(),
+            error: Some("the job's record has expired".into()),
+            ..JobEvent::default()
+        };
+        return Ok(Built::Body(body(&d.event, d.created_ms, &data)));
+    };
+    let at = r.finished_ms.unwrap_or(d.created_ms);
+    let data = job_event(project, r, store, signed_ttl).await;
+    Ok(Built::Body(body(&d.event, at, &data)))
+}
+
+async fn batch_event(
+    project: &str,
+    b: &BatchRecord,
+    manifest: String,
+    store: &OutputStore,
+    signed_ttl: Duration,
+) -> BatchEvent {
+    let ids = |list: &[String]| {
+        let mut v: Vec<String> = list.iter().take(MAX_IDS).cloned().collect();
+        v.sort();
+        v
+    };
+    BatchEvent {
+        batch_id: b.id.clone(),
+        project: project.to_string(),
+        status: if b.cancel_requested {
+            "cancelled"
+        } else {
+            "completed"
+        }
+        .into(),
+        source: b.source.clone(),
+        total: b.total.unwrap_or(b.enqueued),
+        counts: b
             .counts
             .iter()
             .filter(|(s, _)| s.is_terminal())
-            .map(|(s, n)| (s.as_str().to_string(), json!(n)))
-            .collect();
-        let mut data = json!({
-            "batch_id": b.id,
-            "project": project,
-            "status": "completed",
-            "source": b.source,
-            "total": b.total.unwrap_or(b.enqueued),
-            "counts": counts,
-            "manifest_url": manifest,
-            "created_at": rfc3339(b.created_ms),
-            "completed_at": b.completed_ms.map_or(Value::Null, rfc3339),
-            "failed_job_ids": failed,
-        });
-        if let Some(s) = store.signed_url(&manifest, signed_ttl).await {
-            data["manifest_signed_url"] = json!(s);
-        }
-        (b.completed_ms.unwrap_or(d.created_ms), data)
-    } else {
-        let Some(r) = queue.job(project, &d.subject).await? else {
-            return Ok(Built::Body(body(
-                &d.event,
-                d.created_ms,
-                json!({"job_id": d.subject, "project": project, "status": "unknown",
-                       "error": "the job's record has expired"}),
-            )));
-        };
-        let mut data = json!({
-            "job_id": r.id,
-            "project": project,
-            "status": r.status,
-            "attempts": r.attempts,
-        });
-        if let Some(b) = &r.batch {
-            data["batch_id"] = json!(b);
-        }
-        if let Some(l) = r.line {
-            data["line"] = json!(l);
-        }
-        if let Some(e) = &r.error {
-            data["error"] = json!(clip(e));
-        }
-        if let Some(t) = r.started_ms {
-            data["started_at"] = rfc3339(t);
-        }
-        data["finished_at"] = r.finished_ms.map_or(Value::Null, rfc3339);
-        if let Some(Value::Object(res)) = &r.result {
-            for k in [
-                "model",
-                "operation",
-                "usage",
-                "text",
-                "metadata",
-                "duration_ms",
-            ] {
-                if let Some(v) = res.get(k) {
-                    data[k] = v.clone();
-                }
-            }
-            let mut images = Vec::new();
-            for img in res
-                .get("images")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let mut img = img.clone();
-                if let Some(url) = img.get("url").and_then(Value::as_str)
-                    && let Some(s) = store.signed_url(url, signed_ttl).await
-                {
-                    img["signed_url"] = json!(s);
-                }
-                images.push(img);
-            }
-            data["images"] = Value::Array(images);
-            let loc = JobLocation {
-                project,
-                batch: r.batch.as_deref(),
-                job: &r.id,
-            };
-            let result_url = store.result_url(&loc);
-            if let Some(s) = store.signed_url(&result_url, signed_ttl).await {
-                data["result_signed_url"] = json!(s);
-            }
-            data["result_url"] = json!(result_url);
-        }
-        (r.finished_ms.unwrap_or(d.created_ms), data)
-    };
-    Ok(Built::Body(body(&d.event, timestamp, data)))
+            .map(|(s, n)| (s.as_str().to_string(), *n))
+            .collect(),
+        manifest_signed_url: store.signed_url(&manifest, signed_ttl).await,
+        manifest_url: Some(manifest),
+        created_at: rfc3339(b.created_ms),
+        completed_at: b.completed_ms.and_then(rfc3339),
+        failed_job_ids: ids(&b.failures),
+        cancelled_job_ids: ids(&b.cancelled),
+        error: None,
+    }
 }
 
-fn body(event: &str, at_ms: u64, data: Value) -> String {
-    json!({"type": event, "timestamp": rfc3339(at_ms), "data": data}).to_string()
+async fn job_event(
+    project: &str,
+    r: JobRecord,
+    store: &OutputStore,
+    signed_ttl: Duration,
+) -> JobEvent {
+    let mut data = JobEvent {
+        project: project.to_string(),
+        status: r.status.as_str().to_string(),
+        attempts: r.attempts,
+        line: r.line,
+        error: r.error.as_deref().map(|e| excerpt(e, MAX_ERROR)),
+        started_at: r.started_ms.and_then(rfc3339),
+        finished_at: r.finished_ms.and_then(rfc3339),
+        batch_id: r.batch.clone(),
+        ..JobEvent::default()
+    };
+    if let Some(res) = r.result {
+        let mut images = Vec::with_capacity(res.images.len());
+        for image in res.images {
+            let signed_url = store.signed_url(&image.url, signed_ttl).await;
+            images.push(EventImage { image, signed_url });
+        }
+        let loc = JobLocation::of(project, &r.id);
+        let result_url = store.result_url(&loc);
+        data.result_signed_url = store.signed_url(&result_url, signed_ttl).await;
+        data.result_url = Some(result_url);
+        data.images = Some(images);
+        data.model = Some(res.model);
+        data.operation = Some(res.operation);
+        data.usage = res.usage;
+        data.text = res.text;
+        data.metadata = res.metadata;
+        data.duration_ms = Some(res.duration_ms);
+    }
+    data.job_id = r.id;
+    data
+}
+
+fn body<T: Serialize>(event: &str, at_ms: u64, data: &T) -> String {
+    let e = Event {
+        event: event.to_string(),
+        timestamp: rfc3339(at_ms).unwrap_or_default(),
+        data,
+    };
+    serde_json::to_string(&e).unwrap_or_default()
 }

@@ -152,6 +152,16 @@ impl Shared {
         }
     }
 
+    /// Drops leases this worker no longer holds (handed back).
+    pub fn forget<'a>(&self, leases: impl Iterator<Item = &'a Lease>) {
+        let mut held = self.leases.lock().expect("leases");
+        for lease in leases {
+            if held.get(&lease.job).is_some_and(|l| l.token == lease.token) {
+                held.remove(&lease.job);
+            }
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.leases.lock().expect("leases").len()
     }
@@ -446,10 +456,20 @@ impl Backend for QueueBackend {
                     {
                         unstarted.extend(more);
                     }
-                    for c in unstarted {
-                        if let Err(e) = shared.settle(c.lease, Settle::Release).await {
-                            tracing::warn!(error = %e, "releasing an unstarted job");
-                        }
+                    // One bounded call: with the queue unreachable, the leases stay
+                    // held and the worker's hand-back tries again and counts them.
+                    let items: Vec<(Lease, Settle)> = unstarted
+                        .into_iter()
+                        .map(|c| (c.lease, Settle::Release))
+                        .collect();
+                    if items.is_empty() {
+                        return;
+                    }
+                    let call = shared.queue.settle(&items);
+                    match tokio::time::timeout(crate::worker::runtime::HANDBACK, call).await {
+                        Ok(Ok(_)) => shared.forget(items.iter().map(|(l, _)| l)),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "releasing unstarted jobs"),
+                        Err(_) => tracing::warn!("releasing unstarted jobs timed out"),
                     }
                 }
                 .boxed(),

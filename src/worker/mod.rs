@@ -11,5 +11,6 @@ pub mod settler;
 
 pub use process::{JobContext, RetryPolicy, process_job};
 pub use runtime::{
-    ProjectRuntime, ProjectWebhook, WorkerOptions, run_worker, worker_identity, write_manifest,
+    Fingerprint, ProjectRuntime, ProjectWebhook, ShutdownReport, WorkerOptions, run_worker,
+    worker_identity,
 };

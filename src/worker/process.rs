@@ -10,9 +10,8 @@
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder as _;
-use serde::Serialize;
 
-use crate::job::result::{JobResult, redacted_request};
+use crate::job::result::{CompactResult, JobResult, redacted_request};
 use crate::job::{JobSpec, JobStatus, split_job_id};
 use crate::limits::Throttle;
 use crate::providers::{ImageProvider, ProviderError, ProviderOutput, TransientKind};
@@ -85,28 +84,6 @@ pub struct JobContext<'a> {
 /// Jobs being processed: their operation and start, by job id (for metrics at settle).
 pub type OpsSeen = std::sync::Mutex<std::collections::HashMap<String, (&'static str, Instant)>>;
 
-/// The compact result kept in the job record and written to the manifest.
-#[derive(Debug, Serialize)]
-pub struct CompactResult<'a> {
-    /// Model.
-    pub model: &'a str,
-    /// Operation.
-    pub operation: &'a str,
-    /// Stored images.
-    pub images: &'a [StoredImage],
-    /// Model text.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub text: &'a [String],
-    /// Token usage.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<&'a crate::providers::Usage>,
-    /// Wall time of the delivery that finished the job.
-    pub duration_ms: u64,
-    /// The job's `metadata`, echoed (manifest, webhooks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<&'a serde_json::Value>,
-}
-
 /// Writes every image of `out`; returns what was stored.
 pub async fn store_outputs(
     store: &OutputStore,
@@ -125,6 +102,7 @@ pub async fn store_outputs(
                 sha256: String::new(),
                 width: 0,
                 height: 0,
+                path: None,
             });
             continue;
         }
@@ -203,11 +181,6 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     let started_at = chrono::Utc::now();
     let job_id = claimed.lease.job.as_str();
     let batch = split_job_id(job_id).map(|(b, _)| b);
-    let loc = JobLocation {
-        project: ctx.project,
-        batch,
-        job: job_id,
-    };
     let attempt = claimed.attempts + 1;
     // decode
     let spec = match JobSpec::from_json(&claimed.payload) {
@@ -228,6 +201,12 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
             .expect("ops")
             .insert(job_id.to_string(), (spec.op.as_str(), started));
     }
+    let loc = JobLocation {
+        line: claimed.line,
+        prompt: spec.prompt.as_deref(),
+        model: &spec.model,
+        ..JobLocation::of(ctx.project, job_id)
+    };
     let metrics = crate::metrics::get();
     let mut result = JobResult {
         job_id: job_id.to_string(),
@@ -250,12 +229,18 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
         finished_at: String::new(),
         duration_ms: 0,
     };
-    // admit: claiming skipped jobs cancelled while queued (claim.lua drops terminal
-    // jobs), so this one was not cancelled before it started. (Issue 4 adds the
-    // project+model limits here.)
-    // call
+    // admit: the claim admitted it under the project's and lane's limits, and skipped
+    // jobs cancelled while queued.
+    // call: a cancel during the call drops the request at once (Google may still bill
+    // a call it had finished; docs/design/queue.md "Cancellation").
     let called = Instant::now();
-    let outcome = ctx.provider.call(&spec).await;
+    let outcome = tokio::select! {
+        out = ctx.provider.call(&spec) => out,
+        () = cancel_arrives(queue, claimed) => {
+            tracing::info!(job.id = job_id, "cancelled during the provider call: request dropped");
+            return record(ctx, &loc, result, JobStatus::Cancelled, Some("cancelled by request".into()), started).await;
+        }
+    };
     metrics.provider_response(
         ctx.project,
         &spec.model,
@@ -286,7 +271,9 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
                 };
             }
             Outcome::Retry { delay, error } => {
-                tracing::warn!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
+                // Counted in the job's attempts_log and the metrics; a warning per
+                // attempt would drown the log (and `run`'s progress bar).
+                tracing::info!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
                 metrics.retry(ctx.project, e.label());
                 return Settle::Retry {
                     delay,
@@ -336,6 +323,23 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     }
 }
 
+/// How often a running call looks for a cancel (the Redis queue answers from a
+/// per-project generation it reads at most every 100 ms, so this is cheap).
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// Resolves when the job is asked to stop; never otherwise.
+async fn cancel_arrives(queue: &dyn JobQueue, claimed: &Claimed) {
+    let mut tick = tokio::time::interval(CANCEL_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if cancelled(queue, claimed).await {
+            return;
+        }
+    }
+}
+
 async fn cancelled(queue: &dyn JobQueue, claimed: &Claimed) -> bool {
     queue
         .cancel_requested(&claimed.lease)
@@ -366,19 +370,10 @@ async fn record(
             result.error = Some(format!("writing result.json: {e}"));
         }
     }
-    let compact = CompactResult {
-        model: &result.model,
-        operation: &result.operation,
-        images: &result.images,
-        text: &result.text,
-        usage: result.usage.as_ref(),
-        duration_ms: result.duration_ms,
-        metadata: result.request.get("metadata").filter(|m| !m.is_null()),
-    };
     Settle::Finish {
         status: result.status,
         error: result.error.clone(),
-        result: serde_json::to_string(&compact).ok(),
+        result: Some(CompactResult::of(&result, loc.prompt)),
         dead_letter: false,
     }
 }

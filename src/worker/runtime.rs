@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use futures::{FutureExt as _, StreamExt as _};
-use tokio::io::AsyncWriteExt as _;
 use tracing::Instrument as _;
 
 use super::backend::{OnBatchComplete, QueueBackend, QueuedJob, Shared};
@@ -31,6 +30,30 @@ pub struct ProjectRuntime {
     pub weight: u32,
     /// Its webhooks: the signer, and the default URL for its events.
     pub webhook: Option<ProjectWebhook>,
+    /// What identifies the configuration it runs with (registered for other workers
+    /// and `status` to compare).
+    pub fingerprint: Fingerprint,
+}
+
+/// Where a worker calls and writes for a project, as it registers itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Digest of the project's configuration.
+    pub config: String,
+    /// The provider endpoint.
+    pub endpoint: String,
+    /// The output location.
+    pub output: String,
+}
+
+/// How a stopping worker handed its work back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Jobs it released to the queue.
+    pub released: usize,
+    /// Jobs it could not release (or whose finished settle it could not write): their
+    /// leases expire and other workers run them, as after a crash.
+    pub not_handed_back: usize,
 }
 
 /// A project's webhook configuration.
@@ -73,8 +96,10 @@ pub fn worker_identity() -> String {
     format!("{host}-{}-{}", std::process::id(), &rand[..8])
 }
 
-/// Longest a stopping worker waits for the settles of jobs it finished.
-const SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(30);
+/// After the grace, how long a stopping worker spends writing the settles of the jobs
+/// it finished and handing the rest back: every queue call of the shutdown is bounded
+/// by it (with the queue unreachable, the leases expire instead).
+pub const HANDBACK: Duration = Duration::from_secs(5);
 
 struct Runner {
     queue: Arc<dyn JobQueue>,
@@ -166,68 +191,16 @@ fn on_panic(e: &Box<dyn std::any::Any + Send>) -> AbortError {
     AbortError::new(std::io::Error::other(format!("the job panicked: {msg}")))
 }
 
-/// Writes `manifest.jsonl` for a completed batch from the job records, in job order
-/// (streamed: constant memory), and records its URL on the batch.
-pub async fn write_manifest(
-    queue: &dyn JobQueue,
-    store: &OutputStore,
-    project: &str,
-    batch: &str,
-) -> anyhow::Result<String> {
-    let record = queue
-        .batch(project, batch)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no batch `{batch}` in project `{project}`"))?;
-    let total = record.total.unwrap_or(record.enqueued);
-    let (mut writer, url) = store.manifest_writer(project, batch);
-    let mut from = 0;
-    while from < total {
-        let to = (from + 1000).min(total);
-        let mut chunk = Vec::new();
-        for (seq, rec) in (from..to).zip(queue.batch_jobs(project, batch, from, to).await?) {
-            let line = manifest_line(project, batch, seq, rec);
-            serde_json::to_writer(&mut chunk, &line)?;
-            chunk.push(b'\n');
-        }
-        writer.write_all(&chunk).await?;
-        from = to;
-    }
-    writer.shutdown().await?;
-    queue.set_manifest(project, batch, &url).await?;
-    Ok(url)
-}
-
-fn manifest_line(
-    project: &str,
-    batch: &str,
-    seq: u64,
-    rec: Option<crate::queue::JobRecord>,
-) -> serde_json::Value {
-    let id = crate::job::batch_job_id(batch, seq);
-    let Some(rec) = rec else {
-        return serde_json::json!({"job_id": id, "project": project, "status": "unknown",
-            "error": "the job's record has expired"});
-    };
-    let mut line = serde_json::json!({
-        "job_id": rec.id, "project": project, "line": rec.line, "status": rec.status,
-        "attempts": rec.attempts, "error": rec.error, "finished_ms": rec.finished_ms,
-    });
-    if let (Some(obj), Some(serde_json::Value::Object(res))) = (line.as_object_mut(), rec.result) {
-        obj.extend(res);
-    }
-    line
-}
-
 /// Runs a worker until `shutdown` resolves, then stops claiming, gives running jobs
-/// `shutdown_grace` to finish, and releases the rest to other workers.
-/// `on_batch_complete` is called after a batch's manifest was written.
+/// `shutdown_grace` to finish, and releases the rest to other workers within
+/// [`HANDBACK`]. `on_batch_complete` is called after a batch's manifest was written.
 pub async fn run_worker(
     queue: Arc<dyn JobQueue>,
     projects: HashMap<String, ProjectRuntime>,
     options: WorkerOptions,
     on_batch_complete: Option<OnBatchComplete>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ShutdownReport> {
     anyhow::ensure!(!projects.is_empty(), "the worker has no projects to serve");
     let stores: Arc<HashMap<String, OutputStore>> = Arc::new(
         projects
@@ -244,7 +217,7 @@ pub async fn run_worker(
             let after = on_batch_complete.clone();
             tokio::spawn(async move {
                 if let Some(store) = stores.get(&project) {
-                    match write_manifest(queue.as_ref(), store, &project, &batch).await {
+                    match crate::manifest::write(queue.as_ref(), store, &project, &batch).await {
                         Ok(url) => {
                             tracing::info!(%project, %batch, manifest = %url, "batch completed")
                         }
@@ -277,6 +250,10 @@ pub async fn run_worker(
         );
     }
     let weights = names.iter().map(|n| projects[n].weight.max(1)).collect();
+    let fingerprints: Vec<(String, Fingerprint)> = names
+        .iter()
+        .map(|n| (n.clone(), projects[n].fingerprint.clone()))
+        .collect();
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         worker: options.name.clone(),
@@ -303,6 +280,12 @@ pub async fn run_worker(
     let recovery = tokio::spawn(recover_loop(
         shared.clone(),
         (options.visibility / 4).max(Duration::from_millis(200)),
+    ));
+    let registry = tokio::spawn(register_loop(
+        queue.clone(),
+        options.name.clone(),
+        fingerprints,
+        (options.visibility / 3).max(Duration::from_millis(500)),
     ));
 
     let shutdown = shutdown.shared();
@@ -331,13 +314,19 @@ pub async fn run_worker(
         Ok::<(), std::io::Error>(())
     }));
     let grace = options.shutdown_grace;
-    let deadline = async move {
-        shutdown.await;
-        tracing::info!(
-            grace_s = grace.as_secs(),
-            "shutting down: finishing running jobs"
-        );
-        tokio::time::sleep(grace).await;
+    let stop_at = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
+    let deadline = {
+        let stop_at = stop_at.clone();
+        async move {
+            shutdown.await;
+            let at = tokio::time::Instant::now() + grace;
+            *stop_at.lock().expect("stop_at") = Some(at);
+            tracing::info!(
+                grace_s = grace.as_secs(),
+                "shutting down: finishing running jobs"
+            );
+            tokio::time::sleep_until(at).await;
+        }
     };
     tokio::select! {
         res = &mut run => {
@@ -354,10 +343,33 @@ pub async fn run_worker(
             let _ = run.await;
         }
     }
-    // Finished jobs' settles are written first (bounded: with Redis unreachable their
-    // leases expire and other workers run those jobs again).
+    registry.abort();
+    // Everything from here is bounded: the grace's end (or now, when the worker
+    // stopped by itself) plus HANDBACK.
+    let handback_by = stop_at
+        .lock()
+        .expect("stop_at")
+        .map_or_else(tokio::time::Instant::now, |at| {
+            at.min(tokio::time::Instant::now())
+        })
+        + HANDBACK;
+    let report = hand_back(&shared, handback_by).await;
+    keeper.abort();
+    recovery.abort();
+    if let Some(d) = dispatcher {
+        // Deliveries in flight finish (each bounded by the attempt timeout); the rest
+        // wait in the queue for any worker.
+        let _ = tokio::time::timeout_at(handback_by + Duration::from_secs(1), d).await;
+    }
+    Ok(report)
+}
+
+/// Writes the settles of finished jobs, then releases whatever this worker still
+/// holds, all by `by`. What could not be written is counted: those leases expire and
+/// other workers run the jobs again.
+async fn hand_back(shared: &Arc<Shared>, by: tokio::time::Instant) -> ShutdownReport {
     shared.settling.close();
-    if tokio::time::timeout(SETTLE_AT_SHUTDOWN, shared.settling.wait())
+    if tokio::time::timeout_at(by, shared.settling.wait())
         .await
         .is_err()
     {
@@ -366,31 +378,86 @@ pub async fn run_worker(
             "shutdown: settles of finished jobs still unwritten; their leases will expire"
         );
     }
-    // Whatever this worker still holds goes back to the queue for the others now,
-    // instead of after the visibility timeout.
     let left = shared.held();
-    let n = left.len();
-    futures::stream::iter(left)
-        .for_each_concurrent(64, |lease| {
-            let shared = shared.clone();
-            async move {
-                if let Err(e) = shared.settle(lease, Settle::Release).await {
-                    tracing::warn!(error = %e, "releasing a job at shutdown");
+    let held = left.len();
+    let released = std::sync::atomic::AtomicUsize::new(0);
+    let released_ref = &released;
+    let all = futures::stream::iter(left).for_each_concurrent(64, |lease| async move {
+        match tokio::time::timeout_at(by, shared.queue.settle(&[(lease, Settle::Release)])).await {
+            Ok(Ok(r)) if r.first().is_some_and(|r| r.applied) => {
+                released_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "releasing a job at shutdown"),
+            Err(_) => {}
+        }
+    });
+    let _ = tokio::time::timeout_at(by, all).await;
+    let released = released.into_inner();
+    // A refused release (already settled or taken over) is not work left behind.
+    let unsettled = shared.settling.len();
+    let report = ShutdownReport {
+        released,
+        not_handed_back: held.saturating_sub(released).max(unsettled),
+    };
+    if report.not_handed_back > 0 {
+        tracing::error!(
+            released = report.released,
+            not_handed_back = report.not_handed_back,
+            "shutdown: could not hand every job back (the queue did not answer in time); their leases expire and other workers run them"
+        );
+    } else if held > 0 {
+        tracing::info!(released = report.released, "released unfinished jobs");
+    }
+    report
+}
+
+/// Registers this worker for each of its projects every `every`, and warns (once per
+/// worker and configuration) when another live worker of a project runs it with a
+/// different configuration: they would call or write elsewhere.
+async fn register_loop(
+    queue: Arc<dyn JobQueue>,
+    worker: String,
+    projects: Vec<(String, Fingerprint)>,
+    every: Duration,
+) {
+    let mut warned: std::collections::HashSet<(String, String, String)> = Default::default();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (project, fp) in &projects {
+            let info = crate::queue::WorkerInfo {
+                worker: worker.clone(),
+                seen_ms: crate::queue::now_ms(),
+                config: fp.config.clone(),
+                endpoint: fp.endpoint.clone(),
+                output: fp.output.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            if let Err(e) = queue.register_worker(project, &info).await {
+                tracing::debug!(%project, error = %e, "registering the worker failed");
+                continue;
+            }
+            let live = every.as_millis() as u64 * 3;
+            let Ok(others) = queue.workers(project, live).await else {
+                continue;
+            };
+            for o in others.iter().filter(|o| o.config != fp.config) {
+                if warned.insert((project.clone(), o.worker.clone(), o.config.clone())) {
+                    tracing::warn!(
+                        %project,
+                        other = %o.worker,
+                        other_endpoint = %o.endpoint,
+                        other_output = %o.output,
+                        endpoint = %fp.endpoint,
+                        output = %fp.output,
+                        "another worker serves this project with a different configuration: jobs may call another endpoint or write to another store"
+                    );
                 }
             }
-        })
-        .await;
-    if n > 0 {
-        tracing::info!(released = n, "released unfinished jobs");
+        }
     }
-    keeper.abort();
-    recovery.abort();
-    if let Some(d) = dispatcher {
-        // Deliveries in flight finish (each bounded by the attempt timeout); the rest
-        // wait in the queue for any worker.
-        let _ = d.await;
-    }
-    Ok(())
 }
 
 async fn keep_leases(shared: Arc<Shared>, every: Duration) {

@@ -122,3 +122,132 @@ fn blocked_prompts_make_run_exit_non_zero() {
     assert!(stdout.contains("blocked"), "{stdout}");
     assert_eq!(pngs_under(dir.path()).len(), 1);
 }
+
+#[test]
+fn files_are_named_by_the_template_and_the_manifest_carries_prompt_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.txt");
+    std::fs::write(&file, "# foxes\nA red fox, in the snow!\nA blue heron\n").unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .env("IMAGEGEN__OUTPUT__NAME_TEMPLATE", "{line}-{slug}-{index}")
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = pngs_under(dir.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0002-a-red-fox-in-the-snow-0.png",
+            "0003-a-blue-heron-0.png"
+        ]
+    );
+    // run's table: line → file.
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("0002-a-red-fox-in-the-snow-0.png"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.trim_start().starts_with("2 "), "{row}");
+    let manifest = pngs_under(dir.path())[0]
+        .parent()
+        .unwrap()
+        .join("manifest.jsonl");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(manifest)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["prompt"], "A red fox, in the snow!");
+    let path = rows[0]["images"][0]["path"].as_str().unwrap();
+    assert!(std::path::Path::new(path).exists(), "{path}");
+    // The default layout: {project}/{batch}/{seq:06}/{index}.png.
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["run", file.to_str().unwrap(), "--out", "file://./plain"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let plain = pngs_under(&dir.path().join("plain"));
+    let rel: Vec<String> = plain
+        .iter()
+        .map(|p| {
+            let p = p.strip_prefix(dir.path().join("plain")).unwrap();
+            let parts: Vec<String> = p.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+            format!("{}/<batch>/{}/{}", parts[0], parts[2], parts[3])
+        })
+        .collect();
+    assert!(
+        rel.contains(&"local/<batch>/000000/0.png".to_string()),
+        "{rel:?}"
+    );
+}
+
+#[test]
+fn transient_errors_do_not_flood_the_terminal_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(&scenario, "latency_ms = 1\n[faults]\nrate_500 = 0.5\n").unwrap();
+    let file = dir.path().join("p.txt");
+    std::fs::write(
+        &file,
+        (0..12).map(|i| format!("prompt {i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .env("IMAGEGEN__EMULATOR__SCENARIO", &scenario)
+        .env("IMAGEGEN__WORKER__MAX_ATTEMPTS", "30")
+        .env("IMAGEGEN__WORKER__RETRY_MIN_MS", "10")
+        .env("IMAGEGEN__WORKER__RETRY_MAX_MS", "50")
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour when stderr is not a terminal: {stderr:?}"
+    );
+    assert!(stdout.contains("retry(ies) or deferral(s)"), "{stdout}");
+}
+
+#[test]
+fn a_typo_in_the_config_is_refused_once_with_the_nearest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[project.acme]\nbackend = \"vertex\"\ngcp_project = \"acme-prod\"\n",
+    )
+    .unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prompts.txt"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("did you mean `projects`"), "{stderr}");
+    assert_eq!(
+        stderr.matches("unknown section").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(
+        pngs_under(dir.path()).is_empty(),
+        "nothing ran against the emulator"
+    );
+}

@@ -4,6 +4,7 @@
 //! database), so tests run in parallel without seeing each other.
 
 mod crash;
+mod hardening;
 mod limits;
 mod load;
 mod ops;
@@ -104,6 +105,11 @@ default_model = "gemini-2.5-flash-image"
 
     /// `imagegen` with this fleet's config and Redis.
     pub fn cmd(&self) -> Command {
+        self.cmd_with(&self.config)
+    }
+
+    /// `imagegen` with this fleet's Redis and environment, and another config file.
+    pub fn cmd_with(&self, config: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
         cmd.env_remove("IMAGEGEN_CONFIG");
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IMAGEGEN__")) {
@@ -114,7 +120,7 @@ default_model = "gemini-2.5-flash-image"
             .env("RUST_LOG", "warn")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .arg("--config")
-            .arg(&self.config);
+            .arg(config);
         cmd
     }
 

@@ -6,3 +6,4 @@ mod fleet;
 mod golden;
 mod providers;
 mod queue;
+mod readme;

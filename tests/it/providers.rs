@@ -7,7 +7,12 @@ use std::time::Duration;
 use imagegen::config::ProjectConfig;
 use imagegen::emulator::{self, EmulatorHandle, Scenario};
 use imagegen::job::{JobSpec, ValidationContext, validate};
-use imagegen::providers::{self, ImageProvider, ProviderError};
+use imagegen::providers::{self, ImageProvider, InputOptions, InputResolver, ProviderError};
+
+/// Input resolution as a worker has it (the guard's defaults, no output store).
+fn inputs() -> InputResolver {
+    InputResolver::new(InputOptions::guarded(Default::default()))
+}
 
 const PNG_4X4: &str = "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IScHRwzEcQCxYxBBO0tjggAAAABJRU5ErkJggg==";
 
@@ -45,8 +50,8 @@ async fn fixture() -> Fixture {
     ));
     let timeout = Duration::from_secs(30);
     Fixture {
-        vertex: providers::from_config(&vertex, timeout).unwrap(),
-        gemini_api: providers::from_config(&gemini_api, timeout).unwrap(),
+        vertex: providers::from_config(&vertex, timeout, inputs()).unwrap(),
+        gemini_api: providers::from_config(&gemini_api, timeout, inputs()).unwrap(),
         emulator,
         _dir: dir,
     }

@@ -60,6 +60,7 @@ async fn batch(q: &dyn JobQueue, n: u64) -> String {
             lane: "gemini-2.5-flash-image".into(),
             op: "generate".into(),
             webhook: None,
+            hash: None,
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -71,7 +72,7 @@ fn finish(status: JobStatus) -> Settle {
     Settle::Finish {
         status,
         error: (status != JobStatus::Succeeded).then(|| "why".to_string()),
-        result: Some(r#"{"images":[]}"#.into()),
+        result: Some(Default::default()),
         dead_letter: false,
     }
 }
@@ -249,6 +250,7 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
             lane: "gemini-2.5-flash-image".into(),
             op: "generate".into(),
             webhook: None,
+            hash: None,
         }],
     )
     .await
@@ -413,6 +415,7 @@ async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
         lane: "gemini-2.5-flash-image".into(),
         op: "generate".into(),
         webhook: webhook.map(str::to_string),
+        hash: None,
     };
     q.enqueue(
         "p",

@@ -108,7 +108,8 @@ fn check_one(
             Ok(_) => check_file_type(field, path, img.mime_type.as_deref(), r),
             Err(e) => r.err(field, format!("cannot read `{}`: {e}", path.display())),
         },
-        ImageSource::Path(_) => {}
+        // Checked when it was stored (a producer's upload).
+        ImageSource::Path(_) | ImageSource::Stored(_) => {}
         ImageSource::Url(url) => {
             if url.starts_with("gs://") && url.trim_start_matches("gs://").split('/').count() < 2 {
                 r.err(field, format!("`{url}` names a bucket but no object"));
@@ -123,14 +124,19 @@ fn check_file_type(field: &str, path: &std::path::Path, declared: Option<&str>, 
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
-    if declared.is_none() && sniff_mime(&head[..n]).is_none() {
-        r.err(
+    match (declared, sniff_mime(&head[..n])) {
+        (_, None) => r.err(
             field,
             format!(
                 "`{}` is not a PNG, JPEG, WebP or HEIC/HEIF image",
                 path.display()
             ),
-        );
+        ),
+        (Some(d), Some(s)) if d != s && !(d == "image/heif" && s == "image/heic") => r.err(
+            format!("{field}.mime_type"),
+            format!("declared `{d}` but `{}` is `{s}`", path.display()),
+        ),
+        _ => {}
     }
 }
 
@@ -153,11 +159,19 @@ fn check_inline(
             field,
             format!("{} bytes inline, over the {}-byte limit of `{}` (use a gs:// URL for larger images)", bytes.len(), model.max_inline_bytes, model.id),
         );
+        return;
     }
     match (declared, sniff_mime(&bytes)) {
         (None, None) => r.err(
             field,
-            "inline data is not a PNG, JPEG, WebP or HEIC/HEIF image; set mime_type if it is",
+            "inline data is not a PNG, JPEG, WebP or HEIC/HEIF image",
+        ),
+        // A declared type does not make other bytes an image: Google would answer 400.
+        (Some(d), None) => r.err(
+            field,
+            format!(
+                "inline data is declared `{d}` but is not a PNG, JPEG, WebP or HEIC/HEIF image"
+            ),
         ),
         (Some(d), Some(s)) if d != s && !(d == "image/heif" && s == "image/heic") => r.err(
             format!("{field}.mime_type"),

@@ -7,6 +7,8 @@
 
 mod fields;
 mod images;
+
+pub use images::inputs as input_images;
 mod ops;
 mod references;
 

@@ -105,6 +105,7 @@ local function take(lane, n)
         f[#f + 1] = 'spec'; f[#f + 1] = spec
         f[#f + 1] = 'm'; f[#f + 1] = lane
         f[#f + 1] = 'q0'; f[#f + 1] = q0
+        f[#f + 1] = 't0'; f[#f + 1] = now
         if line ~= '' then f[#f + 1] = 'ln'; f[#f + 1] = line end
       end
       redis.call('HSET', rk, unpack(f))

@@ -1,7 +1,9 @@
 -- Shared by every script (prepended). A project's keys all start with `base`
 -- ("<prefix>:{p:<project>}"), so they hash to one Cluster slot.
 -- Job records:   base..':job:'..id     (hash, fields in records.rs job_fields)
--- Batch records: base..':batch:'..id   (hash, counters per status)
+-- Batch records: base..':batch:'..id   (hash, counters per status), with lists
+--   ':fail' (newest failed/blocked ids), ':cx' (newest cancelled ids) and the string
+--   ':lh' (4 bytes per job: hashes of an idempotent submit's jobs)
 -- Project counts: base..':counts'      (hash, counters per status)
 -- Lanes: one per model ("project+model", the unit of Google's quotas). Each has a
 --   stream base..':q:'..lane (consumer group `workers`) and a state hash
@@ -85,6 +87,8 @@ local function maybe_complete(bk, now, retention)
   if redis.call('HSETNX', bk, 'completed_ms', now) == 1 then
     redis.call('EXPIRE', bk, retention)
     redis.call('EXPIRE', bk .. ':fail', retention)
+    redis.call('EXPIRE', bk .. ':cx', retention)
+    redis.call('EXPIRE', bk .. ':lh', retention)
     local base, b = string.match(bk, '^(.*):batch:(.*)$')
     local url = redis.call('HGET', bk, 'webhook')
     if not url or url == '' then url = default_hook(base) end
@@ -106,7 +110,12 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   if err and err ~= '' then f[#f + 1] = 'err'; f[#f + 1] = err end
   if res and res ~= '' then f[#f + 1] = 'res'; f[#f + 1] = res end
   redis.call('HSET', rk, unpack(f))
-  redis.call('HDEL', rk, 'spec', 'e', 'cx', 'dlv')
+  if err and err ~= '' then
+    redis.call('HDEL', rk, 'spec', 'e', 'cx', 'dlv')
+  else
+    -- A success keeps no error: the retries it went through are in its log.
+    redis.call('HDEL', rk, 'spec', 'e', 'cx', 'dlv', 'err')
+  end
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
   if not wh or wh == '' then wh = default_hook(base) end
@@ -116,10 +125,29 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   local bk = base .. ':batch:' .. b
   bump(d, bk, 'done', 1)
   if status ~= 'succeeded' then
-    redis.call('LPUSH', bk .. ':fail', jid)
-    redis.call('LTRIM', bk .. ':fail', 0, 999)
+    -- Cancellations are kept apart: a cancel is not a problem to show.
+    local list = bk .. (status == 'cancelled' and ':cx' or ':fail')
+    redis.call('LPUSH', list, jid)
+    redis.call('LTRIM', list, 0, 999)
   end
   return bk
+end
+
+-- Appends one retry or deferral to a job's log (newest last, at most max entries).
+local function log_attempt(rk, now, err, counted, max)
+  local entry = cjson.encode({at_ms = now, error = err, counted = counted})
+  local log = redis.call('HGET', rk, 'log')
+  if log then
+    log = log .. '\n' .. entry
+    local n = select(2, string.gsub(log, '\n', '')) + 1
+    while n > max do
+      log = string.sub(log, string.find(log, '\n', 1, true) + 1)
+      n = n - 1
+    end
+  else
+    log = entry
+  end
+  redis.call('HSET', rk, 'log', log)
 end
 
 -- After flush(): stamps last_ms on every touched batch and completes those that are

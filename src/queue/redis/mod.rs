@@ -20,8 +20,8 @@ use super::hooks::{AttemptRecord, DeliveryRecord, DueDelivery, HookSettle};
 use super::records::{batch_fields, job_fields};
 use super::{
     BatchHandle, BatchRecord, CancelReport, Claim, Claimed, DeadLetter, Fut, JobQueue, JobRecord,
-    Lease, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions, Recovered, Settle,
-    SettleReport, now_ms,
+    Lease, MAX_LOG, NewBatch, NewJob, ProjectCounts, QueueError, QueueOptions, Recovered, Settle,
+    SettleReport, WorkerInfo, now_ms,
 };
 use crate::job::{JobId, batch_job_id, split_job_id};
 use crate::limits::{LaneView, ProjectLimits, Throttle};
@@ -38,6 +38,7 @@ struct Scripts {
     settle: Script,
     recover: Script,
     cancel: Script,
+    cancel_scan: Script,
     seal: Script,
     throttle: Script,
     hooks_claim: Script,
@@ -52,6 +53,7 @@ impl Scripts {
             settle: s(include_str!("settle.lua")),
             recover: s(include_str!("recover.lua")),
             cancel: s(include_str!("cancel.lua")),
+            cancel_scan: s(include_str!("cancel_scan.lua")),
             seal: s(include_str!("seal.lua")),
             throttle: s(include_str!("throttle.lua")),
             hooks_claim: s(include_str!("hooks_claim.lua")),
@@ -265,7 +267,8 @@ impl RedisQueue {
             .arg(GROUP)
             .arg(now_ms())
             .arg(self.options.retention.as_secs().max(1))
-            .arg(self.options.max_wait.as_millis() as u64);
+            .arg(self.options.max_wait.as_millis() as u64)
+            .arg(MAX_LOG);
         for (_, lease, settle) in items {
             inv.arg(&lease.job).arg(&lease.token).arg(&lease.lane);
             match settle {
@@ -275,10 +278,14 @@ impl RedisQueue {
                     result,
                     dead_letter,
                 } => {
+                    let result = result
+                        .as_ref()
+                        .and_then(|r| serde_json::to_string(r).ok())
+                        .unwrap_or_default();
                     inv.arg(if *dead_letter { "D" } else { "F" })
                         .arg(status.as_str())
                         .arg(error.as_deref().unwrap_or(""))
-                        .arg(result.as_deref().unwrap_or(""))
+                        .arg(result)
                         .arg("0");
                 }
                 Settle::Retry {
@@ -336,7 +343,8 @@ impl RedisQueue {
                         id: existing,
                         existing: true,
                         enqueued: record.as_ref().map_or(0, |r| r.enqueued),
-                        sealed: record.is_some_and(|r| r.total.is_some()),
+                        sealed: record.as_ref().is_some_and(|r| r.total.is_some()),
+                        digest: record.and_then(|r| r.digest),
                     });
                 }
             }
@@ -351,12 +359,16 @@ impl RedisQueue {
         if let Some(w) = &batch.webhook {
             fields.push((batch_fields::WEBHOOK, w.clone()));
         }
+        if let Some(d) = &batch.digest {
+            fields.push((batch_fields::DIGEST, d.clone()));
+        }
         let () = conn.hset_multiple(&bk, &fields).await?;
         Ok(BatchHandle {
             id,
             existing: false,
             enqueued: 0,
             sealed: false,
+            digest: None,
         })
     }
 
@@ -412,6 +424,28 @@ impl RedisQueue {
             }
             cmd.ignore();
         }
+        // Hashes of an idempotent submit's jobs, 4 bytes per position, one SETRANGE per
+        // run of consecutive positions.
+        let mut run: Option<(u64, Vec<u8>)> = None;
+        for job in &jobs {
+            let Some(h) = job.hash else { continue };
+            match &mut run {
+                Some((start, bytes)) if *start + (bytes.len() / 4) as u64 == job.seq => {
+                    bytes.extend_from_slice(&h.to_be_bytes())
+                }
+                _ => {
+                    if let Some((start, bytes)) = run.take() {
+                        pipe.setrange(format!("{bk}:lh"), (start * 4) as isize, bytes)
+                            .ignore();
+                    }
+                    run = Some((job.seq, h.to_be_bytes().to_vec()));
+                }
+            }
+        }
+        if let Some((start, bytes)) = run {
+            pipe.setrange(format!("{bk}:lh"), (start * 4) as isize, bytes)
+                .ignore();
+        }
         pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
         pipe.hincr(&bk, "queued", n).ignore();
         pipe.hincr(&counts, "queued", n).ignore();
@@ -435,12 +469,16 @@ impl RedisQueue {
     ) -> Result<Option<BatchRecord>, QueueError> {
         let mut conn = self.conn.clone();
         let bk = self.batch_key(project, id);
-        let (map, failures): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(&bk)
-            .lrange(format!("{bk}:fail"), 0, 999)
-            .query_async(&mut conn)
-            .await?;
-        Ok(BatchRecord::from_fields(project, id, &map, failures))
+        let (map, failures, cancelled): (HashMap<String, String>, Vec<String>, Vec<String>) =
+            redis::pipe()
+                .hgetall(&bk)
+                .lrange(format!("{bk}:fail"), 0, 999)
+                .lrange(format!("{bk}:cx"), 0, 999)
+                .query_async(&mut conn)
+                .await?;
+        Ok(BatchRecord::from_fields(
+            project, id, &map, failures, cancelled,
+        ))
     }
 
     async fn recover_inner(&self, project: &str, worker: &str) -> Result<Recovered, QueueError> {
@@ -502,6 +540,9 @@ impl RedisQueue {
     async fn lanes_inner(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
         let mut conn = self.conn.clone();
         let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
         lanes.sort();
         let mut pipe = redis::pipe();
         for lane in &lanes {
@@ -578,7 +619,36 @@ impl RedisQueue {
         let () = conn
             .hset(self.batch_key(project, id), batch_fields::CANCEL, 1)
             .await?;
-        // Jobs are enumerated by seq; a submit still running sees the flag and stops.
+        // First the jobs that are only stream entries (they carry their line), lane by
+        // lane; then every job by seq (running ones are flagged, retries cancelled).
+        // A submit still running sees the flag and stops.
+        let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;
+        lanes.sort();
+        let mut scanned = 0;
+        for lane in &lanes {
+            let mut start = "-".to_string();
+            loop {
+                let (next, n, done): (String, u64, u64) = self
+                    .scripts
+                    .cancel_scan
+                    .arg(self.base(project))
+                    .arg(now_ms())
+                    .arg(self.options.retention.as_secs().max(1))
+                    .arg(id)
+                    .arg(lane)
+                    .arg(&start)
+                    .arg(500)
+                    .invoke_async(&mut conn)
+                    .await?;
+                scanned += n;
+                report.batch_completed |= done == 1;
+                if next.is_empty() {
+                    break;
+                }
+                start = next;
+            }
+        }
+        report.cancelled += scanned;
         let enqueued = self
             .batch_inner(project, id)
             .await?
@@ -601,6 +671,8 @@ impl RedisQueue {
             report.batch_completed |= r[3] == 1;
             seq = end;
         }
+        // The scan's cancellations were seen again as finished.
+        report.already_finished = report.already_finished.saturating_sub(scanned);
         Ok(report)
     }
 }
@@ -924,6 +996,70 @@ impl JobQueue for RedisQueue {
                 enqueued_by_op: enq.into_iter().collect(),
                 webhooks_pending: pending,
             })
+        }
+        .boxed()
+    }
+
+    fn job_hashes<'a>(
+        &'a self,
+        project: &'a str,
+        batch: &'a str,
+        from: u64,
+        to: u64,
+    ) -> Fut<'a, Vec<u32>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}:lh", self.batch_key(project, batch));
+            let bytes: Vec<u8> = redis::cmd("GETRANGE")
+                .arg(key)
+                .arg(from * 4)
+                .arg((to * 4).saturating_sub(1))
+                .query_async(&mut conn)
+                .await?;
+            let mut out: Vec<u32> = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            out.resize(to.saturating_sub(from) as usize, 0);
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn register_worker<'a>(&'a self, project: &'a str, info: &'a WorkerInfo) -> Fut<'a, ()> {
+        async move {
+            let mut conn = self.conn.clone();
+            let json = serde_json::to_string(info)
+                .map_err(|e| QueueError::Corrupt(format!("worker info: {e}")))?;
+            let () = conn
+                .hset(self.key(project, "workers"), &info.worker, json)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn workers<'a>(&'a self, project: &'a str, live_ms: u64) -> Fut<'a, Vec<WorkerInfo>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let key = self.key(project, "workers");
+            let all: HashMap<String, String> = conn.hgetall(&key).await?;
+            let now = now_ms();
+            let mut live = Vec::new();
+            let mut gone = Vec::new();
+            for (name, json) in all {
+                match serde_json::from_str::<WorkerInfo>(&json) {
+                    Ok(w) if now.saturating_sub(w.seen_ms) <= live_ms => live.push(w),
+                    // Long gone: forget it (a day, so `status` can still say who left).
+                    Ok(w) if now.saturating_sub(w.seen_ms) < 86_400_000 => {}
+                    _ => gone.push(name),
+                }
+            }
+            if !gone.is_empty() {
+                let () = conn.hdel(&key, gone).await?;
+            }
+            live.sort_by(|a, b| a.worker.cmp(&b.worker));
+            Ok(live)
         }
         .boxed()
     }

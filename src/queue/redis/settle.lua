@@ -1,5 +1,5 @@
 -- KEYS: delayed, dlq
--- ARGV: base, group, now_ms, retention_s, max_wait_ms, then 8 per item:
+-- ARGV: base, group, now_ms, retention_s, max_wait_ms, max log entries, then 8 per item:
 --   job id, token, lane, kind (F finish | D finish + dead-letter | R retry | L release),
 --   status (F/D), error, result (F/D) or delay ms (R), count attempt (R: 1/0)
 -- Returns one integer per item: 0 stale lease, 1 applied, 3 applied + batch completed.
@@ -7,10 +7,11 @@
 local delayed, dlq = KEYS[1], KEYS[2]
 local base, group = ARGV[1], ARGV[2]
 local now, retention, max_wait = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_log = tonumber(ARGV[6])
 local d, touched, answered = {}, {}, {}
 local out = {}
 local acks = {}
-local i, item = 6, 0
+local i, item = 7, 0
 while i + 7 <= #ARGV do
   local jid, token, lane, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local status, err, extra, counted = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -47,6 +48,7 @@ while i + 7 <= #ARGV do
       if counted == '1' then f[#f + 1] = 'att'; f[#f + 1] = att + 1 end
       redis.call('HSET', rk, unpack(f))
       redis.call('HDEL', rk, 'e', 'w')
+      log_attempt(rk, now, err, counted == '1', max_log)
       move(d, base, jid, 'running', 'queued', lane)
       redis.call('ZADD', delayed, now + tonumber(extra), jid)
     else

@@ -97,6 +97,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     lane: "gemini-2.5-flash-image".into(),
                     op: "generate".into(),
                     webhook: None,
+                    hash: None,
                 })
                 .collect();
             jobs.insert(
@@ -108,6 +109,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     lane: "gemini-2.5-flash-image".into(),
                     op: "generate".into(),
                     webhook: None,
+                    hash: None,
                 },
             );
             queue.enqueue("acme", &b.id, jobs).await?;
@@ -149,7 +151,12 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                 killed += 1;
             }
         }
-        assert!(killed >= 2, "killed {killed} connections:\n{clients}");
+        assert!(
+            killed >= 2,
+            "killed {killed} connections:\n{clients}\nworker 0:\n{}\nworker 1:\n{}",
+            fleet.worker_log(0),
+            fleet.worker_log(1)
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     let status = fleet.wait_completed(&batch, Duration::from_secs(600));

@@ -115,7 +115,8 @@ fn status_and_results_of_a_finished_batch() {
         listing.contains("succeeded") && listing.contains("blocked"),
         "{listing}"
     );
-    let png = dl.join(format!("{batch}.000000")).join("0.png");
+    // Named by line and prompt.
+    let png = dl.join("0001-a-red-kite-0.png");
     assert_eq!(png_size(&png), (1024, 1024));
     assert!(dl.join("manifest.jsonl").exists());
 }

@@ -124,7 +124,8 @@ fn outputs_go_to_s3_through_object_store() {
         .collect();
     assert_eq!(lines.len(), 25);
     for (i, line) in lines.iter().enumerate() {
-        let job = line["job_id"].as_str().unwrap();
+        // The layout: {project}/{batch}/{seq:06}/{index}.png.
+        let job = format!("{i:06}");
         assert_eq!(line["line"], (i + 1) as u64);
         let url = line["images"][0]["url"].as_str().unwrap();
         assert_eq!(
@@ -179,6 +180,10 @@ fn outputs_go_to_s3_through_object_store() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let first = lines[0]["job_id"].as_str().unwrap();
-    assert_eq!(png_size(&dl.join(first).join("0.png")), (1024, 1024));
+    // Downloads are named by line and prompt.
+    let name = format!(
+        "0001-{}-0.png",
+        imagegen::storage::layout::slug(lines[0]["prompt"].as_str().unwrap())
+    );
+    assert_eq!(png_size(&dl.join(name)), (1024, 1024));
 }

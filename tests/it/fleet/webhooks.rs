@@ -480,11 +480,12 @@ fn metrics_addr(fleet: &Fleet, i: usize) -> String {
     let start = Instant::now();
     loop {
         let log = fleet.worker_log(i);
-        if let Some(line) = log.lines().find(|l| l.starts_with("metrics on http://")) {
-            return line
-                .trim_start_matches("metrics on ")
-                .trim_end_matches("/metrics")
-                .to_string();
+        if let Some(url) = log
+            .lines()
+            .filter(|l| l.starts_with("imagegen worker started "))
+            .find_map(|l| l.split(' ').find_map(|kv| kv.strip_prefix("metrics=")))
+        {
+            return url.trim_end_matches("/metrics").to_string();
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
@@ -722,4 +723,33 @@ fn a_job_lines_own_webhook_url_gets_its_event() {
         "{s}"
     );
     assert_eq!(rx.records().len(), 1);
+}
+
+#[test]
+fn batch_completed_of_a_cancelled_batch_says_so() {
+    let (_dir, rx, mut fleet, _secret) = hooked_fleet(0, "latency_ms = 20000\n", |url| {
+        hook_config(&format!("{url}/hook"), r#"["0s", "1s"]"#, true)
+    });
+    fleet.spawn_worker(2);
+    let file = fleet.file("a.txt", "fine\nslow one\nslow two\n[[blocked]] here\n");
+    let batch = fleet.submit(&file, &[]);
+    fleet.wait_until(&batch, Duration::from_secs(30), "2 running", |s| {
+        count(s, "running") == 2
+    });
+    let out = fleet.run(&["cancel", &batch]);
+    assert!(out.status.success());
+    fleet.wait_completed(&batch, Duration::from_secs(30));
+    let recs = rx.wait_for("batch.completed", Duration::from_secs(30), |r| {
+        !of_type(r, "batch.completed").is_empty()
+    });
+    let done = of_type(&recs, "batch.completed");
+    let d = &done[0]["body"]["data"];
+    assert_eq!(d["status"], "cancelled", "{d}");
+    assert_eq!(d["counts"]["cancelled"], 4, "{d}");
+    assert_eq!(d["cancelled_job_ids"].as_array().unwrap().len(), 4, "{d}");
+    assert!(d["failed_job_ids"].as_array().unwrap().is_empty(), "{d}");
+    // The typed body reads back with the product's own struct.
+    let typed: imagegen::webhooks::payload::Event<imagegen::webhooks::payload::BatchEvent> =
+        serde_json::from_value(done[0]["body"].clone()).unwrap();
+    assert_eq!(typed.data.cancelled_job_ids.len(), 4);
 }

@@ -1,8 +1,10 @@
-//! The SSRF guard of webhook deliveries: every address a webhook URL resolves to is
-//! checked before anything connects, the connection is pinned to the checked addresses
-//! (the HTTP client's only resolver is [`GuardedResolver`], and proxies are off, so
-//! there is no second lookup to rebind), and literal-IP URLs are checked by
-//! [`NetPolicy::check_url`] since no resolver sees them.
+//! The SSRF guard of every request to a URL a user gave (webhook deliveries, input
+//! images): every address the URL's host resolves to is checked before anything
+//! connects, the connection is pinned to the checked addresses (the HTTP client's only
+//! resolver is [`GuardedResolver`], and proxies are off, so there is no second lookup to
+//! rebind), literal-IP URLs are checked by [`NetPolicy::check_url`] since no resolver
+//! sees them, and redirects are either refused or re-checked hop by hop
+//! ([`guarded_client`]).
 //!
 //! Refused unless allowed: loopback, RFC 1918 private, link-local (cloud metadata at
 //! 169.254.169.254), CGNAT 100.64/10, 0/8, 192.0.0/24, documentation, benchmarking
@@ -13,22 +15,36 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
-/// Which destinations deliveries may reach.
-#[derive(Debug, Clone, Default)]
+/// Which destinations requests may reach.
+#[derive(Debug, Clone)]
 pub struct NetPolicy {
     /// Everything goes (tests, private deployments).
     pub allow_private_networks: bool,
     /// Ranges allowed even though they are private.
     pub allow_cidrs: Vec<IpNet>,
+    /// The config section the policy comes from (`webhooks`, `inputs`), named in
+    /// refusals so a user knows which key opens the range.
+    pub section: &'static str,
+}
+
+impl Default for NetPolicy {
+    fn default() -> Self {
+        NetPolicy {
+            allow_private_networks: false,
+            allow_cidrs: Vec::new(),
+            section: "webhooks",
+        }
+    }
 }
 
 /// A destination the policy refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{host} resolves to {ip}, {class}: refused (webhooks.allow_private_networks is off; allow it, or list the range in webhooks.allow_cidrs)"
+    "{host} resolves to {ip}, {class}: refused ({section}.allow_private_networks is off; allow it, or list the range in {section}.allow_cidrs)"
 )]
 pub struct Refused {
     /// Host as written in the URL.
@@ -37,6 +53,8 @@ pub struct Refused {
     pub ip: IpAddr,
     /// What kind of address it is.
     pub class: &'static str,
+    /// The config section whose keys would allow it.
+    pub section: &'static str,
 }
 
 /// Why a webhook URL is not usable at all.
@@ -133,6 +151,7 @@ impl NetPolicy {
             host: host.to_string(),
             ip,
             class,
+            section: self.section,
         })
     }
 
@@ -206,6 +225,74 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// An HTTP client for user-given URLs: its only resolver is [`GuardedResolver`], no
+/// proxy (it would resolve again), the `timeout`, and redirects either refused
+/// (`max_redirects == 0`: a 3xx is the answer) or followed at most `max_redirects`
+/// times, each hop's URL checked again (a literal address here, a name by the resolver
+/// when it connects).
+pub fn guarded_client(
+    policy: Arc<NetPolicy>,
+    timeout: Duration,
+    max_redirects: usize,
+    user_agent: &str,
+) -> reqwest::Client {
+    let redirect = if max_redirects == 0 {
+        reqwest::redirect::Policy::none()
+    } else {
+        let hops = policy.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > max_redirects {
+                let msg = format!("more than {max_redirects} redirects");
+                return attempt.error(msg);
+            }
+            match hops.check_url(attempt.url().as_str()) {
+                Ok(_) => attempt.follow(),
+                Err(e) => attempt.error(e),
+            }
+        })
+    };
+    reqwest::Client::builder()
+        .redirect(redirect)
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .dns_resolver(GuardedResolver { policy })
+        .user_agent(user_agent)
+        .build()
+        .expect("a guarded HTTP client")
+}
+
+/// The policy refusal somewhere in an error's chain (a resolver or redirect refusal
+/// reaches the caller wrapped in reqwest's errors).
+pub fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Refused>() {
+            return Some(r);
+        }
+        if let Some(UrlError::Refused(r)) = err.downcast_ref::<UrlError>() {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its sources in one line, each text once (reqwest's errors repeat
+/// their cause in their own text).
+pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,15 +344,15 @@ mod tests {
     #[test]
     fn allow_lists() {
         let p = NetPolicy {
-            allow_private_networks: false,
             allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            ..NetPolicy::default()
         };
         assert!(p.check("h", "10.1.2.3".parse().unwrap()).is_ok());
         assert!(p.check("h", "::ffff:10.1.2.3".parse().unwrap()).is_ok());
         assert!(p.check("h", "10.2.0.1".parse().unwrap()).is_err());
         let open = NetPolicy {
             allow_private_networks: true,
-            allow_cidrs: vec![],
+            ..NetPolicy::default()
         };
         assert!(open.check("h", "127.0.0.1".parse().unwrap()).is_ok());
     }

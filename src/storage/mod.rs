@@ -1,9 +1,13 @@
 //! Outputs through `object_store`: images, `result.json` per job and `manifest.jsonl`
-//! per batch, at deterministic keys (DESIGN.md "Outputs") so a re-run overwrites instead
-//! of duplicating:
-//! `{prefix}/{project}/{batch_id|_single}/{job_id}/{index}.{png|jpg}`.
+//! per batch, at deterministic keys (DESIGN.md "Outputs", [`layout`]) so a re-run
+//! overwrites instead of duplicating; and the inputs a producer uploads for workers on
+//! other machines, content-addressed under `{prefix}/inputs/`.
 //!
 //! object_store types stay inside this module.
+
+pub mod layout;
+
+pub use layout::{JobLocation, NameTemplate};
 
 use std::sync::Arc;
 
@@ -27,10 +31,20 @@ pub enum StorageError {
     /// A read or write failed.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// An object is larger than the caller accepts.
+    #[error("{url} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The object.
+        url: String,
+        /// Its size (or the bytes read before giving up).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// One stored image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoredImage {
     /// Position in the job's outputs.
     pub index: usize,
@@ -46,6 +60,9 @@ pub struct StoredImage {
     pub width: u32,
     /// Pixel height.
     pub height: u32,
+    /// The file on this machine, for stores on local disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Where outputs go.
@@ -58,23 +75,14 @@ pub struct OutputStore {
     prefix: String,
     /// URL of the store root, for printing locations.
     root_url: String,
+    /// How image files are named.
+    template: NameTemplate,
 }
 
 impl std::fmt::Debug for OutputStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "OutputStore({}/{})", self.root_url, self.prefix)
     }
-}
-
-/// The ids that place a job's outputs.
-#[derive(Debug, Clone, Copy)]
-pub struct JobLocation<'a> {
-    /// Project name.
-    pub project: &'a str,
-    /// Batch id, or `None` for single jobs (`_single`).
-    pub batch: Option<&'a str>,
-    /// Job id.
-    pub job: &'a str,
 }
 
 impl OutputStore {
@@ -98,6 +106,7 @@ impl OutputStore {
                 signer: None,
                 prefix: String::new(),
                 root_url: format!("file://{}", abs.display()),
+                template: NameTemplate::default(),
             });
         }
         if url.starts_with("memory://") {
@@ -110,6 +119,7 @@ impl OutputStore {
                 signer: None,
                 prefix,
                 root_url: "memory://".into(),
+                template: NameTemplate::default(),
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
@@ -158,7 +168,27 @@ impl OutputStore {
             signer,
             prefix: path.to_string(),
             root_url: root,
+            template: NameTemplate::default(),
         })
+    }
+
+    /// The same store, naming image files by `template` (`output.name_template`).
+    pub fn with_name_template(mut self, template: NameTemplate) -> Self {
+        self.template = template;
+        self
+    }
+
+    /// The key of an object of this store given by its full URL, when it is one
+    /// (`file:///…/out/inputs/x.png` → `inputs/x.png` for a store at `file:///…/out`).
+    pub fn own_key(&self, url: &str) -> Option<String> {
+        let rel = url.strip_prefix(&self.root_url)?.strip_prefix('/')?;
+        let rel = if self.prefix.is_empty() {
+            rel
+        } else {
+            rel.strip_prefix(&self.prefix)?.strip_prefix('/')?
+        };
+        (!rel.is_empty() && !rel.split('/').any(|s| s == ".." || s.is_empty()))
+            .then(|| rel.to_string())
     }
 
     /// A time-limited HTTPS URL for an object of this store given by its full URL
@@ -184,7 +214,7 @@ impl OutputStore {
 
     /// The URL of a job's `result.json`.
     pub fn result_url(&self, loc: &JobLocation<'_>) -> String {
-        self.url_of(&self.key(&format!("{}/result.json", Self::job_dir(loc))))
+        self.url_of(&self.key(&format!("{}/result.json", loc.job_dir())))
     }
 
     fn key(&self, rel: &str) -> StorePath {
@@ -195,19 +225,22 @@ impl OutputStore {
         }
     }
 
+    /// The full URL of an object given by its key relative to the store root.
+    pub fn url_of_key(&self, rel: &str) -> String {
+        self.url_of(&self.key(rel))
+    }
+
     /// The URL of a key.
     pub fn url_of(&self, key: &StorePath) -> String {
         format!("{}/{}", self.root_url, key)
     }
 
-    /// The folder of a job's outputs, relative to the store root.
-    pub fn job_dir(loc: &JobLocation<'_>) -> String {
-        format!(
-            "{}/{}/{}",
-            loc.project,
-            loc.batch.unwrap_or("_single"),
-            loc.job
-        )
+    /// The file behind a URL of this store on local disk (`None` for other stores).
+    pub fn local_path(&self, url: &str) -> Option<String> {
+        url.starts_with(&self.root_url)
+            .then(|| url.strip_prefix("file://"))
+            .flatten()
+            .map(str::to_string)
     }
 
     /// Writes image `index` of a job.
@@ -223,14 +256,16 @@ impl OutputStore {
         } else {
             "png"
         };
-        let key = self.key(&format!("{}/{index}.{ext}", Self::job_dir(loc)));
+        let key = self.key(&format!("{}.{ext}", self.template.image_key(loc, index)));
         let (width, height) = dimensions(&data);
         let sha256 = hex(&Sha256::digest(&data));
         let len = data.len() as u64;
         self.store.put(&key, PutPayload::from_bytes(data)).await?;
+        let url = self.url_of(&key);
         Ok(StoredImage {
             index,
-            url: self.url_of(&key),
+            path: self.local_path(&url),
+            url,
             mime_type: mime_type.to_string(),
             bytes: len,
             sha256,
@@ -239,13 +274,36 @@ impl OutputStore {
         })
     }
 
+    /// Stores an input image once, content-addressed: `inputs/<sha256>.<ext>`
+    /// (a file used by 10,000 job lines is one object). Returns its key.
+    pub async fn put_input(&self, data: Bytes, ext: &str) -> Result<String, StorageError> {
+        let rel = format!("inputs/{}.{ext}", hex(&Sha256::digest(&data)));
+        let key = self.key(&rel);
+        match self.store.head(&key).await {
+            Ok(meta) if meta.size == data.len() as u64 => {}
+            _ => {
+                self.store.put(&key, PutPayload::from_bytes(data)).await?;
+            }
+        }
+        Ok(rel)
+    }
+
+    /// Reads an object by its key relative to the store root, refusing one larger
+    /// than `limit` bytes before reading it (and while reading, should it grow).
+    pub async fn get_capped(&self, rel: &str, limit: u64) -> Result<Bytes, StorageError> {
+        read_capped(self.store.as_ref(), &self.key(rel), limit, || {
+            self.url_of(&self.key(rel))
+        })
+        .await
+    }
+
     /// Writes `result.json` of a job; returns its URL.
     pub async fn put_result<T: Serialize>(
         &self,
         loc: &JobLocation<'_>,
         result: &T,
     ) -> Result<String, StorageError> {
-        let key = self.key(&format!("{}/result.json", Self::job_dir(loc)));
+        let key = self.key(&format!("{}/result.json", loc.job_dir()));
         let body = serde_json::to_vec_pretty(result).unwrap_or_default();
         self.store.put(&key, PutPayload::from(body)).await?;
         Ok(self.url_of(&key))
@@ -280,6 +338,57 @@ impl OutputStore {
     }
 }
 
+/// Reads any object store URL (`s3://…`, `gs://…`, `az://…`) with `options`, at most
+/// `limit` bytes.
+pub async fn read_url_capped(
+    url: &str,
+    options: Vec<(String, String)>,
+    limit: u64,
+) -> Result<Bytes, StorageError> {
+    let err = |message: String| StorageError::Url {
+        url: url.to_string(),
+        message,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
+    let (store, path) =
+        object_store::parse_url_opts(&parsed, options).map_err(|e| err(e.to_string()))?;
+    read_capped(store.as_ref(), &path, limit, || url.to_string()).await
+}
+
+/// Reads `key` of `store`, at most `limit` bytes: the object's size is checked first,
+/// then the bytes are counted as they stream in. `url` names it in errors.
+pub async fn read_capped(
+    store: &dyn ObjectStore,
+    key: &StorePath,
+    limit: u64,
+    url: impl Fn() -> String,
+) -> Result<Bytes, StorageError> {
+    use futures::StreamExt as _;
+    let got = store.get(key).await?;
+    let size = got.meta.size;
+    if size > limit {
+        return Err(StorageError::TooLarge {
+            url: url(),
+            size,
+            limit,
+        });
+    }
+    let mut out = bytes::BytesMut::with_capacity(size as usize);
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(StorageError::TooLarge {
+                url: url(),
+                size: (out.len() + chunk.len()) as u64,
+                limit,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
 /// Width and height from the image header, without decoding pixels.
 pub fn dimensions(data: &[u8]) -> (u32, u32) {
     image::ImageReader::new(std::io::Cursor::new(data))
@@ -302,11 +411,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         let store = OutputStore::from_url(&url, vec![]).unwrap();
-        let loc = JobLocation {
-            project: "p",
-            batch: Some("b1"),
-            job: "j1",
-        };
+        let loc = JobLocation::of("p", "b1.000003");
         let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IScHRwzEcQCxYxBBO0tjggAAAABJRU5ErkJggg==").unwrap();
         let a = store
             .put_image(&loc, 0, "image/png", Bytes::from(png.clone()))
@@ -318,13 +423,13 @@ mod tests {
             .unwrap();
         assert_eq!(a, b);
         assert_eq!((a.width, a.height), (4, 4));
-        assert!(dir.path().join("p/b1/j1/0.png").exists());
-        assert_eq!(store.list("p/b1/j1").await.unwrap().len(), 1);
-        let single = JobLocation {
-            project: "p",
-            batch: None,
-            job: "j2",
-        };
+        assert!(dir.path().join("p/b1/000003/0.png").exists());
+        assert_eq!(store.list("p/b1/000003").await.unwrap().len(), 1);
+        assert_eq!(
+            a.path.as_deref(),
+            Some(dir.path().join("p/b1/000003/0.png").to_str().unwrap())
+        );
+        let single = JobLocation::of("p", "j2");
         store
             .put_result(&single, &serde_json::json!({"ok": true}))
             .await

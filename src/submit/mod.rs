@@ -1,0 +1,347 @@
+//! Submitting a job file as a batch: validate every line first (streaming), then enqueue
+//! in chunks (each chunk atomic, several in flight), then seal. Memory stays constant
+//! whatever the file's size: only the first errors, the current chunks and small
+//! caches (hosts checked, files uploaded) are held.
+//!
+//! Besides validation, a submit does what only the submitting machine can do:
+//! - image URLs are checked against the SSRF policy of `[inputs]` ([`checks`]):
+//!   literal addresses and names that resolve to refused ranges are refused here, with
+//!   the line and field, before anything is enqueued;
+//! - local image paths are read, sniffed and uploaded to the project's output store
+//!   under `inputs/` (content-addressed, [`inputs`]), and the job carries the store
+//!   key: a worker on another machine reads it from there;
+//! - with an idempotency key, a digest of the jobs is kept with the batch, so the same
+//!   key with other content is a conflict naming the first line that differs.
+
+pub mod checks;
+pub mod inputs;
+
+use std::path::Path;
+
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
+use sha2::Digest as _;
+
+use crate::job::batch_file::{self, FileFormat, LineDefaults, LineError};
+use crate::job::{JobSpec, ValidationContext, validate};
+use crate::queue::{BatchHandle, JobQueue, NewBatch, NewJob, QueueError};
+
+pub use checks::UrlChecks;
+pub use inputs::Uploader;
+
+/// Jobs per enqueue call (one MULTI/EXEC pipeline on Redis).
+pub const CHUNK: usize = 2_000;
+/// Enqueue calls in flight at once.
+const IN_FLIGHT: usize = 4;
+/// Line errors kept for the report (the count is always exact).
+const MAX_ERRORS: usize = 100;
+
+/// What the first pass found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Valid lines.
+    pub valid: u64,
+    /// Invalid lines, in total.
+    pub invalid: u64,
+    /// The first invalid lines with their errors.
+    pub errors: Vec<LineError>,
+    /// Digest of the valid jobs, in order (hex SHA-256).
+    pub digest: String,
+}
+
+/// What went wrong submitting.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The batch was cancelled while it was being submitted.
+    #[error("batch {0} was cancelled while it was being submitted")]
+    Cancelled(String),
+    /// The idempotency key names a batch of other jobs.
+    #[error(
+        "idempotency key `{key}` was used for different jobs (batch {batch}): {difference}; nothing was enqueued (use another key for other jobs)"
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The batch it names.
+        batch: String,
+        /// Where the jobs differ first.
+        difference: String,
+    },
+    /// An input image could not be stored for the workers.
+    #[error("line {line}: {message}")]
+    Input {
+        /// Line of the job file.
+        line: usize,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A job file and how to read it.
+#[derive(Debug, Clone)]
+pub struct JobFile<'a> {
+    /// Path.
+    pub path: &'a Path,
+    /// Format.
+    pub format: FileFormat,
+    /// Model/op for lines that set none.
+    pub defaults: LineDefaults,
+    /// How lines are validated.
+    pub validation: ValidationContext,
+    /// How image URLs are checked before anything is enqueued.
+    pub urls: UrlChecks,
+}
+
+/// The short hash of one job kept per position by an idempotent submit.
+fn job_hash(spec_json: &str) -> u32 {
+    let d = sha2::Sha256::digest(spec_json.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+impl JobFile<'_> {
+    fn read(&self) -> Result<batch_file::Lines, SubmitError> {
+        batch_file::read(self.path, self.format, self.defaults.clone()).map_err(|source| {
+            SubmitError::Io {
+                path: self.path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// One line, validated and checked; the spec as JSON when it is a job.
+    async fn line(
+        &self,
+        item: Result<(usize, JobSpec), LineError>,
+    ) -> Result<(usize, JobSpec, String), LineError> {
+        let (line, spec) = item?;
+        let fail = |message: String| LineError { line, message };
+        validate(&spec, &self.validation).map_err(|e| fail(e.to_string()))?;
+        self.urls.check(&spec).await.map_err(fail)?;
+        let json = serde_json::to_string(&spec).map_err(|e| fail(e.to_string()))?;
+        Ok((line, spec, json))
+    }
+
+    /// First pass: parse, validate and check every line.
+    pub async fn check(&self) -> Result<Checked, SubmitError> {
+        let mut out = Checked::default();
+        let mut digest = sha2::Sha256::new();
+        for item in self.read()? {
+            match self.line(item).await {
+                Ok((_, _, json)) => {
+                    out.valid += 1;
+                    digest.update(json.as_bytes());
+                    digest.update(b"\n");
+                }
+                Err(e) => {
+                    out.invalid += 1;
+                    if out.errors.len() < MAX_ERRORS {
+                        out.errors.push(e);
+                    }
+                }
+            }
+        }
+        out.digest = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(out)
+    }
+
+    /// The valid lines in file order, each with its position among them: `(seq, line,
+    /// spec, spec JSON)`.
+    fn valid(
+        &self,
+    ) -> Result<impl futures::Stream<Item = (u64, usize, JobSpec, String)> + '_, SubmitError> {
+        let lines = self.read()?;
+        Ok(futures::stream::iter(lines)
+            .then(move |item| self.line(item))
+            .filter_map(|r| async move { r.ok() })
+            .enumerate()
+            .map(|(seq, (line, spec, json))| (seq as u64, line, spec, json)))
+    }
+}
+
+/// The result of a submit.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The batch (new, or found by idempotency key).
+    pub batch: BatchHandle,
+    /// Jobs enqueued by this call.
+    pub enqueued_now: u64,
+    /// Jobs in the batch.
+    pub total: u64,
+    /// True when sealing completed the batch at once (every job already terminal).
+    pub completed: bool,
+}
+
+/// Second pass: enqueues the valid jobs of `file` as a batch and seals it. A batch found
+/// by idempotency key is resumed where its interrupted submit stopped (chunks are
+/// atomic and job ids deterministic, so nothing is enqueued twice) — when its jobs are
+/// the same; other jobs under the same key are a [`SubmitError::Conflict`].
+/// `uploader` stores local input files for the workers (`None`: paths stay paths, for
+/// a worker in this process). `progress` is called with the jobs enqueued so far.
+pub async fn enqueue_file(
+    queue: &dyn JobQueue,
+    file: &JobFile<'_>,
+    batch: &NewBatch,
+    uploader: Option<&Uploader>,
+    mut progress: impl FnMut(u64),
+) -> Result<Submitted, SubmitError> {
+    let handle = queue.create_batch(batch).await?;
+    if handle.existing
+        && let (Some(key), Some(ours), Some(theirs)) =
+            (&batch.idempotency_key, &batch.digest, &handle.digest)
+        && ours != theirs
+    {
+        let difference = first_difference(queue, file, &batch.project, &handle).await?;
+        return Err(SubmitError::Conflict {
+            key: key.clone(),
+            batch: handle.id.clone(),
+            difference,
+        });
+    }
+    if handle.sealed {
+        let record = queue.batch(&batch.project, &handle.id).await?;
+        let total = record.and_then(|r| r.total).unwrap_or(handle.enqueued);
+        return Ok(Submitted {
+            batch: handle,
+            enqueued_now: 0,
+            total,
+            completed: false,
+        });
+    }
+    let project = batch.project.as_str();
+    let id = handle.id.clone();
+    let keep_hashes = batch.idempotency_key.is_some();
+    // Resume: the first `enqueued` jobs are already in.
+    let skip = handle.enqueued;
+    let mut jobs = std::pin::pin!(file.valid()?);
+    let mut seq_total = 0u64;
+    let mut enqueued_now = 0u64;
+    let mut in_flight = FuturesOrdered::new();
+    let mut chunks_sent = 0u64;
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK {
+            let Some((seq, line, mut spec, json)) = jobs.next().await else {
+                break;
+            };
+            seq_total = seq + 1;
+            if seq < skip {
+                continue;
+            }
+            let hash = keep_hashes.then(|| job_hash(&json));
+            let json = match uploader {
+                Some(u) if inputs::has_local_paths(&spec) => {
+                    u.upload(&mut spec)
+                        .await
+                        .map_err(|message| SubmitError::Input { line, message })?;
+                    serde_json::to_string(&spec).map_err(|e| SubmitError::Input {
+                        line,
+                        message: e.to_string(),
+                    })?
+                }
+                _ => json,
+            };
+            chunk.push(NewJob {
+                seq,
+                line: Some(line as u64),
+                spec: json,
+                op: spec.op.to_string(),
+                webhook: spec.webhook_url,
+                lane: spec.model,
+                hash,
+            });
+        }
+        let last = chunk.len() < CHUNK;
+        if !chunk.is_empty() {
+            in_flight.push_back(queue.enqueue(project, &id, chunk));
+        }
+        while in_flight.len() >= IN_FLIGHT || (last && !in_flight.is_empty()) {
+            if let Some(n) = in_flight.next().await {
+                enqueued_now += n?;
+                progress(skip + enqueued_now);
+            }
+        }
+        chunks_sent += 1;
+        if chunks_sent.is_multiple_of(16) || last {
+            // A cancel during a long submit stops it (the cancel already cancelled
+            // what was enqueued; the rest is never enqueued).
+            if let Some(r) = queue.batch(project, &id).await?
+                && r.cancel_requested
+            {
+                let total = r.enqueued;
+                queue.seal(project, &id, total).await?;
+                return Err(SubmitError::Cancelled(id.clone()));
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    let completed = queue.seal(project, &id, seq_total).await?;
+    Ok(Submitted {
+        batch: handle,
+        enqueued_now,
+        total: seq_total,
+        completed,
+    })
+}
+
+/// Where `file`'s jobs first differ from those of the batch an idempotency key names
+/// (compared by the hashes kept per position), in words.
+async fn first_difference(
+    queue: &dyn JobQueue,
+    file: &JobFile<'_>,
+    project: &str,
+    handle: &BatchHandle,
+) -> Result<String, SubmitError> {
+    let theirs_total = queue
+        .batch(project, &handle.id)
+        .await?
+        .map_or(handle.enqueued, |r| r.total.unwrap_or(r.enqueued));
+    let mut jobs = std::pin::pin!(file.valid()?);
+    let mut from = 0u64;
+    let mut theirs: Vec<u32> = Vec::new();
+    let mut last_line = 0;
+    while let Some((seq, line, _, json)) = jobs.next().await {
+        last_line = line;
+        if seq >= theirs_total {
+            return Ok(format!(
+                "line {line} is job {} of this file, and the batch has {theirs_total} job(s)",
+                seq + 1
+            ));
+        }
+        if seq >= from + theirs.len() as u64 {
+            from = seq;
+            let to = (from + CHUNK as u64).min(theirs_total);
+            theirs = queue.job_hashes(project, &handle.id, from, to).await?;
+        }
+        if theirs[(seq - from) as usize] != job_hash(&json) {
+            return Ok(format!("line {line} (job {}) differs", seq + 1));
+        }
+    }
+    Ok(format!(
+        "this file ends after line {last_line} with fewer jobs than the batch's {theirs_total}"
+    ))
+}
+
+/// Format of a job file from its name/content.
+pub fn detect(path: &Path) -> Result<FileFormat, SubmitError> {
+    batch_file::detect_format(path).map_err(|source| SubmitError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
