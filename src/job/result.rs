@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JobStatus;
 use super::spec::JobSpec;
-use crate::providers::{ProviderOutput, Usage};
-use crate::storage::StoredImage;
+use serde::Deserializer;
 
 /// The outcome of one job.
 #[derive(Debug, Clone, Serialize)]
@@ -145,18 +144,53 @@ pub fn redacted_request(spec: &JobSpec) -> serde_json::Value {
     v
 }
 
-impl JobResult {
-    /// Copies the provider's extras (text, enhanced prompt, safety, usage) into the result.
-    pub fn absorb(&mut self, out: &ProviderOutput) {
-        self.text = out.text.clone();
-        self.enhanced_prompt = out.images.iter().find_map(|i| i.enhanced_prompt.clone());
-        self.rai_filtered_reasons = out.rai_filtered_reasons.clone();
-        self.safety_attributes = out
-            .images
-            .iter()
-            .filter_map(|i| i.safety_attributes.clone())
-            .chain(out.prompt_safety_attributes.clone())
-            .collect();
-        self.usage = out.usage.clone();
-    }
+/// One stored image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    /// Position in the job's outputs.
+    pub index: usize,
+    /// Full URL (`file:///…`, `s3://bucket/…`).
+    pub url: String,
+    /// `image/png` or `image/jpeg`.
+    pub mime_type: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Pixel width (0 if the header could not be read).
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+    /// The file on this machine, for stores on local disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
+
+/// Token usage (Gemini `usageMetadata`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Prompt tokens.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub prompt_token_count: u64,
+    /// Output tokens.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub candidates_token_count: u64,
+    /// Thinking tokens.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub thoughts_token_count: u64,
+    /// Total.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub total_token_count: u64,
+}
+
+/// int64 arrives as a number or a string (proto3 JSON).
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+        serde_json::Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+

@@ -4,7 +4,7 @@
 //! the images. A 200 that carries no image is still an error (blocked or no-image), so
 //! this module returns `Result` too.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::error::{ProviderError, TransientKind};
 use crate::job::content::{Content, Part};
@@ -31,33 +31,7 @@ pub struct OutputImage {
     pub labels: Option<serde_json::Value>,
 }
 
-/// Token usage (Gemini `usageMetadata`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Usage {
-    /// Prompt tokens.
-    #[serde(default, deserialize_with = "lenient_u64")]
-    pub prompt_token_count: u64,
-    /// Output tokens.
-    #[serde(default, deserialize_with = "lenient_u64")]
-    pub candidates_token_count: u64,
-    /// Thinking tokens.
-    #[serde(default, deserialize_with = "lenient_u64")]
-    pub thoughts_token_count: u64,
-    /// Total.
-    #[serde(default, deserialize_with = "lenient_u64")]
-    pub total_token_count: u64,
-}
-
-/// int64 arrives as a number or a string (proto3 JSON).
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(match v {
-        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
-        serde_json::Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    })
-}
+pub use crate::job::result::Usage;
 
 /// Everything a successful call produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -26,12 +26,7 @@ impl<'a> JobLocation<'a> {
     /// The location of job `job` of `project`, its batch and position read from its id
     /// (`{batch}.{seq:06}`).
     pub fn of(project: &'a str, job: &'a str) -> Self {
-        // `{batch}.{seq:06}` (`crate::job::batch_job_id`), read without importing the
-        // job model: storage sits below it.
-        let (batch, seq) = match job
-            .rsplit_once('.')
-            .and_then(|(b, s)| Some((b, s.parse::<u64>().ok()?)))
-        {
+        let (batch, seq) = match crate::job::split_job_id(job) {
             Some((b, s)) => (Some(b), Some(s)),
             None => (None, None),
         };

@@ -43,27 +43,7 @@ pub enum StorageError {
     },
 }
 
-/// One stored image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StoredImage {
-    /// Position in the job's outputs.
-    pub index: usize,
-    /// Full URL (`file:///…`, `s3://bucket/…`).
-    pub url: String,
-    /// `image/png` or `image/jpeg`.
-    pub mime_type: String,
-    /// Bytes written.
-    pub bytes: u64,
-    /// Hex SHA-256 of the bytes.
-    pub sha256: String,
-    /// Pixel width (0 if the header could not be read).
-    pub width: u32,
-    /// Pixel height.
-    pub height: u32,
-    /// The file on this machine, for stores on local disk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-}
+pub use crate::job::result::StoredImage;
 
 /// Where outputs go.
 #[derive(Clone)]

@@ -299,7 +299,7 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
         .await;
     }
     // store
-    result.absorb(&out);
+    absorb(&mut result, &out);
     match store_outputs(ctx.store, &loc, &out).await {
         Ok(images) => {
             for img in images.iter().filter(|i| i.bytes > 0) {
@@ -338,6 +338,20 @@ async fn cancel_arrives(queue: &dyn JobQueue, claimed: &Claimed) {
             return;
         }
     }
+}
+
+/// Copies the provider's extras (text, enhanced prompt, safety, usage) into the result.
+fn absorb(result: &mut JobResult, out: &ProviderOutput) {
+    result.text = out.text.clone();
+    result.enhanced_prompt = out.images.iter().find_map(|i| i.enhanced_prompt.clone());
+    result.rai_filtered_reasons = out.rai_filtered_reasons.clone();
+    result.safety_attributes = out
+        .images
+        .iter()
+        .filter_map(|i| i.safety_attributes.clone())
+        .chain(out.prompt_safety_attributes.clone())
+        .collect();
+    result.usage = out.usage.clone();
 }
 
 async fn cancelled(queue: &dyn JobQueue, claimed: &Claimed) -> bool {
