@@ -1,6 +1,5 @@
 //! Prometheus metrics (the `prometheus` crate): one registry per process, served at
-//! `/metrics` by `imagegen worker --metrics-listen` (and the API), with `/healthz` and
-//! `/readyz`.
+//! `/metrics` by the health module (`imagegen worker --metrics-listen`).
 //!
 //! Two kinds of series, named so a dashboard can tell them apart:
 //! - **This process** (counters and histograms it moves as it works): jobs finished by
@@ -8,7 +7,8 @@
 //!   delivery never counts twice), job duration, provider responses and latency,
 //!   retries and deferrals by reason, in-flight jobs, images and bytes written, webhook
 //!   deliveries and their latency, Redis errors. Sum them across workers.
-//! - **Cluster-wide** (read from the queue's counters at scrape time, never a scan):
+//! - **Cluster-wide** (read from the queue's counters at scrape time by the
+//!   health module, never a scan):
 //!   jobs by state, jobs enqueued by operation, per-lane limits / effective concurrency
 //!   / pause / parking, pending webhook deliveries. Every worker exports the same
 //!   values: aggregate them with `max`, not `sum`.
@@ -16,7 +16,7 @@
 //! Names are `imagegen_*`, in base units (seconds, bytes), counters end in `_total`;
 //! labels are bounded: project, model, operation, outcome, code, reason, state.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
@@ -24,8 +24,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::limits::LaneView;
 use crate::providers::ProviderError;
-use crate::queue::JobQueue;
 
 /// Every metric of the process.
 pub struct Metrics {
@@ -308,57 +308,51 @@ impl Metrics {
         self.redis_errors.with_label_values(&[operation]).inc();
     }
 
-    /// Reads the cluster-wide series of `projects` from the queue.
-    pub async fn refresh(&self, queue: &dyn JobQueue, projects: &[String]) -> Result<(), String> {
-        let now = crate::queue::now_ms();
-        for p in projects {
-            let counts = queue.project_counts(p).await.map_err(|e| {
-                self.redis_error("metrics");
-                e.to_string()
-            })?;
-            for (state, n) in &counts.by_status {
-                self.queue_jobs
-                    .with_label_values(&[p, state.as_str()])
-                    .set(*n as i64);
-            }
-            for (op, n) in &counts.enqueued_by_op {
-                let c = self.jobs_enqueued.with_label_values(&[p, op]);
-                // A counter mirrors the queue's: it only moves forward.
-                if *n > c.get() {
-                    c.inc_by(n - c.get());
-                }
-            }
-            self.webhooks_pending
-                .with_label_values(&[p])
-                .set(counts.webhooks_pending as i64);
-            let lanes = queue.lanes(p).await.map_err(|e| {
-                self.redis_error("metrics");
-                e.to_string()
-            })?;
-            for l in lanes {
-                let labels = [p.as_str(), l.model.as_str()];
-                self.lane_limit
-                    .with_label_values(&labels)
-                    .set(i64::from(l.concurrency));
-                self.lane_effective
-                    .with_label_values(&labels)
-                    .set(l.effective_concurrency);
-                self.lane_in_flight
-                    .with_label_values(&labels)
-                    .set(l.in_flight as i64);
-                self.lane_queued
-                    .with_label_values(&labels)
-                    .set(l.queued as i64);
-                let state = l.state(now);
-                self.lane_paused
-                    .with_label_values(&labels)
-                    .set(i64::from(state == "paused"));
-                self.lane_quota_exhausted
-                    .with_label_values(&labels)
-                    .set(i64::from(state == "quota_exhausted"));
-            }
+    /// A project's jobs by state, cluster-wide (as the queue counts them).
+    pub fn set_queue_jobs(&self, project: &str, state: &str, n: u64) {
+        self.queue_jobs
+            .with_label_values(&[project, state])
+            .set(n as i64);
+    }
+
+    /// Jobs ever enqueued by operation, cluster-wide: the counter follows the queue's
+    /// (it only moves forward).
+    pub fn set_jobs_enqueued(&self, project: &str, op: &str, n: u64) {
+        let c = self.jobs_enqueued.with_label_values(&[project, op]);
+        if n > c.get() {
+            c.inc_by(n - c.get());
         }
-        Ok(())
+    }
+
+    /// Webhook deliveries waiting, cluster-wide.
+    pub fn set_webhooks_pending(&self, project: &str, n: u64) {
+        self.webhooks_pending
+            .with_label_values(&[project])
+            .set(n as i64);
+    }
+
+    /// A lane's limits and state, cluster-wide, at `now`.
+    pub fn set_lane(&self, project: &str, l: &LaneView, now: u64) {
+        let labels = [project, l.model.as_str()];
+        self.lane_limit
+            .with_label_values(&labels)
+            .set(i64::from(l.concurrency));
+        self.lane_effective
+            .with_label_values(&labels)
+            .set(l.effective_concurrency);
+        self.lane_in_flight
+            .with_label_values(&labels)
+            .set(l.in_flight as i64);
+        self.lane_queued
+            .with_label_values(&labels)
+            .set(l.queued as i64);
+        let state = l.state(now);
+        self.lane_paused
+            .with_label_values(&labels)
+            .set(i64::from(state == "paused"));
+        self.lane_quota_exhausted
+            .with_label_values(&labels)
+            .set(i64::from(state == "quota_exhausted"));
     }
 
     /// The text exposition of every metric.
@@ -392,72 +386,4 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
     &METRICS
-}
-
-/// What `/readyz` checks.
-#[derive(Clone)]
-pub struct Readiness {
-    /// The queue (Redis reachable?).
-    pub queue: Arc<dyn JobQueue>,
-    /// Projects served (at least one, each with a provider).
-    pub projects: Vec<String>,
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    ready: Readiness,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get as route;
-    let ready = Arc::new(ready);
-    let metrics_state = ready.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            route(move || {
-                let r = metrics_state.clone();
-                async move {
-                    if let Err(e) = get().refresh(r.queue.as_ref(), &r.projects).await {
-                        tracing::warn!(error = %e, "reading queue counters for /metrics");
-                    }
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        get().render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", route(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            route(move || {
-                let r = ready.clone();
-                async move {
-                    if r.projects.is_empty() {
-                        return (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "no projects configured\n".to_string(),
-                        );
-                    }
-                    match r.queue.project_counts(&r.projects[0]).await {
-                        Ok(_) => (
-                            StatusCode::OK,
-                            format!("ready: {} project(s)\n", r.projects.len()),
-                        ),
-                        Err(e) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("queue unreachable: {e}\n"),
-                        ),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

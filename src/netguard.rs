@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::ConfigError;
+
 /// Which destinations requests may reach.
 #[derive(Debug, Clone)]
 pub struct NetPolicy {
@@ -29,6 +31,26 @@ pub struct NetPolicy {
     /// The config section the policy comes from (`webhooks`, `inputs`), named in
     /// refusals so a user knows which key opens the range.
     pub section: &'static str,
+}
+
+impl NetPolicy {
+    /// The policy of `[webhooks]`.
+    pub fn for_webhooks(c: &crate::config::WebhooksConfig) -> Result<Self, ConfigError> {
+        Ok(NetPolicy {
+            allow_private_networks: c.allow_private_networks,
+            allow_cidrs: c.cidrs()?,
+            section: "webhooks",
+        })
+    }
+
+    /// The policy of `[inputs]`.
+    pub fn for_inputs(c: &crate::config::InputsConfig) -> Result<Self, ConfigError> {
+        Ok(NetPolicy {
+            allow_private_networks: c.allow_private_networks,
+            allow_cidrs: c.cidrs()?,
+            section: "inputs",
+        })
+    }
 }
 
 impl Default for NetPolicy {

@@ -17,7 +17,7 @@ use crate::catalog::Backend;
 use crate::config::Settings;
 use crate::job::JobSpec;
 use crate::providers::{ImageProvider, OutputImage, ProviderError, ProviderOutput, Target};
-use crate::queue::{JobQueue as _, NewBatch, NewJob, QueueOptions, RedisQueue};
+use crate::queue::{Jobs as _, NewBatch, NewJob, QueueOptions, Records as _, RedisQueue};
 use crate::storage::OutputStore;
 use crate::submit::CHUNK;
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, run_worker, worker_identity};
@@ -221,7 +221,7 @@ async fn drain(
         visibility: Duration::from_secs(30),
         retry: RetryPolicy::default(),
         shutdown_grace: Duration::from_secs(5),
-        quota_reset_utc: "08:00".into(),
+        quota_reset_utc: crate::config::ResetTime { hour: 8, minute: 0 },
         webhooks: None,
     };
     let started = Instant::now();

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::common;
 use crate::config::Settings;
-use crate::queue::JobQueue as _;
+use crate::queue::{Jobs as _, Lanes as _};
 
 /// Arguments of `imagegen cancel`.
 #[derive(Debug, clap::Args)]

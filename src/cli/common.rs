@@ -65,7 +65,7 @@ impl JobFileArgs {
                 backend,
                 check_local_files: true,
             },
-            urls: UrlChecks::new(settings.inputs.policy()?),
+            urls: UrlChecks::new(crate::netguard::NetPolicy::for_inputs(&settings.inputs)?),
         })
     }
 
@@ -159,7 +159,7 @@ pub fn input_resolver(
     let i = &settings.inputs;
     Ok(crate::providers::InputResolver::new(
         crate::providers::InputOptions {
-            policy: Arc::new(i.policy()?),
+            policy: Arc::new(crate::netguard::NetPolicy::for_inputs(i)?),
             timeout: Duration::from_secs(i.timeout_s),
             max_redirects: i.max_redirects,
             store_options: settings.output.resolved_options()?,
@@ -228,12 +228,12 @@ pub fn project_runtimes(
                     },
                     limits: crate::limits::ProjectLimits::from_config(p),
                     weight: p.weight,
-                    webhook: p
-                        .webhook_signer(name)?
-                        .map(|signer| crate::worker::ProjectWebhook {
+                    webhook: crate::webhooks::project_signer(name, p)?.map(|signer| {
+                        crate::worker::ProjectWebhook {
                             signer: Arc::new(signer),
                             default_url: p.webhook_url.clone(),
-                        }),
+                        }
+                    }),
                 },
             ))
         })
@@ -251,7 +251,7 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
         visibility: Duration::from_secs(w.visibility_timeout_s),
         retry: RetryPolicy::from_settings(w),
         shutdown_grace: Duration::from_secs(w.shutdown_grace_s),
-        quota_reset_utc: w.quota_reset_utc.clone(),
+        quota_reset_utc: w.quota_reset_utc,
         webhooks: Some(
             crate::webhooks::Settings::from_config(&settings.webhooks)
                 .expect("validated with the settings"),

@@ -112,7 +112,15 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// Settings for the short-lived commands, which only log warnings.
 fn quiet_settings(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
     crate::telemetry::init("warn");
-    Ok(Settings::load(config.as_deref())?)
+    load(config)
+}
+
+/// The settings, with the checks of the modules that own their values (webhook URLs
+/// against the `[webhooks]` policy).
+fn load(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config.as_deref())?;
+    crate::webhooks::check_settings(&settings)?;
+    Ok(settings)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -123,11 +131,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Run(args) => {
             crate::telemetry::init("warn");
-            run::run(args, Settings::load(cli.config.as_deref())?).await
+            run::run(args, load(&cli.config)?).await
         }
         Command::Worker(args) => {
             crate::telemetry::init("info");
-            worker::run(args, Settings::load(cli.config.as_deref())?).await
+            worker::run(args, load(&cli.config)?).await
         }
         Command::Submit(args) => {
             submit::run(args, quiet_settings(&cli.config)?, cli.config.as_deref()).await

@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 
 use super::common;
 use crate::config::Settings;
-use crate::queue::JobQueue as _;
+use crate::queue::Records as _;
 
 /// Arguments of `imagegen results`.
 #[derive(Debug, clap::Args)]

@@ -19,7 +19,7 @@ use crate::emulator::{self, EmulatorHandle, Scenario};
 use crate::job::JobStatus;
 use crate::providers::auth::{CredentialSource, Credentials};
 use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
-use crate::queue::{BatchRecord, JobQueue as _, JobRecord, MemoryQueue, NewBatch, QueueOptions};
+use crate::queue::{BatchRecord, JobRecord, MemoryQueue, NewBatch, QueueOptions, Records as _};
 use crate::submit;
 use crate::worker::backend::OnBatchComplete;
 use crate::worker::{ProjectRuntime, WorkerOptions, run_worker};

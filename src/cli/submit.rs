@@ -52,9 +52,7 @@ pub async fn run(
     if let Some(url) = &args.webhook {
         // The worker checks every address again when it connects; refusing here means
         // a bad URL never waits in the queue.
-        settings
-            .webhooks
-            .policy()?
+        crate::netguard::NetPolicy::for_webhooks(&settings.webhooks)?
             .check_resolved(url)
             .await
             .map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::common;
 use crate::config::Settings;
-use crate::queue::JobQueue as _;
+use crate::queue::Outbox as _;
 
 /// Arguments of `imagegen webhooks`.
 #[derive(Debug, clap::Args)]

@@ -43,11 +43,11 @@ pub async fn run(args: WorkerArgs, settings: Settings) -> anyhow::Result<ExitCod
                 .await
                 .with_context(|| format!("--metrics-listen {addr}"))?;
             let bound = listener.local_addr()?;
-            let ready = crate::metrics::Readiness {
+            let ready = crate::health::Readiness {
                 queue: queue.clone(),
                 projects: names.clone(),
             };
-            let server = tokio::spawn(crate::metrics::serve(listener, ready, shutdown.clone()));
+            let server = tokio::spawn(crate::health::serve(listener, ready, shutdown.clone()));
             (Some(server), format!("http://{bound}/metrics"))
         }
         None => (None, "off".to_string()),

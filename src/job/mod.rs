@@ -44,10 +44,13 @@ impl std::fmt::Display for JobId {
 }
 
 /// Where a job is in its lifecycle (DESIGN.md "Job lifecycle").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting in its project's queue (or for a retry).
+    #[default]
     Queued,
     /// A worker holds it.
     Running,

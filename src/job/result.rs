@@ -193,4 +193,3 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         _ => 0,
     })
 }
-

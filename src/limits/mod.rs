@@ -1,7 +1,6 @@
-//! Cluster-wide per-project and per-model limits (issue 4, DESIGN "Queue and
-//! coordination"): the vocabulary both queues share, and the arithmetic the in-process
-//! queue runs (the Redis queue runs the same arithmetic in `claim.lua`, `settle.lua`
-//! and `throttle.lua`, atomically for the whole fleet).
+//! Cluster-wide per-project and per-model limits (DESIGN "Queue and coordination"):
+//! the vocabulary both queues share. The decisions themselves are
+//! the queue's rules (`queue/rules.rs`, and its Lua twin, run atomically for the whole fleet).
 //!
 //! - A **lane** is one project + model: Google's quotas are per project and base model,
 //!   so that is where limits, 429 feedback and pauses apply. Each lane has its own queue
@@ -24,7 +23,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{ProjectConfig, WorkerConfig};
+use crate::config::ProjectConfig;
 
 /// Concurrency and rate of one scope (0 = no limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -78,38 +77,6 @@ impl ProjectLimits {
                 self.project.concurrency
             },
             rpm: m.rpm,
-        }
-    }
-}
-
-/// AIMD and pause knobs (from `[worker]`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Aimd {
-    /// Multiplicative decrease on a 429 (0 < decrease < 1).
-    pub decrease: f64,
-    /// At most one decrease per this interval.
-    pub decrease_interval: Duration,
-    /// Pause after a 429 that advised no delay (Dynamic Shared Quota).
-    pub default_pause: Duration,
-}
-
-impl Default for Aimd {
-    fn default() -> Self {
-        Aimd {
-            decrease: 0.85,
-            decrease_interval: Duration::from_secs(1),
-            default_pause: Duration::from_secs(1),
-        }
-    }
-}
-
-impl Aimd {
-    /// From the `[worker]` settings.
-    pub fn from_settings(w: &WorkerConfig) -> Self {
-        Aimd {
-            decrease: w.aimd_decrease,
-            decrease_interval: Duration::from_millis(w.aimd_interval_ms),
-            default_pause: Duration::from_millis(w.pause_default_ms),
         }
     }
 }
@@ -182,50 +149,9 @@ impl LaneView {
     }
 }
 
-/// GCRA state of one rate limit: how many requests may go now.
-/// Returns (allowed now, interval ms, time the next one may go when none may now).
-pub fn gcra(tat: f64, rpm: u32, now: u64) -> (u64, f64, u64) {
-    let interval = 60_000.0 / rpm as f64;
-    let burst = (rpm / 120).max(1) as f64;
-    let now = now as f64;
-    let t = tat.max(now);
-    let allow = ((now + interval * (burst - 1.0) - t) / interval).floor() + 1.0;
-    if allow <= 0.0 {
-        (0, interval, (t - interval * (burst - 1.0)) as u64)
-    } else {
-        (allow as u64, interval, 0)
-    }
-}
-
-/// The next daily quota reset after `now_ms` at `hh:mm` UTC.
-pub fn next_reset(now_ms: u64, reset_utc: &str) -> u64 {
-    let (h, m) = reset_utc
-        .split_once(':')
-        .and_then(|(h, m)| Some((h.parse::<u64>().ok()?, m.parse::<u64>().ok()?)))
-        .unwrap_or((8, 0));
-    let day = 86_400_000;
-    let offset = (h * 3600 + m * 60) * 1000;
-    let today = now_ms - now_ms % day + offset;
-    if today > now_ms { today } else { today + day }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gcra_spaces_requests_and_allows_a_small_burst() {
-        // 600 rpm: 100 ms apart, burst 5.
-        let (allow, interval, _) = gcra(0.0, 600, 10_000);
-        assert_eq!((allow, interval as u64), (5, 100));
-        // Five admitted at t=10000: tat = 10500; nothing more until 10100.
-        let (allow, _, next) = gcra(10_500.0, 600, 10_000);
-        assert_eq!((allow, next), (0, 10_100));
-        let (allow, _, _) = gcra(10_500.0, 600, 10_100);
-        assert_eq!(allow, 1);
-        // 60 rpm: no burst.
-        assert_eq!(gcra(0.0, 60, 5_000).0, 1);
-    }
 
     #[test]
     fn lane_limit_falls_back_to_the_project_concurrency() {
@@ -256,17 +182,6 @@ mod tests {
                 concurrency: 8,
                 rpm: 0
             }
-        );
-    }
-
-    #[test]
-    fn daily_reset_is_the_next_occurrence() {
-        let day = 86_400_000;
-        let t = 10 * day + 9 * 3_600_000; // 09:00 UTC
-        assert_eq!(next_reset(t, "08:00"), 11 * day + 8 * 3_600_000);
-        assert_eq!(
-            next_reset(t, "10:30"),
-            10 * day + 10 * 3_600_000 + 1_800_000
         );
     }
 }

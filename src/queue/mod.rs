@@ -23,11 +23,11 @@ pub mod hooks;
 pub mod memory;
 pub mod records;
 pub mod redis;
+pub mod rules;
 
 use std::time::Duration;
 
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 
 use crate::job::JobStatus;
 
@@ -38,12 +38,17 @@ pub use records::{AttemptEntry, BatchRecord, CancelReport, DeadLetter, JobRecord
 pub const MAX_LOG: usize = 20;
 pub use redis::RedisQueue;
 
-/// What queue operations fail with.
+/// What queue operations fail with, whichever backend.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// Redis answered with an error or the connection failed.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    /// The backend answered with an error or could not be reached.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which (`redis`).
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
     /// Something in the queue is not what it should be.
     #[error("{0}")]
     Corrupt(String),
@@ -51,9 +56,6 @@ pub enum QueueError {
     #[error("{0}")]
     Invalid(String),
 }
-
-/// The future every queue operation returns.
-pub type Fut<'a, T> = BoxFuture<'a, Result<T, QueueError>>;
 
 /// Knobs shared by both implementations.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +69,7 @@ pub struct QueueOptions {
     /// A job not run this long after it was enqueued fails (zero: no deadline).
     pub max_wait: Duration,
     /// Adaptive control on 429s.
-    pub aimd: crate::limits::Aimd,
+    pub aimd: rules::Aimd,
 }
 
 impl Default for QueueOptions {
@@ -77,7 +79,7 @@ impl Default for QueueOptions {
             max_deliveries: 3,
             retention: Duration::from_secs(3 * 86_400),
             max_wait: Duration::from_secs(86_400),
-            aimd: crate::limits::Aimd::default(),
+            aimd: rules::Aimd::default(),
         }
     }
 }
@@ -90,7 +92,11 @@ impl QueueOptions {
             max_deliveries: w.max_deliveries,
             retention: Duration::from_secs(w.retention_s),
             max_wait: Duration::from_secs(w.max_wait_s),
-            aimd: crate::limits::Aimd::from_settings(w),
+            aimd: rules::Aimd {
+                decrease: w.aimd_decrease,
+                interval_ms: w.aimd_interval_ms,
+                default_pause_ms: w.pause_default_ms,
+            },
         }
     }
 }
@@ -102,7 +108,7 @@ pub struct NewBatch {
     pub project: String,
     /// Where the jobs came from (file name), for status output.
     pub source: String,
-    /// Webhook for this batch's events (issue 5 delivers them).
+    /// Webhook for this batch's events.
     pub webhook: Option<String>,
     /// Idempotency key: a second submit with the same key within 24 h returns the
     /// first batch (and resumes its enqueueing if that submit was interrupted).
@@ -265,112 +271,146 @@ pub struct WorkerInfo {
     pub version: String,
 }
 
-/// The durable queue. Object-safe: workers and CLI hold an `Arc<dyn JobQueue>`.
-pub trait JobQueue: Send + Sync + 'static {
+/// The jobs role: batches in, leases out, settles back.
+#[async_trait]
+pub trait Jobs: Send + Sync {
     /// Creates a batch (or finds the one an idempotency key names).
-    fn create_batch<'a>(&'a self, batch: &'a NewBatch) -> Fut<'a, BatchHandle>;
+    async fn create_batch(&self, batch: &NewBatch) -> Result<BatchHandle, QueueError>;
     /// Enqueues jobs of a batch, atomically; returns how many were new.
-    fn enqueue<'a>(&'a self, project: &'a str, batch: &'a str, jobs: Vec<NewJob>) -> Fut<'a, u64>;
+    async fn enqueue(
+        &self,
+        project: &str,
+        batch: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<u64, QueueError>;
     /// Records the batch's total: no more jobs will come. Returns true if that
     /// completed the batch (every job was already terminal).
-    fn seal<'a>(&'a self, project: &'a str, batch: &'a str, total: u64) -> Fut<'a, bool>;
+    async fn seal(&self, project: &str, batch: &str, total: u64) -> Result<bool, QueueError>;
+    /// Admission and claim: up to `max` jobs of `project` for `worker`, within the
+    /// project's and each lane's limits ([`rules`]).
+    async fn admit(&self, project: &str, worker: &str, max: usize) -> Result<Claim, QueueError>;
+    /// Claims up to `max` jobs (admission included), without the wake-up hint.
+    async fn claim(
+        &self,
+        project: &str,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        Ok(self.admit(project, worker, max).await?.jobs)
+    }
+    /// Extends the leases (their visibility timeout restarts now).
+    async fn extend(&self, worker: &str, leases: &[Lease]) -> Result<(), QueueError>;
+    /// Settles deliveries; one report per item, in order.
+    async fn settle(&self, items: &[(Lease, Settle)]) -> Result<Vec<SettleReport>, QueueError>;
+    /// Takes over (or dead-letters) `project`'s jobs whose leases expired.
+    async fn recover(&self, project: &str, worker: &str) -> Result<Recovered, QueueError>;
+    /// True when the job has been asked to stop (checked at safe points).
+    async fn cancel_requested(&self, lease: &Lease) -> Result<bool, QueueError>;
+    /// Cancels a job or a whole batch: queued jobs become `cancelled` at once, running
+    /// ones are flagged and stop at their next safe point.
+    async fn cancel(&self, project: &str, id: &str) -> Result<CancelReport, QueueError>;
+}
+
+/// The lanes role: limits and the feedback that moves them.
+#[async_trait]
+pub trait Lanes: Send + Sync {
     /// Sets the limits `claim` admits `project`'s jobs under (every worker of a fleet
     /// reads the same configuration; the last call wins).
     fn set_limits(&self, project: &str, limits: crate::limits::ProjectLimits);
-    /// Admission and claim: up to `max` jobs of `project` for `worker`, within the
-    /// project's and each lane's limits.
-    fn admit<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Claim>;
-    /// Claims up to `max` jobs (admission included), without the wake-up hint.
-    fn claim<'a>(&'a self, project: &'a str, worker: &'a str, max: usize) -> Fut<'a, Vec<Claimed>> {
-        async move { Ok(self.admit(project, worker, max).await?.jobs) }.boxed()
-    }
     /// Feedback from a 429 on one lane, for every worker.
-    fn throttle<'a>(
-        &'a self,
-        project: &'a str,
-        lane: &'a str,
-        throttle: &'a crate::limits::Throttle,
-    ) -> Fut<'a, ()>;
+    async fn throttle(
+        &self,
+        project: &str,
+        lane: &str,
+        throttle: &crate::limits::Throttle,
+    ) -> Result<(), QueueError>;
     /// Ends a lane's parking (operator action): admission resumes.
-    fn unpark<'a>(&'a self, project: &'a str, lane: &'a str) -> Fut<'a, bool>;
+    async fn unpark(&self, project: &str, lane: &str) -> Result<bool, QueueError>;
     /// The project's lanes: limits, AIMD state, in-flight, queued, pauses, 429 rate.
-    fn lanes<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<crate::limits::LaneView>>;
-    /// Extends the leases (their visibility timeout restarts now).
-    fn extend<'a>(&'a self, worker: &'a str, leases: &'a [Lease]) -> Fut<'a, ()>;
-    /// Settles deliveries; one report per item, in order.
-    fn settle<'a>(&'a self, items: &'a [(Lease, Settle)]) -> Fut<'a, Vec<SettleReport>>;
-    /// Takes over (or dead-letters) `project`'s jobs whose leases expired.
-    fn recover<'a>(&'a self, project: &'a str, worker: &'a str) -> Fut<'a, Recovered>;
-    /// True when the job has been asked to stop (checked at safe points).
-    fn cancel_requested<'a>(&'a self, lease: &'a Lease) -> Fut<'a, bool>;
-    /// Cancels a job or a whole batch: queued jobs become `cancelled` at once, running
-    /// ones are flagged and stop at their next safe point.
-    fn cancel<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, CancelReport>;
-    /// A job's record.
-    fn job<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<JobRecord>>;
-    /// A batch's record.
-    fn batch<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<BatchRecord>>;
-    /// The records of jobs `from..to` (by seq) of a batch; missing ones are `None`.
-    fn batch_jobs<'a>(
-        &'a self,
-        project: &'a str,
-        batch: &'a str,
-        from: u64,
-        to: u64,
-    ) -> Fut<'a, Vec<Option<JobRecord>>>;
-    /// Marks the batch's manifest as written at `url`.
-    fn set_manifest<'a>(&'a self, project: &'a str, batch: &'a str, url: &'a str) -> Fut<'a, ()>;
-    /// The newest dead letters of a project.
-    fn dead_letters<'a>(&'a self, project: &'a str, max: usize) -> Fut<'a, Vec<DeadLetter>>;
-    /// The project's counters.
-    fn project_counts<'a>(&'a self, project: &'a str) -> Fut<'a, ProjectCounts>;
-    /// The hashes of jobs `from..to` of a batch submitted with an idempotency key
-    /// (`NewJob::hash`; 0 where none was kept).
-    fn job_hashes<'a>(
-        &'a self,
-        project: &'a str,
-        batch: &'a str,
-        from: u64,
-        to: u64,
-    ) -> Fut<'a, Vec<u32>>;
-    /// Registers (or refreshes) a worker serving `project`.
-    fn register_worker<'a>(&'a self, project: &'a str, info: &'a WorkerInfo) -> Fut<'a, ()>;
-    /// The workers that registered for `project` within `live_ms`.
-    fn workers<'a>(&'a self, project: &'a str, live_ms: u64) -> Fut<'a, Vec<WorkerInfo>>;
+    async fn lanes(&self, project: &str) -> Result<Vec<crate::limits::LaneView>, QueueError>;
+}
 
-    // ---- webhook deliveries (`hooks`) ---------------------------------------------
+/// The webhook outbox: deliveries enqueued with the transitions that cause them.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Sets (or clears) the project's default webhook URL: where job events and batch
     /// completions without a URL of their own go. Every process of a fleet writes it
     /// from the same configuration.
-    fn set_default_webhook<'a>(&'a self, project: &'a str, url: Option<&'a str>) -> Fut<'a, ()>;
+    async fn set_default_webhook(&self, project: &str, url: Option<&str>)
+    -> Result<(), QueueError>;
     /// Takes up to `max` due deliveries for `lease`.
-    fn hooks_due<'a>(
-        &'a self,
-        project: &'a str,
-        worker: &'a str,
+    async fn hooks_due(
+        &self,
+        project: &str,
+        worker: &str,
         max: usize,
         lease: Duration,
-    ) -> Fut<'a, Vec<hooks::DueDelivery>>;
+    ) -> Result<Vec<hooks::DueDelivery>, QueueError>;
     /// Stores a delivery's body unless one is stored already; returns the stored one
     /// (every attempt sends the same bytes).
-    fn hooks_body<'a>(&'a self, project: &'a str, id: &'a str, body: &'a str) -> Fut<'a, String>;
+    async fn hooks_body(&self, project: &str, id: &str, body: &str) -> Result<String, QueueError>;
     /// Records an attempt (if one was made) and what happens next. False when the
     /// token is stale.
-    fn hooks_settle<'a>(
-        &'a self,
-        project: &'a str,
-        id: &'a str,
-        token: &'a str,
-        attempt: Option<&'a hooks::AttemptRecord>,
-        settle: &'a hooks::HookSettle,
-    ) -> Fut<'a, bool>;
+    async fn hooks_settle(
+        &self,
+        project: &str,
+        id: &str,
+        token: &str,
+        attempt: Option<&hooks::AttemptRecord>,
+        settle: &hooks::HookSettle,
+    ) -> Result<bool, QueueError>;
     /// A delivery with its attempts.
-    fn hook<'a>(&'a self, project: &'a str, id: &'a str) -> Fut<'a, Option<hooks::DeliveryRecord>>;
+    async fn hook(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<Option<hooks::DeliveryRecord>, QueueError>;
     /// Endpoints disabled by a 410: (URL, why).
-    fn hooks_disabled<'a>(&'a self, project: &'a str) -> Fut<'a, Vec<(String, String)>>;
+    async fn hooks_disabled(&self, project: &str) -> Result<Vec<(String, String)>, QueueError>;
     /// Re-enables a disabled endpoint; true if it was disabled.
-    fn hooks_enable<'a>(&'a self, project: &'a str, url: &'a str) -> Fut<'a, bool>;
+    async fn hooks_enable(&self, project: &str, url: &str) -> Result<bool, QueueError>;
 }
+
+/// Records and status: what `status`, `results`, manifests and metrics read.
+#[async_trait]
+pub trait Records: Send + Sync {
+    /// A job's record.
+    async fn job(&self, project: &str, id: &str) -> Result<Option<JobRecord>, QueueError>;
+    /// A batch's record.
+    async fn batch(&self, project: &str, id: &str) -> Result<Option<BatchRecord>, QueueError>;
+    /// The records of jobs `from..to` (by seq) of a batch; missing ones are `None`.
+    async fn batch_jobs(
+        &self,
+        project: &str,
+        batch: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Option<JobRecord>>, QueueError>;
+    /// Marks the batch's manifest as written at `url`.
+    async fn set_manifest(&self, project: &str, batch: &str, url: &str) -> Result<(), QueueError>;
+    /// The newest dead letters of a project.
+    async fn dead_letters(&self, project: &str, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    /// The project's counters (never a scan).
+    async fn project_counts(&self, project: &str) -> Result<ProjectCounts, QueueError>;
+    /// The hashes of jobs `from..to` of a batch submitted with an idempotency key
+    /// (`NewJob::hash`; 0 where none was kept).
+    async fn job_hashes(
+        &self,
+        project: &str,
+        batch: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u32>, QueueError>;
+    /// Registers (or refreshes) a worker serving `project`.
+    async fn register_worker(&self, project: &str, info: &WorkerInfo) -> Result<(), QueueError>;
+    /// The workers that registered for `project` within `live_ms`.
+    async fn workers(&self, project: &str, live_ms: u64) -> Result<Vec<WorkerInfo>, QueueError>;
+}
+
+/// The whole queue, every role: what workers and the CLI hold (`Arc<dyn JobQueue>`).
+pub trait JobQueue: Jobs + Lanes + Outbox + Records + 'static {}
+
+impl<T: Jobs + Lanes + Outbox + Records + 'static> JobQueue for T {}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -13,7 +13,8 @@
 //!   429/503's `Retry-After`; a 410 disables the endpoint for the project.
 
 pub mod payload;
-pub mod sign;
+pub mod setup;
+mod sign;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::queue::{JobQueue, now_ms};
 use crate::storage::OutputStore;
 
 pub use crate::netguard::NetPolicy;
+pub use setup::{check_settings, project_signer};
 pub use sign::Signer;
 
 /// Response bytes kept in an attempt's error text.
@@ -56,7 +58,7 @@ impl Settings {
     /// From `[webhooks]` (already validated by the config loader).
     pub fn from_config(c: &WebhooksConfig) -> Result<Self, ConfigError> {
         Ok(Settings {
-            policy: Arc::new(c.policy()?),
+            policy: Arc::new(NetPolicy::for_webhooks(c)?),
             schedule: c.schedule()?,
             timeout: Duration::from_secs(c.timeout_s),
             max_response_bytes: c.max_response_bytes,

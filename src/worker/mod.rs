@@ -4,7 +4,9 @@
 //!
 //! `process_job` does not know where jobs come from: Redis or the in-process queue.
 
+mod ack;
 pub mod backend;
+mod loops;
 pub mod process;
 pub mod runtime;
 pub mod settler;

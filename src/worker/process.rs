@@ -76,7 +76,7 @@ pub struct JobContext<'a> {
     /// Retry policy for transient errors.
     pub retry: RetryPolicy,
     /// When daily quotas reset (`HH:MM` UTC): how long a spent one parks its lane.
-    pub quota_reset_utc: &'a str,
+    pub quota_reset_utc: crate::config::ResetTime,
     /// Where the job's operation is noted once decoded (the settle counts it).
     pub ops: Option<&'a OpsSeen>,
 }
@@ -116,7 +116,12 @@ pub async fn store_outputs(
 }
 
 /// Step "classify": what a provider error means for this job.
-fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy, reset_utc: &str) -> Outcome {
+fn classify(
+    err: &ProviderError,
+    attempt: u32,
+    policy: &RetryPolicy,
+    reset_utc: crate::config::ResetTime,
+) -> Outcome {
     match err {
         ProviderError::Blocked { .. } => Outcome::Finish(JobStatus::Blocked, err.to_string()),
         // A 429 is the project+model's capacity, not this job's fault: slow the lane
@@ -136,10 +141,8 @@ fn classify(err: &ProviderError, attempt: u32, policy: &RetryPolicy, reset_utc: 
         // reset; the job waits queued.
         ProviderError::QuotaExhausted { retry_after, .. } => {
             let now = crate::queue::now_ms();
-            let until_ms = retry_after.map_or_else(
-                || crate::limits::next_reset(now, reset_utc),
-                |d| now + d.as_millis() as u64,
-            );
+            let until_ms = retry_after
+                .map_or_else(|| reset_utc.next_after(now), |d| now + d.as_millis() as u64);
             Outcome::Defer {
                 throttle: Throttle::Park {
                     until_ms,

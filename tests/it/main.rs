@@ -6,4 +6,5 @@ mod fleet;
 mod golden;
 mod providers;
 mod queue;
+mod queue_rules;
 mod readme;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use imagegen::job::JobStatus;
 use imagegen::limits::{Limit, ProjectLimits, Throttle};
-use imagegen::queue::{JobQueue, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue, Settle};
+use imagegen::queue::{
+    JobQueue, Jobs as _, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue, Settle,
+};
 
 const SPEC: &str = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"x"}"#;
 

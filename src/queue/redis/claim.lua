@@ -31,35 +31,14 @@ end
 flush(d) -- admission below reads the lanes' qd
 d = {}
 
-local wait = 0
-local function hold_until(t)
-  if wait == 0 or t < wait then wait = t end
-end
--- GCRA: how many requests `rpm` lets through now (burst: half a second's worth).
-local function gcra(tat, rpm)
-  local interval = 60000 / rpm
-  local burst = math.max(1, math.floor(rpm / 120))
-  local t = math.max(tat, now)
-  local allow = math.floor((now + interval * (burst - 1) - t) / interval) + 1
-  if allow <= 0 then hold_until(t - interval * (burst - 1)) return 0, interval end
-  return allow, interval
-end
+local wait = nil
+local function hold_until(t) wait = rules.earliest(wait, t) end
 
-local free = count
-local ptat = 0
-local pinterval = 0
--- A slot frees when any worker settles: poll again soon (SLOT_POLL_MS).
-local SLOT_POLL_MS = 25
-if pconc > 0 then
-  free = math.min(free, pconc - tonumber(redis.call('HGET', base .. ':counts', 'running') or '0'))
-  if free <= 0 then hold_until(now + SLOT_POLL_MS) end
-end
-if prpm > 0 and free > 0 then
-  ptat = tonumber(redis.call('HGET', limits, 'tat') or '0')
-  local allow
-  allow, pinterval = gcra(ptat, prpm)
-  free = math.min(free, allow)
-end
+local ptat = prpm > 0 and tonumber(redis.call('HGET', limits, 'tat') or '0') or 0
+local prunning = pconc > 0 and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
+local free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now)
+hold_until(pwake)
+local pinterval = prpm > 0 and 60000 / prpm or 0
 
 -- Reads up to n new entries of one lane and turns them into deliveries.
 local out = {}
@@ -115,14 +94,8 @@ local function take(lane, n)
         started[b] = true
         redis.call('HSETNX', base .. ':batch:' .. b, 'first_ms', now)
       end
-      local reason = nil
-      if dlv > maxd then
-        reason = 'dead-lettered: delivered ' .. (dlv - 1) .. ' times without finishing'
-        dead_letter(dlq, jid, reason, now)
-      elseif max_wait > 0 and now - q0 > max_wait then
-        reason = 'waited ' .. math.floor((now - q0) / 1000) .. ' s without running (max_wait '
-          .. math.floor(max_wait / 1000) .. ' s)'
-      end
+      local reason, dead = rules.at_claim(dlv, maxd, q0, now, max_wait)
+      if dead then dead_letter(dlq, jid, reason, now) end
       if reason then
         redis.call('XACK', stream, group, eid)
         redis.call('XDEL', stream, eid)
@@ -159,33 +132,18 @@ if free > 0 then
       if tostring(cap) ~= (s[7] or '') or tostring(rpm) ~= (s[8] or '') then
         redis.call('HSET', lk, 'cap', cap, 'rpm', rpm)
       end
-      local park, pause = tonumber(s[5] or '0'), tonumber(s[4] or '0')
-      local allow = free
-      if park > now then
-        allow = 0
-      elseif pause > now then
-        allow = 0
-        hold_until(pause)
-      else
-        if cap > 0 then
-          local eff = math.min(tonumber(s[3] or cap), cap)
-          allow = math.min(allow, math.max(1, math.floor(eff)) - tonumber(s[2] or '0'))
-          if allow <= 0 then hold_until(now + SLOT_POLL_MS) end
-        end
-        local interval, tat = 0, 0
-        if rpm > 0 and allow > 0 then
-          tat = tonumber(s[6] or '0')
-          local a
-          a, interval = gcra(tat, rpm)
-          allow = math.min(allow, a)
-        end
-        if allow > 0 then
-          local got = take(lane, allow)
-          if got > 0 then
-            free = free - got
-            if rpm > 0 then redis.call('HSET', lk, 'tat', math.max(tat, now) + got * interval) end
-            if prpm > 0 then ptat = math.max(ptat, now) + got * pinterval end
+      local state = {run = tonumber(s[2] or '0'), eff = tonumber(s[3]), tat = tonumber(s[6] or '0'),
+        pause = tonumber(s[4] or '0'), park = tonumber(s[5] or '0')}
+      local allow, lwake = rules.lane_allowance(free, cap, rpm, state, now)
+      hold_until(lwake)
+      if allow > 0 then
+        local got = take(lane, allow)
+        if got > 0 then
+          free = free - got
+          if rpm > 0 then
+            redis.call('HSET', lk, 'tat', rules.gcra_spend(state.tat, now, got, 60000 / rpm))
           end
+          if prpm > 0 then ptat = rules.gcra_spend(ptat, now, got, pinterval) end
         end
       end
     end
@@ -194,4 +152,4 @@ if free > 0 then
 end
 flush(d)
 settle_batches(touched, now, retention)
-return {wait, out}
+return {wait or 0, out}

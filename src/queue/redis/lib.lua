@@ -28,7 +28,8 @@ end
 -- Enqueues the webhook event `typ` about `subject` for `url` (nothing without a URL;
 -- once per subject: a second call is a no-op).
 local function hook(base, now, typ, subject, url)
-  if not url or url == '' then return end
+  url = rules.hook_target(url, default_hook(base))
+  if not url then return end
   local id = 'msg_' .. subject
   local hk = base .. ':wh:' .. id
   if redis.call('HSETNX', hk, 'url', url) == 0 then return end
@@ -81,18 +82,15 @@ end
 -- Completes the batch if every job is terminal and the batch is sealed; returns 1 for
 -- the one caller that completes it (HSETNX). Call after flush().
 local function maybe_complete(bk, now, retention)
-  local v = redis.call('HMGET', bk, 'total', 'done')
-  if not v[1] then return 0 end
-  if tonumber(v[2] or '0') < tonumber(v[1]) then return 0 end
+  local v = redis.call('HMGET', bk, 'total', 'done', 'completed_ms')
+  if not rules.batch_complete(tonumber(v[1]), tonumber(v[2] or '0'), v[3] ~= false) then return 0 end
   if redis.call('HSETNX', bk, 'completed_ms', now) == 1 then
     redis.call('EXPIRE', bk, retention)
     redis.call('EXPIRE', bk .. ':fail', retention)
     redis.call('EXPIRE', bk .. ':cx', retention)
     redis.call('EXPIRE', bk .. ':lh', retention)
     local base, b = string.match(bk, '^(.*):batch:(.*)$')
-    local url = redis.call('HGET', bk, 'webhook')
-    if not url or url == '' then url = default_hook(base) end
-    hook(base, now, 'batch.completed', b, url)
+    hook(base, now, 'batch.completed', b, redis.call('HGET', bk, 'webhook'))
     return 1
   end
   return 0
@@ -118,7 +116,6 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   end
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
-  if not wh or wh == '' then wh = default_hook(base) end
   hook(base, now, 'job.' .. status, jid, wh)
   local b = batch_of(jid)
   if not b then return nil end
@@ -178,13 +175,13 @@ end
 -- The minute window of a lane's 429 rate: rolls it when a minute has passed and
 -- returns the field names to count into.
 local function roll_window(lk, now)
-  local v = redis.call('HMGET', lk, 'wst', 'w429', 'wok')
-  local wst = tonumber(v[1] or '0')
-  if now - wst >= 60000 then
-    if now - wst < 120000 then
-      redis.call('HSET', lk, 'wst', now, 'p429', v[2] or 0, 'pok', v[3] or 0, 'w429', 0, 'wok', 0)
-    else
-      redis.call('HSET', lk, 'wst', now, 'p429', 0, 'pok', 0, 'w429', 0, 'wok', 0)
-    end
+  local v = redis.call('HMGET', lk, 'wst', 'w429', 'wok', 'p429', 'pok')
+  local w = {start = tonumber(v[1] or '0'), throttled = tonumber(v[2] or '0'),
+    answered = tonumber(v[3] or '0'), prev_throttled = tonumber(v[4] or '0'),
+    prev_answered = tonumber(v[5] or '0')}
+  local r = rules.roll_window(w, now)
+  if r.start ~= w.start then
+    redis.call('HSET', lk, 'wst', r.start, 'w429', r.throttled, 'wok', r.answered,
+      'p429', r.prev_throttled, 'pok', r.prev_answered)
   end
 end

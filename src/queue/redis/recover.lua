@@ -21,13 +21,13 @@ for _, lane in ipairs(redis.call('SMEMBERS', base .. ':lanes')) do
       local jid = fields and fields[2]
       local rk = jid and (base .. ':job:' .. jid)
       local v = rk and redis.call('HMGET', rk, 'e', 'st', 'dlv', 'spec', 'att', 'ln', 'wh') or {}
-      if v[1] ~= eid or v[2] ~= 'running' then
+      local stale = v[1] ~= eid or v[2] ~= 'running'
+      local reason = not stale and rules.at_recover(tonumber(v[3] or '0'), maxd)
+      if stale then
         -- A stale entry (the job moved on): drop it.
         redis.call('XACK', stream, group, eid)
         redis.call('XDEL', stream, eid)
-      elseif tonumber(v[3] or '0') >= maxd then
-        local reason = 'dead-lettered: delivered ' .. v[3] .. ' times without finishing'
-          .. ' (its worker died or lost its lease each time)'
+      elseif reason then
         redis.call('XACK', stream, group, eid)
         redis.call('XDEL', stream, eid)
         dead_letter(dlq, jid, reason, now)

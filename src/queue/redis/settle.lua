@@ -23,17 +23,15 @@ while i + 7 <= #ARGV do
   a[#a + 1] = token
   local rk = base .. ':job:' .. jid
   local cur = redis.call('HMGET', rk, 'e', 'st', 'att', 'q0', 'wh')
-  if cur[1] ~= token or cur[2] ~= 'running' then
+  if not rules.fenced(cur[1], cur[2] == 'running', token) then
     out[item] = 0
   else
     out[item] = 1
     local att = tonumber(cur[3] or '0')
-    if kind == 'R' and counted ~= '1' and max_wait > 0 and now - tonumber(cur[4] or now) > max_wait then
+    if kind == 'R' then
       -- A deferral past the job's deadline ends it.
-      kind, status = 'F', 'failed'
-      err = 'waited ' .. math.floor((now - tonumber(cur[4])) / 1000) .. ' s for capacity (max_wait '
-        .. math.floor(max_wait / 1000) .. ' s); last error: ' .. err
-      extra = ''
+      local reason = rules.at_deferral(counted == '1', tonumber(cur[4] or now), now, max_wait, err)
+      if reason then kind, status, err, extra = 'F', 'failed', reason, '' end
     end
     if kind == 'F' or kind == 'D' then
       if kind == 'D' then dead_letter(dlq, jid, err, now) end
@@ -67,11 +65,8 @@ for lane, k in pairs(answered) do
   local lk = lane_key(base, lane)
   roll_window(lk, now)
   local v = redis.call('HMGET', lk, 'eff', 'cap')
-  local cap = tonumber(v[2] or '0')
-  local eff = tonumber(v[1] or '0')
-  if cap > 0 and eff > 0 and eff < cap then
-    redis.call('HSET', lk, 'eff', tostring(math.min(cap, eff + k / eff)))
-  end
+  local eff = rules.aimd_increase(tonumber(v[1]), tonumber(v[2] or '0'), k)
+  if eff then redis.call('HSET', lk, 'eff', tostring(eff)) end
   bump(d, lk, 'wok', k)
 end
 flush(d)

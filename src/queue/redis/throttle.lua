@@ -16,13 +16,9 @@ if kind == 'park' then
   return 1
 end
 local v = redis.call('HMGET', lk, 'eff', 'cap', 'dec', 'pause', 'run')
-local cap = tonumber(v[2] or '0')
-if cap <= 0 then cap = math.max(1, tonumber(v[5] or '1')) end
-local eff = math.min(tonumber(v[1] or cap), cap)
-if now - tonumber(v[3] or '0') >= interval then
-  eff = math.max(1, eff * beta)
-  redis.call('HSET', lk, 'eff', tostring(eff), 'dec', now)
-end
-local until_ms = now + (delay > 0 and delay or default_pause)
-if until_ms > tonumber(v[4] or '0') then redis.call('HSET', lk, 'pause', until_ms) end
+local lane_state = {run = tonumber(v[5] or '0'), eff = tonumber(v[1]), pause = tonumber(v[4] or '0')}
+local eff, pause = rules.on_rate_429(lane_state, tonumber(v[3] or '0'), tonumber(v[2] or '0'), delay, now,
+  {decrease = beta, interval = interval, default_pause = default_pause})
+if eff then redis.call('HSET', lk, 'eff', tostring(eff), 'dec', now) end
+if pause > lane_state.pause then redis.call('HSET', lk, 'pause', pause) end
 return 0

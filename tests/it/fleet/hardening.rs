@@ -325,7 +325,7 @@ fn a_worker_never_reads_a_local_path_and_non_images_are_refused_at_submit() {
     // A path that reached the queue anyway (an old producer) fails without being read.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let batch = rt.block_on(async {
-        use imagegen::queue::{JobQueue as _, NewBatch, NewJob, QueueOptions, RedisQueue};
+        use imagegen::queue::{Jobs as _, NewBatch, NewJob, QueueOptions, RedisQueue};
         let q = RedisQueue::open(&fleet.redis, &fleet.prefix, QueueOptions::default())
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use imagegen::queue::{JobQueue as _, NewBatch, NewJob, QueueOptions, RedisQueue};
+use imagegen::queue::{Jobs as _, NewBatch, NewJob, QueueOptions, RedisQueue};
 
 use super::*;
 

@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::AsyncCommands as _;
 
 use super::RedisQueue;
 use crate::queue::hooks::{AttemptRecord, DeliveryRecord, DueDelivery, HookSettle};
-use crate::queue::{QueueError, now_ms};
+use crate::queue::{Outbox, QueueError, now_ms};
 
-impl RedisQueue {
-    pub(super) async fn set_default_webhook_inner(
+#[async_trait]
+impl Outbox for RedisQueue {
+    async fn set_default_webhook(
         &self,
         project: &str,
         url: Option<&str>,
@@ -24,8 +26,7 @@ impl RedisQueue {
         }
         Ok(())
     }
-
-    pub(super) async fn hooks_due_inner(
+    async fn hooks_due(
         &self,
         project: &str,
         worker: &str,
@@ -60,13 +61,7 @@ impl RedisQueue {
             })
             .collect())
     }
-
-    pub(super) async fn hooks_body_inner(
-        &self,
-        project: &str,
-        id: &str,
-        body: &str,
-    ) -> Result<String, QueueError> {
+    async fn hooks_body(&self, project: &str, id: &str, body: &str) -> Result<String, QueueError> {
         let mut conn = self.conn.clone();
         let key = self.key(project, &format!("wh:{id}"));
         let (stored,): (Option<String>,) = redis::pipe()
@@ -78,8 +73,7 @@ impl RedisQueue {
             .await?;
         Ok(stored.unwrap_or_else(|| body.to_string()))
     }
-
-    pub(super) async fn hooks_settle_inner(
+    async fn hooks_settle(
         &self,
         project: &str,
         id: &str,
@@ -108,12 +102,7 @@ impl RedisQueue {
             .await?;
         Ok(applied == 1)
     }
-
-    pub(super) async fn hook_inner(
-        &self,
-        project: &str,
-        id: &str,
-    ) -> Result<Option<DeliveryRecord>, QueueError> {
+    async fn hook(&self, project: &str, id: &str) -> Result<Option<DeliveryRecord>, QueueError> {
         let mut conn = self.conn.clone();
         let key = self.key(project, &format!("wh:{id}"));
         let (map, log): (HashMap<String, String>, Vec<String>) = redis::pipe()
@@ -123,23 +112,14 @@ impl RedisQueue {
             .await?;
         Ok(DeliveryRecord::from_fields(id, &map, &log))
     }
-
-    pub(super) async fn hooks_disabled_inner(
-        &self,
-        project: &str,
-    ) -> Result<Vec<(String, String)>, QueueError> {
+    async fn hooks_disabled(&self, project: &str) -> Result<Vec<(String, String)>, QueueError> {
         let mut conn = self.conn.clone();
         let map: HashMap<String, String> = conn.hgetall(self.key(project, "wh:off")).await?;
         let mut v: Vec<(String, String)> = map.into_iter().collect();
         v.sort();
         Ok(v)
     }
-
-    pub(super) async fn hooks_enable_inner(
-        &self,
-        project: &str,
-        url: &str,
-    ) -> Result<bool, QueueError> {
+    async fn hooks_enable(&self, project: &str, url: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let n: i64 = conn.hdel(self.key(project, "wh:off"), url).await?;
         Ok(n > 0)

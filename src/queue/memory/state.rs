@@ -1,0 +1,382 @@
+//! The memory queue's typed state and its transitions. Decisions come from
+//! [`crate::queue::rules`]; this is the bookkeeping the Redis scripts do on hashes and
+//! streams (`lib.lua`): counters per status, lanes' in-flight counts, batch lists,
+//! webhook events enqueued with the transition that causes them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::job::result::CompactResult;
+use crate::job::{JobStatus, split_job_id};
+use crate::limits::ProjectLimits;
+use crate::queue::hooks::{AttemptRecord, DeliveryRecord, message_id};
+use crate::queue::rules::{self, LaneState, Window};
+use crate::queue::{
+    AttemptEntry, BatchRecord, Claimed, DeadLetter, JobRecord, Lease, MAX_LOG, WorkerInfo,
+};
+
+/// A job.
+#[derive(Debug, Clone, Default)]
+pub(super) struct JobState {
+    pub spec: Option<String>,
+    pub status: JobStatus,
+    pub lane: String,
+    pub line: Option<u64>,
+    pub webhook: Option<String>,
+    pub attempts: u32,
+    pub deliveries: u32,
+    pub enqueued_ms: u64,
+    pub first_started_ms: Option<u64>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub error: Option<String>,
+    pub log: VecDeque<AttemptEntry>,
+    pub result: Option<CompactResult>,
+    /// Current delivery token.
+    pub token: Option<String>,
+    pub worker: Option<String>,
+    pub cancel: bool,
+}
+
+impl JobState {
+    pub fn record(&self, project: &str, id: &str) -> JobRecord {
+        JobRecord {
+            id: id.to_string(),
+            project: project.to_string(),
+            batch: split_job_id(id).map(|(b, _)| b.to_string()),
+            status: self.status,
+            attempts: self.attempts,
+            line: self.line,
+            enqueued_ms: Some(self.enqueued_ms),
+            first_started_ms: self.first_started_ms,
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            error: self
+                .error
+                .clone()
+                .filter(|e| !e.is_empty() && self.status != JobStatus::Succeeded),
+            attempts_log: self.log.iter().cloned().collect(),
+            result: self.result.clone(),
+            worker: self.worker.clone(),
+            cancel_requested: self.cancel,
+        }
+    }
+
+    /// One more delivery to `worker` under `token`: what the worker gets.
+    pub fn deliver(&mut self, lease: Lease, worker: &str, now: u64) -> Claimed {
+        self.deliveries += 1;
+        self.worker = Some(worker.to_string());
+        self.started_ms = Some(now);
+        Claimed {
+            lease,
+            payload: self.spec.clone().unwrap_or_default(),
+            attempts: self.attempts,
+            deliveries: self.deliveries,
+            line: self.line,
+        }
+    }
+
+    /// Appends a retry or deferral to the log (newest last, at most `MAX_LOG`).
+    pub fn log_attempt(&mut self, error: &str, counted: bool, now: u64) {
+        self.log.push_back(AttemptEntry {
+            at_ms: now,
+            error: error.to_string(),
+            counted,
+        });
+        while self.log.len() > MAX_LOG {
+            self.log.pop_front();
+        }
+    }
+}
+
+/// A batch.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BatchState {
+    pub created_ms: u64,
+    pub source: String,
+    pub webhook: Option<String>,
+    pub digest: Option<String>,
+    pub enqueued: u64,
+    pub total: Option<u64>,
+    pub counts: BTreeMap<JobStatus, i64>,
+    pub done: u64,
+    pub first_ms: Option<u64>,
+    pub last_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    pub manifest: Option<String>,
+    pub cancel: bool,
+    /// Newest first, at most 1,000.
+    pub failures: VecDeque<String>,
+    pub cancelled: VecDeque<String>,
+    /// Per position, for idempotent submits.
+    pub hashes: Vec<u32>,
+}
+
+impl BatchState {
+    pub fn record(&self, project: &str, id: &str) -> BatchRecord {
+        BatchRecord {
+            id: id.to_string(),
+            project: project.to_string(),
+            source: self.source.clone(),
+            webhook: self.webhook.clone().filter(|w| !w.is_empty()),
+            created_ms: self.created_ms,
+            enqueued: self.enqueued,
+            total: self.total,
+            counts: JobStatus::ALL
+                .into_iter()
+                .map(|s| (s, self.counts.get(&s).copied().unwrap_or(0).max(0) as u64))
+                .collect(),
+            done: self.done,
+            first_start_ms: self.first_ms,
+            last_finish_ms: self.last_ms,
+            completed_ms: self.completed_ms,
+            manifest: self.manifest.clone(),
+            cancel_requested: self.cancel,
+            failures: self.failures.iter().cloned().collect(),
+            cancelled: self.cancelled.iter().cloned().collect(),
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+/// One project + model: its queue and admission state.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    pub ready: VecDeque<String>,
+    pub state: LaneState,
+    pub why: String,
+    /// Last AIMD decrease, ms.
+    pub dec_ms: u64,
+    pub window: Window,
+}
+
+/// A webhook delivery.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Delivery {
+    pub url: String,
+    pub event: String,
+    pub subject: String,
+    /// `pending`, `delivering`, `delivered`, `failed`.
+    pub state: &'static str,
+    pub created_ms: u64,
+    pub attempts: u32,
+    pub token: Option<String>,
+    pub body: Option<String>,
+    pub next_ms: Option<u64>,
+    pub error: Option<String>,
+    pub log: Vec<AttemptRecord>,
+}
+
+impl Delivery {
+    pub fn record(&self, id: &str) -> DeliveryRecord {
+        DeliveryRecord {
+            id: id.to_string(),
+            event: self.event.clone(),
+            subject: self.subject.clone(),
+            url: self.url.clone(),
+            state: self.state.to_string(),
+            created_ms: self.created_ms,
+            next_ms: self.next_ms.filter(|_| self.state == "pending"),
+            error: self.error.clone().filter(|e| !e.is_empty()),
+            attempts: self.log.clone(),
+        }
+    }
+}
+
+/// A project's webhook outbox.
+#[derive(Debug, Default)]
+pub(super) struct Hooks {
+    pub default: Option<String>,
+    pub records: HashMap<String, Delivery>,
+    /// id → due ms
+    pub due: HashMap<String, u64>,
+    /// disabled endpoint → why
+    pub off: BTreeMap<String, String>,
+}
+
+impl Hooks {
+    /// Enqueues `event` about `subject` once, for the subject's own URL or the default.
+    pub fn enqueue(&mut self, event: &str, subject: &str, own: Option<&str>, now: u64) {
+        let Some(url) = rules::hook_target(own, self.default.as_deref()) else {
+            return;
+        };
+        let id = message_id(subject);
+        if self.records.contains_key(&id) {
+            return;
+        }
+        self.records.insert(
+            id.clone(),
+            Delivery {
+                url: url.to_string(),
+                event: event.to_string(),
+                subject: subject.to_string(),
+                state: "pending",
+                created_ms: now,
+                ..Delivery::default()
+            },
+        );
+        self.due.insert(id, now);
+    }
+}
+
+/// Everything of one project.
+#[derive(Default)]
+pub(super) struct Project {
+    pub lanes: BTreeMap<String, Lane>,
+    pub limits: ProjectLimits,
+    /// The project's own GCRA state.
+    pub tat: f64,
+    pub rr: usize,
+    /// Jobs by status (never a scan).
+    pub counts: BTreeMap<JobStatus, i64>,
+    pub delayed: BTreeSet<(u64, String)>,
+    pub jobs: HashMap<String, JobState>,
+    pub batches: HashMap<String, BatchState>,
+    pub workers: BTreeMap<String, WorkerInfo>,
+    /// token → (job, worker, last extended)
+    pub pending: HashMap<String, (String, String, Instant)>,
+    pub dlq: Vec<DeadLetter>,
+    pub idem: HashMap<String, String>,
+    pub enqueued_by_op: BTreeMap<String, u64>,
+    pub hooks: Hooks,
+}
+
+fn bump(counts: &mut BTreeMap<JobStatus, i64>, status: JobStatus, by: i64) {
+    *counts.entry(status).or_default() += by;
+}
+
+impl Project {
+    pub fn lane(&mut self, lane: &str) -> &mut Lane {
+        self.lanes.entry(lane.to_string()).or_default()
+    }
+
+    pub fn running(&self) -> u64 {
+        self.counts
+            .get(&JobStatus::Running)
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64
+    }
+
+    /// Moves a job between statuses in the project's and its batch's counters and its
+    /// lane's in-flight count.
+    pub fn move_status(&mut self, job: &str, from: JobStatus, to: JobStatus) {
+        bump(&mut self.counts, from, -1);
+        bump(&mut self.counts, to, 1);
+        let lane = self
+            .jobs
+            .get(job)
+            .map(|j| j.lane.clone())
+            .unwrap_or_default();
+        let l = &mut self.lane(&lane).state;
+        if from == JobStatus::Running {
+            l.run = l.run.saturating_sub(1);
+        }
+        if to == JobStatus::Running {
+            l.run += 1;
+        }
+        if let Some((b, _)) = split_job_id(job)
+            && let Some(bt) = self.batches.get_mut(b)
+        {
+            bump(&mut bt.counts, from, -1);
+            bump(&mut bt.counts, to, 1);
+        }
+    }
+
+    /// Completes the batch if the rules say so; true for the one call that does.
+    pub fn maybe_complete(&mut self, batch: &str, now: u64) -> bool {
+        let Some(bt) = self.batches.get_mut(batch) else {
+            return false;
+        };
+        if !rules::batch_complete(bt.total, bt.done, bt.completed_ms.is_some()) {
+            return false;
+        }
+        bt.completed_ms = Some(now);
+        let own = bt.webhook.clone();
+        self.hooks
+            .enqueue("batch.completed", batch, own.as_deref(), now);
+        true
+    }
+
+    /// Terminal transition; true when it completed the job's batch.
+    pub fn finish(
+        &mut self,
+        job: &str,
+        from: JobStatus,
+        status: JobStatus,
+        error: Option<&str>,
+        result: Option<&CompactResult>,
+        now: u64,
+    ) -> bool {
+        let Some(j) = self.jobs.get_mut(job) else {
+            return false;
+        };
+        j.status = status;
+        j.finished_ms = Some(now);
+        // A success keeps no error: the retries it went through are in its log.
+        j.error = error.filter(|e| !e.is_empty()).map(str::to_string);
+        if let Some(r) = result {
+            j.result = Some(r.clone());
+        }
+        j.spec = None;
+        j.token = None;
+        j.cancel = false;
+        j.deliveries = 0;
+        let own = j.webhook.clone();
+        self.hooks.enqueue(
+            &format!("job.{}", status.as_str()),
+            job,
+            own.as_deref(),
+            now,
+        );
+        self.move_status(job, from, status);
+        let Some((batch, _)) = split_job_id(job) else {
+            return false;
+        };
+        if let Some(bt) = self.batches.get_mut(batch) {
+            bt.done += 1;
+            bt.last_ms = Some(now);
+            let list = match status {
+                JobStatus::Succeeded => None,
+                // Cancellations are kept apart: a cancel is not a problem to show.
+                JobStatus::Cancelled => Some(&mut bt.cancelled),
+                _ => Some(&mut bt.failures),
+            };
+            if let Some(list) = list {
+                list.push_front(job.to_string());
+                list.truncate(1000);
+            }
+        }
+        self.maybe_complete(batch, now)
+    }
+
+    /// Back in its lane's queue at once (status queued).
+    pub fn requeue(&mut self, job: &str, from: JobStatus) {
+        let Some(j) = self.jobs.get_mut(job) else {
+            return;
+        };
+        j.status = JobStatus::Queued;
+        j.token = None;
+        j.worker = None;
+        let lane = j.lane.clone();
+        if from != JobStatus::Queued {
+            self.move_status(job, from, JobStatus::Queued);
+        }
+        self.lane(&lane).ready.push_back(job.to_string());
+    }
+
+    pub fn dead_letter(&mut self, job: &str, reason: &str, now: u64) {
+        self.dlq.push(DeadLetter {
+            job: job.to_string(),
+            reason: reason.to_string(),
+            at_ms: now,
+        });
+    }
+
+    /// Whether `lease` is the delivery its job is running under.
+    pub fn live(&self, lease_job: &str, token: &str) -> bool {
+        self.jobs.get(lease_job).is_some_and(|j| {
+            rules::fenced(j.token.as_deref(), j.status == JobStatus::Running, token)
+        })
+    }
+}

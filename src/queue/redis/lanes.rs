@@ -1,0 +1,114 @@
+//! The lanes role on Redis: limits (sent with every claim), 429 feedback
+//! (`throttle.lua`), parking, and the lanes' state hashes as views.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use redis::AsyncCommands as _;
+
+use super::RedisQueue;
+use crate::limits::{LaneView, ProjectLimits, Throttle};
+use crate::queue::{Lanes, QueueError, now_ms};
+
+#[async_trait]
+impl Lanes for RedisQueue {
+    fn set_limits(&self, project: &str, limits: ProjectLimits) {
+        self.limits
+            .lock()
+            .expect("limits")
+            .insert(project.to_string(), limits);
+    }
+    async fn throttle(
+        &self,
+        project: &str,
+        lane: &str,
+        throttle: &Throttle,
+    ) -> Result<(), QueueError> {
+        let aimd = self.options.aimd;
+        let (kind, delay, reason) = match throttle {
+            Throttle::Rate { delay } => ("rate", delay.map_or(0, |d| d.as_millis() as u64), ""),
+            Throttle::Park { until_ms, reason } => {
+                ("park", until_ms.saturating_sub(now_ms()), reason.as_str())
+            }
+        };
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .throttle
+            .arg(self.base(project))
+            .arg(lane)
+            .arg(now_ms())
+            .arg(kind)
+            .arg(delay)
+            .arg(aimd.default_pause_ms)
+            .arg(aimd.decrease)
+            .arg(aimd.interval_ms)
+            .arg(reason)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+    async fn unpark(&self, project: &str, lane: &str) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = redis::cmd("HDEL")
+            .arg(self.key(project, &format!("lane:{lane}")))
+            .arg("park")
+            .arg("why")
+            .arg("pause")
+            .query_async(&mut conn)
+            .await?;
+        Ok(n > 0)
+    }
+    async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        lanes.sort();
+        let mut pipe = redis::pipe();
+        for lane in &lanes {
+            pipe.hgetall(self.key(project, &format!("lane:{lane}")));
+        }
+        let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let now = now_ms();
+        Ok(lanes
+            .into_iter()
+            .zip(maps)
+            .map(|(model, m)| lane_view(model, &m, now))
+            .collect())
+    }
+}
+
+/// A lane's state hash as [`LaneView`].
+fn lane_view(model: String, m: &HashMap<String, String>, now: u64) -> LaneView {
+    let num = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
+    let int = |k: &str| num(k).map_or(0, |v| v.max(0.0) as u64);
+    let concurrency = int("cap") as u32;
+    // The minute window counts only while it is current (the previous one for another
+    // minute).
+    let age = now.saturating_sub(int("wst"));
+    let (w429, wok) = if age < 120_000 {
+        (int("w429"), int("wok"))
+    } else {
+        (0, 0)
+    };
+    let (p429, pok) = if age < 60_000 {
+        (int("p429"), int("pok"))
+    } else {
+        (0, 0)
+    };
+    LaneView {
+        concurrency,
+        rpm: int("rpm") as u32,
+        effective_concurrency: num("eff").unwrap_or(concurrency as f64),
+        in_flight: int("run"),
+        queued: int("qd"),
+        paused_until_ms: Some(int("pause")).filter(|t| *t > now),
+        parked_until_ms: Some(int("park")).filter(|t| *t > now),
+        parked_reason: m.get("why").cloned().filter(|_| int("park") > now),
+        recent_429: w429 + p429,
+        recent_answered: wok + pok,
+        model,
+    }
+}
