@@ -160,7 +160,7 @@ pub fn input_resolver(
     Ok(crate::providers::InputResolver::new(
         crate::providers::InputOptions {
             policy: Arc::new(crate::netguard::NetPolicy::for_inputs(i)?),
-            timeout: Duration::from_secs(i.timeout_s),
+            timeout: i.timeout,
             max_redirects: i.max_redirects,
             store_options: settings.output.resolved_options()?,
             store: Some(store.clone()),
@@ -197,7 +197,7 @@ pub fn project_runtimes(
     settings: &Settings,
     only: &[String],
 ) -> anyhow::Result<HashMap<String, ProjectRuntime>> {
-    let timeout = Duration::from_secs(settings.worker.request_timeout_s);
+    let timeout = settings.worker.request_timeout;
     for p in only {
         if !settings.projects.contains_key(p) {
             bail!(
@@ -247,10 +247,10 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
         name: worker_identity(),
         concurrency: concurrency.unwrap_or(w.concurrency as usize).max(1),
         // A job is one provider call plus storing: the request timeout and a margin.
-        job_timeout: Duration::from_secs(w.request_timeout_s + 60),
-        visibility: Duration::from_secs(w.visibility_timeout_s),
+        job_timeout: w.request_timeout + Duration::from_secs(60),
+        visibility: w.visibility_timeout,
         retry: RetryPolicy::from_settings(w),
-        shutdown_grace: Duration::from_secs(w.shutdown_grace_s),
+        shutdown_grace: w.shutdown_grace,
         quota_reset_utc: w.quota_reset_utc,
         webhooks: Some(
             crate::webhooks::Settings::from_config(&settings.webhooks)
@@ -309,7 +309,7 @@ pub async fn project_of(
     bail!(
         "no job or batch `{id}` in any configured project ({}); finished records are kept for {}",
         configured(settings),
-        human_ms(settings.worker.retention_s * 1000)
+        human_ms(settings.worker.retention.as_millis() as u64)
     )
 }
 

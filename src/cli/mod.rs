@@ -120,6 +120,9 @@ fn quiet_settings(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
 fn load(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
     let settings = Settings::load(config.as_deref())?;
     crate::webhooks::check_settings(&settings)?;
+    for notice in &settings.notices {
+        eprintln!("warning: {notice}");
+    }
     Ok(settings)
 }
 

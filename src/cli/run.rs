@@ -82,24 +82,10 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
             let _ = tx.send(());
         }
     });
-    let mut projects = HashMap::new();
-    projects.insert(
+    let projects = HashMap::from([(
         runtime.project.clone(),
-        ProjectRuntime {
-            provider: runtime.provider,
-            store: store.clone(),
-            limits: settings
-                .projects
-                .get(&runtime.project)
-                .map(crate::limits::ProjectLimits::from_config)
-                .unwrap_or_default(),
-            weight: 1,
-            // Embedded runs keep nothing after they exit: webhooks need the fleet's
-            // durable delivery queue (`submit` + `worker`).
-            webhook: None,
-            fingerprint: Default::default(),
-        },
-    );
+        embedded_project(&settings, &runtime.project, runtime.provider, store.clone()),
+    )]);
     let options = WorkerOptions {
         webhooks: None,
         ..common::worker_options(&settings, args.concurrency)
@@ -121,18 +107,14 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         Some(on_complete),
         shutdown,
     ));
-    let bar = progress_bar(submitted.total);
-    while !worker.is_finished() {
-        if let Some(b) = queue.batch(&runtime.project, &batch_id).await? {
-            bar.set_position(b.done);
-            let failed = b.done - b.counts.get(&JobStatus::Succeeded).copied().unwrap_or(0);
-            if failed > 0 {
-                bar.set_message(format!("{failed} not succeeded"));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bar.finish_and_clear();
+    follow(
+        queue.as_ref(),
+        &runtime.project,
+        &batch_id,
+        submitted.total,
+        &worker,
+    )
+    .await?;
     worker.await??;
     let record = queue
         .batch(&runtime.project, &batch_id)
@@ -159,6 +141,52 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     })
 }
 
+/// The one project of an embedded run.
+fn embedded_project(
+    settings: &Settings,
+    name: &str,
+    provider: Box<dyn ImageProvider>,
+    store: crate::storage::OutputStore,
+) -> ProjectRuntime {
+    ProjectRuntime {
+        provider,
+        store,
+        limits: settings
+            .projects
+            .get(name)
+            .map(crate::limits::ProjectLimits::from_config)
+            .unwrap_or_default(),
+        weight: 1,
+        // Embedded runs keep nothing after they exit: webhooks need the fleet's
+        // durable delivery queue (`submit` + `worker`).
+        webhook: None,
+        fingerprint: Default::default(),
+    }
+}
+
+/// Shows the batch's progress until the worker stops.
+async fn follow<T>(
+    queue: &MemoryQueue,
+    project: &str,
+    batch_id: &str,
+    total: u64,
+    worker: &tokio::task::JoinHandle<T>,
+) -> anyhow::Result<()> {
+    let bar = progress_bar(total);
+    while !worker.is_finished() {
+        if let Some(b) = queue.batch(project, batch_id).await? {
+            bar.set_position(b.done);
+            let failed = b.done - b.counts.get(&JobStatus::Succeeded).copied().unwrap_or(0);
+            if failed > 0 {
+                bar.set_message(format!("{failed} not succeeded"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 /// A progress bar for `total` jobs.
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -172,7 +200,7 @@ pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
 }
 
 async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime> {
-    let timeout = Duration::from_secs(settings.worker.request_timeout_s);
+    let timeout = settings.worker.request_timeout;
     if settings.projects.is_empty() && args.project.as_deref().is_none_or(|p| p == "local") {
         let store = common::output_store(settings, "local", args.out.as_deref())?;
         return local_runtime(settings, timeout, store).await;

@@ -13,7 +13,7 @@ use super::run::progress_bar;
 use crate::config::Settings;
 use crate::job::JobStatus;
 use crate::queue::NewBatch;
-use crate::submit::{self, SubmitError, Uploader};
+use crate::submit::{self, SubmitError, Submitted, Uploader};
 
 /// Arguments of `imagegen submit`.
 #[derive(Debug, clap::Args)]
@@ -50,16 +50,7 @@ pub async fn run(
     let name = common::project_arg(&settings, args.project.as_deref())?;
     let project = &settings.projects[&name];
     if let Some(url) = &args.webhook {
-        // The worker checks every address again when it connects; refusing here means
-        // a bad URL never waits in the queue.
-        crate::netguard::NetPolicy::for_webhooks(&settings.webhooks)?
-            .check_resolved(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
-        anyhow::ensure!(
-            project.webhook_secret.is_some(),
-            "--webhook: project `{name}` has no webhook_secret to sign deliveries with: set projects.{name}.webhook_secret (generate one with `imagegen webhooks secret`)",
-        );
+        check_webhook(&settings, &name, url).await?;
     }
     let file = args
         .job
@@ -98,16 +89,48 @@ pub async fn run(
         other => other?,
     };
     let id = &submitted.batch.id;
+    print_submitted(&submitted, &name, checked.invalid, args.json, config);
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for(queue.as_ref(), &name, id, submitted.total, args.json).await
+}
+
+/// Refuses a `--webhook` the worker could not deliver to, or could not sign for.
+async fn check_webhook(settings: &Settings, name: &str, url: &str) -> anyhow::Result<()> {
+    let project = &settings.projects[name];
+    // The worker checks every address again when it connects; refusing here means
+    // a bad URL never waits in the queue.
+    crate::netguard::NetPolicy::for_webhooks(&settings.webhooks)?
+        .check_resolved(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("--webhook: {e}"))?;
+    anyhow::ensure!(
+        project.webhook_secret.is_some(),
+        "--webhook: project `{name}` has no webhook_secret to sign deliveries with: set projects.{name}.webhook_secret (generate one with `imagegen webhooks secret`)",
+    );
+    Ok(())
+}
+
+/// Says what was enqueued: the batch id on stdout (or the JSON summary with `--json`).
+fn print_submitted(
+    submitted: &Submitted,
+    name: &str,
+    invalid_lines: u64,
+    json: bool,
+    config: Option<&Path>,
+) {
+    let id = &submitted.batch.id;
     let config_arg = config
         .map(|c| format!("--config {} ", c.display()))
         .unwrap_or_default();
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::json!({
                 "batch_id": id, "project": name, "total": submitted.total,
                 "enqueued": submitted.enqueued_now, "existing": submitted.batch.existing,
-                "invalid_lines": checked.invalid,
+                "invalid_lines": invalid_lines,
             })
         );
     } else if submitted.batch.existing {
@@ -123,10 +146,6 @@ pub async fn run(
         );
         println!("{id}");
     }
-    if !args.wait {
-        return Ok(ExitCode::SUCCESS);
-    }
-    wait_for(queue.as_ref(), &name, id, submitted.total, args.json).await
 }
 
 /// Follows a batch until it completes; exit 0 only if every job succeeded. A queue

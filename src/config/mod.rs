@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -47,6 +48,9 @@ pub struct Settings {
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
+    /// What loading noticed and the user should hear once (renamed keys).
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 impl Settings {
@@ -92,7 +96,12 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(source)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        let mut notices = Vec::new();
+        settings.worker.move_renamed(&mut notices);
+        settings.webhooks.move_renamed(&mut notices);
+        settings.inputs.move_renamed(&mut notices);
+        settings.notices = notices;
         settings.validate()?;
         Ok(settings)
     }
@@ -102,11 +111,12 @@ impl Settings {
         if self.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1"));
         }
-        if self.worker.request_timeout_s == 0 {
-            return Err(invalid("worker.request_timeout_s", "must be at least 1"));
+        let w = &self.worker;
+        if w.request_timeout < Duration::from_secs(1) {
+            return Err(invalid("worker.request_timeout", "must be at least 1s"));
         }
-        if self.worker.visibility_timeout_s < 2 {
-            return Err(invalid("worker.visibility_timeout_s", "must be at least 2"));
+        if w.visibility_timeout < Duration::from_secs(2) {
+            return Err(invalid("worker.visibility_timeout", "must be at least 2s"));
         }
         if self.worker.max_deliveries == 0 {
             return Err(invalid("worker.max_deliveries", "must be at least 1"));
@@ -114,14 +124,14 @@ impl Settings {
         if self.worker.max_attempts == 0 {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
-        if self.worker.retry_min_ms > self.worker.retry_max_ms {
+        if w.retry_min > w.retry_max {
             return Err(invalid(
-                "worker.retry_min_ms",
-                "must not exceed worker.retry_max_ms",
+                "worker.retry_min",
+                "must not exceed worker.retry_max",
             ));
         }
-        if self.worker.retention_s == 0 {
-            return Err(invalid("worker.retention_s", "must be at least 1"));
+        if w.retention < Duration::from_secs(1) {
+            return Err(invalid("worker.retention", "must be at least 1s"));
         }
         if !(self.worker.aimd_decrease > 0.0 && self.worker.aimd_decrease < 1.0) {
             return Err(invalid(
@@ -223,6 +233,49 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
         Settings::load_from(Some(&path), &[])
+    }
+
+    #[test]
+    fn durations_are_durations_and_the_old_number_keys_still_work() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("IMAGEGEN__WORKER__RETRY_MIN", "250ms"),
+                ("IMAGEGEN__WORKER__SHUTDOWN_GRACE_S", "7"),
+                ("IMAGEGEN__WORKER__AIMD_INTERVAL_MS", "1500"),
+                ("IMAGEGEN__WEBHOOKS__TIMEOUT_S", "9"),
+                ("IMAGEGEN__INPUTS__TIMEOUT", "2m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.worker.retry_min, Duration::from_millis(250));
+        assert_eq!(s.worker.request_timeout, Duration::from_secs(300));
+        assert_eq!(s.worker.retention, Duration::from_secs(3 * 86_400));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(7));
+        assert_eq!(s.worker.aimd_interval, Duration::from_millis(1500));
+        assert_eq!(s.webhooks.timeout, Duration::from_secs(9));
+        assert_eq!(s.inputs.timeout, Duration::from_secs(120));
+        let notices = s.notices.join("\n");
+        assert!(
+            notices.contains("worker.shutdown_grace_s is now worker.shutdown_grace")
+                && notices.contains("shutdown_grace = \"7s\"")
+                && notices.contains("aimd_interval = \"1s 500ms\"")
+                && notices.contains("webhooks.timeout_s is now webhooks.timeout"),
+            "{notices}"
+        );
+        assert_eq!(s.notices.len(), 3, "{notices}");
+        // A number where a duration goes is refused naming the key and the fix.
+        let err = Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__MAX_WAIT", "60")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_wait") && err.contains("\"60s\""), "{err}");
+        let err = Settings::load_from(None, &env(&[("IMAGEGEN__WORKER__RETRY_MAX", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("retry_max") && err.contains("not a duration"),
+            "{err}"
+        );
     }
 
     #[test]

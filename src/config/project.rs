@@ -94,6 +94,37 @@ impl ProjectConfig {
     }
 
     pub(super) fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        self.validate_target(key)?;
+        if let Some(ep) = &self.endpoint {
+            url::Url::parse(ep).map_err(|e| {
+                invalid(
+                    format!("{key}.endpoint"),
+                    format!("`{ep}` is not a URL: {e}"),
+                )
+            })?;
+        }
+        self.validate_limits(key)?;
+        if let Some(url) = &self.output_url {
+            check_store_url(&format!("{key}.output_url"), url)?;
+        }
+        for (field, value) in [
+            ("webhook_secret", &self.webhook_secret),
+            ("api_tokens", &self.api_tokens),
+        ] {
+            if let Some(v) = value
+                && !(v.starts_with("env:") || v.starts_with("file:"))
+            {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "secrets are read from the environment or a file: write \"env:VAR\" or \"file:PATH\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Backend, API version, credentials and location agree.
+    fn validate_target(&self, key: &str) -> Result<(), ConfigError> {
         let versions: &[&str] = match self.backend {
             Backend::Vertex => &["v1", "v1beta1"],
             Backend::GeminiApi => &["v1", "v1beta", "v1alpha"],
@@ -139,14 +170,11 @@ impl ProjectConfig {
                 ),
             ));
         }
-        if let Some(ep) = &self.endpoint {
-            url::Url::parse(ep).map_err(|e| {
-                invalid(
-                    format!("{key}.endpoint"),
-                    format!("`{ep}` is not a URL: {e}"),
-                )
-            })?;
-        }
+        Ok(())
+    }
+
+    /// Limits and weights are at least 1.
+    fn validate_limits(&self, key: &str) -> Result<(), ConfigError> {
         if self.concurrency == 0 {
             return Err(invalid(format!("{key}.concurrency"), "must be at least 1"));
         }
@@ -164,22 +192,6 @@ impl ProjectConfig {
                 return Err(invalid(
                     format!("{key}.models.\"{model}\""),
                     "limits must be at least 1",
-                ));
-            }
-        }
-        if let Some(url) = &self.output_url {
-            check_store_url(&format!("{key}.output_url"), url)?;
-        }
-        for (field, value) in [
-            ("webhook_secret", &self.webhook_secret),
-            ("api_tokens", &self.api_tokens),
-        ] {
-            if let Some(v) = value
-                && !(v.starts_with("env:") || v.starts_with("file:"))
-            {
-                return Err(invalid(
-                    format!("{key}.{field}"),
-                    "secrets are read from the environment or a file: write \"env:VAR\" or \"file:PATH\"",
                 ));
             }
         }

@@ -2,6 +2,7 @@
 //! `[inputs]`, `[emulator]`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -53,40 +54,175 @@ impl OutputConfig {
     }
 }
 
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Durations in the files as humantime strings (`"300s"`, `"5m"`, `"1500ms"`, `"3d"`).
+pub(super) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// A string, or a number the environment parsed (refused: it has no unit).
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(i64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(text) => text,
+            Raw::Number(n) => {
+                return Err(serde::de::Error::custom(format!(
+                    "`{n}` has no unit: write \"{n}s\" or \"{n}ms\""
+                )));
+            }
+        };
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like \"500ms\", \"30s\", \"5m\", \"2h\": {e}"
+            ))
+        })
+    }
+}
+
+/// Moves a key renamed when durations became durations (`old` held a number of
+/// `unit`s) to its new key, noting the rename; old files and environments keep working.
+fn renamed(
+    section: &str,
+    (old, value): (&str, Option<u64>),
+    (new, target): (&str, &mut Duration),
+    unit: Duration,
+    notices: &mut Vec<String>,
+) {
+    if let Some(n) = value {
+        *target = Duration::from_millis(n.saturating_mul(unit.as_millis() as u64));
+        let text = humantime::format_duration(*target);
+        notices.push(format!(
+            "{section}.{old} is now {section}.{new}, a duration: write {new} = \"{text}\""
+        ));
+    }
+}
+
 /// `[worker]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Jobs in flight per worker process.
     pub concurrency: u32,
-    /// Client-side deadline of one provider call, seconds.
-    pub request_timeout_s: u64,
+    /// Client-side deadline of one provider call.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub request_timeout: Duration,
     /// A claimed job not extended for this long is taken over by another worker.
-    pub visibility_timeout_s: u64,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub visibility_timeout: Duration,
     /// Deliveries without a settle (crashes, lost leases) before a job is dead-lettered.
     pub max_deliveries: u32,
     /// Provider attempts a job may spend on transient errors before it fails.
     pub max_attempts: u32,
-    /// First retry delay, milliseconds (doubles each attempt, full jitter).
-    pub retry_min_ms: u64,
-    /// Cap on one retry delay, milliseconds.
-    pub retry_max_ms: u64,
-    /// On SIGTERM/SIGINT: seconds to let running jobs finish before releasing them.
-    pub shutdown_grace_s: u64,
-    /// Seconds a finished job's or batch's record is kept in Redis.
-    pub retention_s: u64,
-    /// A job still not run this many seconds after it was enqueued (waiting for
-    /// capacity, deferred by 429s, parked) fails with a clear reason; 0 = no deadline.
-    pub max_wait_s: u64,
+    /// First retry delay (doubles each attempt, full jitter).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub retry_min: Duration,
+    /// Cap on one retry delay.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub retry_max: Duration,
+    /// On SIGTERM/SIGINT: how long running jobs may finish before they are released.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub shutdown_grace: Duration,
+    /// How long a finished job's or batch's record is kept in Redis.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub retention: Duration,
+    /// A job still not run this long after it was enqueued (waiting for capacity,
+    /// deferred by 429s, parked) fails with a clear reason; `0s` = no deadline.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_wait: Duration,
     /// AIMD: effective concurrency is multiplied by this on a 429.
     pub aimd_decrease: f64,
-    /// AIMD: at most one decrease per this many milliseconds.
-    pub aimd_interval_ms: u64,
-    /// Pause of a lane after a 429 that advised no delay, milliseconds.
-    pub pause_default_ms: u64,
+    /// AIMD: at most one decrease per this interval.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub aimd_interval: Duration,
+    /// Pause of a lane after a 429 that advised no delay.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub pause_default: Duration,
     /// When daily quotas reset (`HH:MM` UTC; Google resets at midnight Pacific time):
     /// a lane parked by a spent daily quota that advised no delay waits until then.
     pub quota_reset_utc: ResetTime,
+    /// Renamed keys (numbers of seconds or milliseconds), still read.
+    #[serde(default)]
+    pub(super) request_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub(super) visibility_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub(super) retry_min_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) retry_max_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) shutdown_grace_s: Option<u64>,
+    #[serde(default)]
+    pub(super) retention_s: Option<u64>,
+    #[serde(default)]
+    pub(super) max_wait_s: Option<u64>,
+    #[serde(default)]
+    pub(super) aimd_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) pause_default_ms: Option<u64>,
+}
+
+impl WorkerConfig {
+    /// Moves the renamed keys to their new names.
+    pub(super) fn move_renamed(&mut self, notices: &mut Vec<String>) {
+        let (s, ms) = (SECOND, Duration::from_millis(1));
+        let w = "worker";
+        let mut mv = |old: (&str, Option<u64>), new: (&str, &mut Duration), unit| {
+            renamed(w, old, new, unit, notices)
+        };
+        mv(
+            ("request_timeout_s", self.request_timeout_s.take()),
+            ("request_timeout", &mut self.request_timeout),
+            s,
+        );
+        mv(
+            ("visibility_timeout_s", self.visibility_timeout_s.take()),
+            ("visibility_timeout", &mut self.visibility_timeout),
+            s,
+        );
+        mv(
+            ("retry_min_ms", self.retry_min_ms.take()),
+            ("retry_min", &mut self.retry_min),
+            ms,
+        );
+        mv(
+            ("retry_max_ms", self.retry_max_ms.take()),
+            ("retry_max", &mut self.retry_max),
+            ms,
+        );
+        mv(
+            ("shutdown_grace_s", self.shutdown_grace_s.take()),
+            ("shutdown_grace", &mut self.shutdown_grace),
+            s,
+        );
+        mv(
+            ("retention_s", self.retention_s.take()),
+            ("retention", &mut self.retention),
+            s,
+        );
+        mv(
+            ("max_wait_s", self.max_wait_s.take()),
+            ("max_wait", &mut self.max_wait),
+            s,
+        );
+        mv(
+            ("aimd_interval_ms", self.aimd_interval_ms.take()),
+            ("aimd_interval", &mut self.aimd_interval),
+            ms,
+        );
+        mv(
+            ("pause_default_ms", self.pause_default_ms.take()),
+            ("pause_default", &mut self.pause_default),
+            ms,
+        );
+    }
 }
 
 /// `[webhooks]`.
@@ -95,8 +231,9 @@ pub struct WorkerConfig {
 pub struct WebhooksConfig {
     /// Delay before each attempt (humantime strings: `0s`, `5m`, `2h`).
     pub retry_schedule: Vec<String>,
-    /// One attempt's timeout, seconds.
-    pub timeout_s: u64,
+    /// One attempt's timeout.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timeout: Duration,
     /// Response bytes read at most.
     pub max_response_bytes: usize,
     /// Deliveries in flight per worker.
@@ -106,11 +243,32 @@ pub struct WebhooksConfig {
     /// Private ranges allowed anyway.
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
-    /// Signed output URL lifetime, seconds.
-    pub signed_url_ttl_s: u64,
+    /// Signed output URL lifetime.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub signed_url_ttl: Duration,
+    /// Renamed keys (numbers of seconds), still read.
+    #[serde(default)]
+    pub(super) timeout_s: Option<u64>,
+    #[serde(default)]
+    pub(super) signed_url_ttl_s: Option<u64>,
 }
 
 impl WebhooksConfig {
+    /// Moves the renamed keys to their new names.
+    pub(super) fn move_renamed(&mut self, notices: &mut Vec<String>) {
+        let old = ("timeout_s", self.timeout_s.take());
+        renamed(
+            "webhooks",
+            old,
+            ("timeout", &mut self.timeout),
+            SECOND,
+            notices,
+        );
+        let old = ("signed_url_ttl_s", self.signed_url_ttl_s.take());
+        let new = ("signed_url_ttl", &mut self.signed_url_ttl);
+        renamed("webhooks", old, new, SECOND, notices);
+    }
+
     /// The retry schedule as durations.
     pub fn schedule(&self) -> Result<Vec<std::time::Duration>, ConfigError> {
         if self.retry_schedule.is_empty() {
@@ -141,16 +299,16 @@ impl WebhooksConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.schedule()?;
         self.cidrs()?;
-        if !(1..=300).contains(&self.timeout_s) {
-            return Err(invalid("webhooks.timeout_s", "must be between 1 and 300"));
+        if !(SECOND..=300 * SECOND).contains(&self.timeout) {
+            return Err(invalid("webhooks.timeout", "must be between 1s and 5m"));
         }
         if self.concurrency == 0 {
             return Err(invalid("webhooks.concurrency", "must be at least 1"));
         }
-        if self.signed_url_ttl_s == 0 || self.signed_url_ttl_s > 604_800 {
+        if !(SECOND..=7 * 86_400 * SECOND).contains(&self.signed_url_ttl) {
             return Err(invalid(
-                "webhooks.signed_url_ttl_s",
-                "must be between 1 and 604800 (7 days, the longest S3 and GCS sign for)",
+                "webhooks.signed_url_ttl",
+                "must be between 1s and 7d (the longest S3 and GCS sign for)",
             ));
         }
         Ok(())
@@ -166,13 +324,29 @@ pub struct InputsConfig {
     /// Private ranges allowed anyway.
     #[serde(default)]
     pub allow_cidrs: Vec<String>,
-    /// One fetch's timeout, seconds.
-    pub timeout_s: u64,
+    /// One fetch's timeout.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timeout: Duration,
     /// Redirects followed at most (each hop checked again); 0 follows none.
     pub max_redirects: usize,
+    /// Renamed key (a number of seconds), still read.
+    #[serde(default)]
+    pub(super) timeout_s: Option<u64>,
 }
 
 impl InputsConfig {
+    /// Moves the renamed key to its new name.
+    pub(super) fn move_renamed(&mut self, notices: &mut Vec<String>) {
+        let old = ("timeout_s", self.timeout_s.take());
+        renamed(
+            "inputs",
+            old,
+            ("timeout", &mut self.timeout),
+            SECOND,
+            notices,
+        );
+    }
+
     /// The private ranges allowed anyway, parsed.
     pub fn cidrs(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         parse_cidrs("inputs", &self.allow_cidrs)
@@ -180,8 +354,8 @@ impl InputsConfig {
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.cidrs()?;
-        if !(1..=600).contains(&self.timeout_s) {
-            return Err(invalid("inputs.timeout_s", "must be between 1 and 600"));
+        if !(SECOND..=600 * SECOND).contains(&self.timeout) {
+            return Err(invalid("inputs.timeout", "must be between 1s and 10m"));
         }
         if self.max_redirects > 10 {
             return Err(invalid("inputs.max_redirects", "must be at most 10"));

@@ -15,8 +15,8 @@ use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::envelope::ApiError;
-use super::state::AppState;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::state::AppState;
 
 /// Google's own token URI; assertions may name it as audience.
 pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -315,7 +315,7 @@ pub fn check_api_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::scenario::Scenario;
+    use crate::emulator::control::scenario::Scenario;
 
     #[test]
     fn issued_tokens_pass_and_revoked_ones_fail() {

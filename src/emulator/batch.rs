@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use crate::catalog;
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::routes::{Route, VertexLoc};
-use super::state::{AppState, StoredBatch};
-use super::{gemini, gemini_response};
+use crate::emulator::call::CallCtx;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::routes::{Route, VertexLoc};
+use crate::emulator::state::{AppState, StoredBatch};
+use crate::emulator::{gemini, gemini::response as gemini_response};
 
 const DEV_BATCH_TYPE: &str =
     "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch";
@@ -267,7 +267,7 @@ fn inline_responses(state: &AppState, b: &StoredBatch) -> (Vec<Value>, usize) {
         return (Vec::new(), 0);
     };
     let ctx = CallCtx {
-        surface: super::proto::Surface::Developer,
+        surface: crate::emulator::call::Surface::Developer,
         express: false,
         version: b.version.clone(),
         project: b.project.clone(),
@@ -283,7 +283,7 @@ fn inline_responses(state: &AppState, b: &StoredBatch) -> (Vec<Value>, usize) {
         .iter()
         .map(|(request, metadata)| {
             let answer = gemini::plan(&ctx, request).and_then(|plan| {
-                let outcome = super::faults::outcome(&scenario, &plan.prompt);
+                let outcome = crate::emulator::control::faults::outcome(&scenario, &plan.prompt);
                 gemini_response::respond(state, &ctx, &plan, outcome)
             });
             match answer {

@@ -5,7 +5,14 @@
 
 use crate::catalog::ModelInfo;
 
-use super::proto::Surface;
+/// Which API a request arrived on (some fields exist on only one of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Vertex AI (project paths and express mode).
+    Vertex,
+    /// Gemini Developer API.
+    Developer,
+}
 
 /// A routed, authenticated model call.
 #[derive(Debug, Clone)]

@@ -19,14 +19,17 @@ use serde_json::Value;
 
 use crate::catalog::{self, Family};
 
-use super::call::{CallCtx, resource_name};
-use super::envelope::ApiError;
-use super::faults::{self, Fault, Outcome};
-use super::proto::Surface;
-use super::quota::QuotaRequest;
-use super::routes::{self, ModelTarget, Route};
-use super::state::Shared;
-use super::{auth, batch, gemini, gemini_response, imagen, imagen_response};
+use crate::emulator::call::Surface;
+use crate::emulator::call::{CallCtx, resource_name};
+use crate::emulator::control::faults::{self, Fault, Outcome};
+use crate::emulator::control::quota::QuotaRequest;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::routes::{self, ModelTarget, Route};
+use crate::emulator::state::Shared;
+use crate::emulator::{
+    auth, batch, gemini, gemini::response as gemini_response, imagen,
+    imagen::response as imagen_response,
+};
 
 /// Marks a response whose connection is aborted (counted as `"reset"`).
 #[derive(Debug, Clone, Copy)]
@@ -325,7 +328,7 @@ async fn admitted_call(
 }
 
 async fn inject(
-    scenario: &super::scenario::Scenario,
+    scenario: &crate::emulator::control::scenario::Scenario,
     headers: &HeaderMap,
     fault: Fault,
 ) -> Response {

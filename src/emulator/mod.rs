@@ -5,6 +5,19 @@
 //!
 //! It is a product feature for users' development and our tests; it must never call
 //! Google, and nothing outside this module depends on its internals beyond the API below.
+//!
+//! By what it stands in for:
+//! - `routes` → `dispatch`: a Google path parsed, authenticated (`auth`), admitted by
+//!   quota, delayed, faulted and answered; `call` is what every model call carries,
+//!   `envelope` Google's error shapes, `state` the shared state.
+//! - `gemini/`: `:generateContent` (the proto check, the request schema, the plan and
+//!   the response).
+//! - `imagen/`: `:predict` for the Imagen family (parameters, inputs, segmentation,
+//!   the response).
+//! - `batch`: the batch endpoints of both APIs.
+//! - `media/`: input images read and checked; output images synthesised.
+//! - `control/`: the knobs and what tests read back: the scenario, faults, quotas,
+//!   stats, and the non-Google endpoints that set and show them.
 
 mod auth;
 mod batch;
@@ -12,23 +25,11 @@ mod call;
 mod control;
 mod dispatch;
 mod envelope;
-mod faults;
 mod gemini;
-mod gemini_response;
 mod imagen;
-mod imagen_inputs;
-mod imagen_params;
-mod imagen_response;
-mod imagen_segment;
 mod media;
-mod proto;
-mod quota;
 mod routes;
-mod scenario;
-mod schema;
 mod state;
-mod stats;
-mod synth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,9 +40,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde_json::Value;
 
-pub use scenario::{Faults, LatencyBucket, LatencyConfig, LatencySpec, QuotaLimits, Scenario};
+pub use control::scenario::{
+    Faults, LatencyBucket, LatencyConfig, LatencySpec, QuotaLimits, Scenario,
+};
+pub use control::stats::Stats;
 pub use state::{AppState, Shared};
-pub use stats::Stats;
 
 /// Errors starting or configuring the emulator.
 #[derive(Debug, thiserror::Error)]

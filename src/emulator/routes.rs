@@ -5,7 +5,7 @@
 
 use axum::http::Method;
 
-use super::proto::Surface;
+use crate::emulator::call::Surface;
 
 /// A recognised API path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng};
 use serde_json::Value;
 
-use super::auth::AuthStore;
-use super::quota::QuotaBook;
-use super::scenario::Scenario;
-use super::stats::StatsBook;
-use super::synth::ImageCache;
+use crate::emulator::auth::AuthStore;
+use crate::emulator::control::quota::QuotaBook;
+use crate::emulator::control::scenario::Scenario;
+use crate::emulator::control::stats::StatsBook;
+use crate::emulator::media::synth::ImageCache;
 
 /// State shared by every handler.
 pub type Shared = Arc<AppState>;

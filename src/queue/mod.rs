@@ -88,14 +88,14 @@ impl QueueOptions {
     /// From the `[worker]` settings.
     pub fn from_settings(w: &crate::config::WorkerConfig) -> Self {
         QueueOptions {
-            visibility: Duration::from_secs(w.visibility_timeout_s),
+            visibility: w.visibility_timeout,
             max_deliveries: w.max_deliveries,
-            retention: Duration::from_secs(w.retention_s),
-            max_wait: Duration::from_secs(w.max_wait_s),
+            retention: w.retention,
+            max_wait: w.max_wait,
             aimd: rules::Aimd {
                 decrease: w.aimd_decrease,
-                interval_ms: w.aimd_interval_ms,
-                default_pause_ms: w.pause_default_ms,
+                interval_ms: w.aimd_interval.as_millis() as u64,
+                default_pause_ms: w.pause_default.as_millis() as u64,
             },
         }
     }

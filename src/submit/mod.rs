@@ -200,27 +200,8 @@ pub async fn enqueue_file(
     mut progress: impl FnMut(u64),
 ) -> Result<Submitted, SubmitError> {
     let handle = queue.create_batch(batch).await?;
-    if handle.existing
-        && let (Some(key), Some(ours), Some(theirs)) =
-            (&batch.idempotency_key, &batch.digest, &handle.digest)
-        && ours != theirs
-    {
-        let difference = first_difference(queue, file, &batch.project, &handle).await?;
-        return Err(SubmitError::Conflict {
-            key: key.clone(),
-            batch: handle.id.clone(),
-            difference,
-        });
-    }
-    if handle.sealed {
-        let record = queue.batch(&batch.project, &handle.id).await?;
-        let total = record.and_then(|r| r.total).unwrap_or(handle.enqueued);
-        return Ok(Submitted {
-            batch: handle,
-            enqueued_now: 0,
-            total,
-            completed: false,
-        });
+    if let Some(done) = already_submitted(queue, file, batch, &handle).await? {
+        return Ok(done);
     }
     let project = batch.project.as_str();
     let id = handle.id.clone();
@@ -235,7 +216,7 @@ pub async fn enqueue_file(
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
-            let Some((seq, line, mut spec, json)) = jobs.next().await else {
+            let Some((seq, line, spec, json)) = jobs.next().await else {
                 break;
             };
             seq_total = seq + 1;
@@ -243,27 +224,7 @@ pub async fn enqueue_file(
                 continue;
             }
             let hash = keep_hashes.then(|| job_hash(&json));
-            let json = match uploader {
-                Some(u) if inputs::has_local_paths(&spec) => {
-                    u.upload(&mut spec)
-                        .await
-                        .map_err(|message| SubmitError::Input { line, message })?;
-                    serde_json::to_string(&spec).map_err(|e| SubmitError::Input {
-                        line,
-                        message: e.to_string(),
-                    })?
-                }
-                _ => json,
-            };
-            chunk.push(NewJob {
-                seq,
-                line: Some(line as u64),
-                spec: json,
-                op: spec.op.to_string(),
-                webhook: spec.webhook_url,
-                lane: spec.model,
-                hash,
-            });
+            chunk.push(new_job(seq, line, spec, json, hash, uploader).await?);
         }
         let last = chunk.len() < CHUNK;
         if !chunk.is_empty() {
@@ -297,6 +258,72 @@ pub async fn enqueue_file(
         enqueued_now,
         total: seq_total,
         completed,
+    })
+}
+
+/// A batch found by idempotency key: a conflict when its jobs differ from `file`'s,
+/// its result when it was sealed already, `None` when its submit is to be resumed (or
+/// the batch is new).
+async fn already_submitted(
+    queue: &dyn JobQueue,
+    file: &JobFile<'_>,
+    batch: &NewBatch,
+    handle: &BatchHandle,
+) -> Result<Option<Submitted>, SubmitError> {
+    if handle.existing
+        && let (Some(key), Some(ours), Some(theirs)) =
+            (&batch.idempotency_key, &batch.digest, &handle.digest)
+        && ours != theirs
+    {
+        let difference = first_difference(queue, file, &batch.project, handle).await?;
+        return Err(SubmitError::Conflict {
+            key: key.clone(),
+            batch: handle.id.clone(),
+            difference,
+        });
+    }
+    if !handle.sealed {
+        return Ok(None);
+    }
+    let record = queue.batch(&batch.project, &handle.id).await?;
+    let total = record.and_then(|r| r.total).unwrap_or(handle.enqueued);
+    Ok(Some(Submitted {
+        batch: handle.clone(),
+        enqueued_now: 0,
+        total,
+        completed: false,
+    }))
+}
+
+/// One job of a chunk; its local input files uploaded first when `uploader` is given.
+async fn new_job(
+    seq: u64,
+    line: usize,
+    mut spec: JobSpec,
+    json: String,
+    hash: Option<u32>,
+    uploader: Option<&Uploader>,
+) -> Result<NewJob, SubmitError> {
+    let json = match uploader {
+        Some(u) if inputs::has_local_paths(&spec) => {
+            u.upload(&mut spec)
+                .await
+                .map_err(|message| SubmitError::Input { line, message })?;
+            serde_json::to_string(&spec).map_err(|e| SubmitError::Input {
+                line,
+                message: e.to_string(),
+            })?
+        }
+        _ => json,
+    };
+    Ok(NewJob {
+        seq,
+        line: Some(line as u64),
+        spec: json,
+        op: spec.op.to_string(),
+        webhook: spec.webhook_url,
+        lane: spec.model,
+        hash,
     })
 }
 

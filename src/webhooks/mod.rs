@@ -60,10 +60,10 @@ impl Settings {
         Ok(Settings {
             policy: Arc::new(NetPolicy::for_webhooks(c)?),
             schedule: c.schedule()?,
-            timeout: Duration::from_secs(c.timeout_s),
+            timeout: c.timeout,
             max_response_bytes: c.max_response_bytes,
             concurrency: c.concurrency.max(1),
-            signed_url_ttl: Duration::from_secs(c.signed_url_ttl_s),
+            signed_url_ttl: c.signed_url_ttl,
         })
     }
 
@@ -178,20 +178,7 @@ pub async fn attempt(
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Read at most max_response_bytes, keep an excerpt for the record.
-    let mut excerpt = Vec::new();
-    let mut read = 0usize;
-    while read < settings.max_response_bytes {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                read += c.len();
-                if excerpt.len() < EXCERPT {
-                    excerpt.extend_from_slice(&c[..c.len().min(EXCERPT - excerpt.len())]);
-                }
-            }
-            _ => break,
-        }
-    }
+    let excerpt = read_excerpt(&mut resp, settings.max_response_bytes).await;
     let code = status.as_u16();
     if status.is_success() {
         return Attempt {
@@ -199,17 +186,7 @@ pub async fn attempt(
             outcome: AttemptOutcome::Delivered,
         };
     }
-    let text = String::from_utf8_lossy(&excerpt).trim().to_string();
-    let error = if status.is_redirection() {
-        format!(
-            "HTTP {code}: redirect to {} not followed",
-            location.as_deref().unwrap_or("(no Location)")
-        )
-    } else if text.is_empty() {
-        format!("HTTP {code}")
-    } else {
-        format!("HTTP {code}: {text}")
-    };
+    let error = failure_text(code, location.as_deref(), &excerpt);
     let outcome = if code == 410 {
         AttemptOutcome::Gone
     } else {
@@ -220,6 +197,41 @@ pub async fn attempt(
     Attempt {
         record: record(Some(code), Some(error)),
         outcome,
+    }
+}
+
+/// Reads at most `max` bytes of a receiver's answer; keeps the first [`EXCERPT`] for
+/// the record.
+async fn read_excerpt(resp: &mut reqwest::Response, max: usize) -> Vec<u8> {
+    let mut excerpt = Vec::new();
+    let mut read = 0usize;
+    while read < max {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                read += c.len();
+                if excerpt.len() < EXCERPT {
+                    excerpt.extend_from_slice(&c[..c.len().min(EXCERPT - excerpt.len())]);
+                }
+            }
+            _ => break,
+        }
+    }
+    excerpt
+}
+
+/// What a non-2xx answer is recorded as: its status, and the excerpt or the redirect
+/// that was not followed.
+fn failure_text(code: u16, location: Option<&str>, excerpt: &[u8]) -> String {
+    let text = String::from_utf8_lossy(excerpt).trim().to_string();
+    if (300..400).contains(&code) {
+        format!(
+            "HTTP {code}: redirect to {} not followed",
+            location.unwrap_or("(no Location)")
+        )
+    } else if text.is_empty() {
+        format!("HTTP {code}")
+    } else {
+        format!("HTTP {code}: {text}")
     }
 }
 

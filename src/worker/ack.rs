@@ -1,5 +1,6 @@
 //! How a finished task settles: apalis hands each task's result to [`SettleAck`],
-//! which turns it into the queue's [`Settle`] and queues it for the settler.
+//! which turns it into the queue's [`Settle`] (and the job metrics' account) and queues
+//! it for the settler.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use apalis::prelude::*;
 use super::backend::Shared;
 use crate::job::JobStatus;
 use crate::queue::{QueueError, Settle};
-use crate::worker::process::RetryPolicy;
+use crate::worker::process::{Ran, RetryPolicy};
 
 /// Settles each task from its final result.
 #[derive(Clone)]
@@ -42,7 +43,7 @@ pub fn settle_for_error(e: &BoxDynError, attempt: usize, retry: &RetryPolicy) ->
     }
 }
 
-impl Acknowledge<Settle> for SettleAck {
+impl Acknowledge<Ran> for SettleAck {
     type Error = QueueError;
     type Future = futures::future::Ready<Result<(), QueueError>>;
 
@@ -50,18 +51,23 @@ impl Acknowledge<Settle> for SettleAck {
     /// concurrency slot until its ack completes, and a settle's round trip (about a
     /// millisecond) would otherwise keep the slot idle. The lease stays held (and
     /// counted against claims) until the settle is written; shutdown waits for it.
-    fn ack(&mut self, res: &Result<Settle, BoxDynError>, ctx: &ExecutionContext) -> Self::Future {
+    fn ack(&mut self, res: &Result<Ran, BoxDynError>, ctx: &ExecutionContext) -> Self::Future {
         let shared = self.shared.clone();
         let job = ctx.task_id().map(ToString::to_string).unwrap_or_default();
-        let settle = match res {
-            Ok(s) => s.clone(),
-            Err(e) => settle_for_error(e, ctx.attempt(), &shared.retry),
-        };
-        let lease = shared.leases.lock().expect("leases").get(&job).cloned();
-        match lease {
-            Some(lease) => {
+        let held = shared.leases.lock().expect("leases").get(&job).cloned();
+        match held {
+            Some(held) => {
+                let ran = match res {
+                    Ok(ran) => ran.clone(),
+                    // A panic or a timeout: the handler's own account is lost.
+                    Err(e) => Ran {
+                        settle: settle_for_error(e, ctx.attempt(), &shared.retry),
+                        operation: None,
+                        started: held.since,
+                    },
+                };
                 self.shared.settling.spawn(async move {
-                    if let Err(e) = shared.settle(lease, settle).await {
+                    if let Err(e) = shared.settle(held.lease, ran).await {
                         tracing::warn!(job.id = %job, error = %e, "settling a finished job failed; its lease will expire and another worker will run it again");
                     }
                 });

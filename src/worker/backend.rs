@@ -31,6 +31,7 @@ use apalis_core::backend::{BackendConfig, finalize::Ephemeral};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
+use super::process::Ran;
 use super::settler::Settler;
 use crate::queue::{Claimed, JobQueue, Lease, QueueError, Settle};
 use crate::worker::process::RetryPolicy;
@@ -55,7 +56,7 @@ pub struct Shared {
     /// Jobs in flight at once.
     pub concurrency: usize,
     /// Every lease this worker holds (claimed, buffered or running), by job id.
-    pub leases: Mutex<HashMap<String, Lease>>,
+    pub leases: Mutex<HashMap<String, Held>>,
     /// Batches settles.
     pub settler: Settler,
     /// Attempt budget (a timeout counts as an attempt).
@@ -64,12 +65,20 @@ pub struct Shared {
     pub on_batch_complete: OnBatchComplete,
     /// Jobs taken over from dead workers: run before anything newly claimed.
     pub recovered: Mutex<VecDeque<Claimed>>,
-    /// Operation and start of the jobs being processed (metrics at settle).
-    pub ops: crate::worker::process::OpsSeen,
     /// How long jobs and queue round trips take: sizes the claim headroom.
     pub pace: Pace,
     /// Settles of finished jobs still being written (shutdown waits for them).
     pub settling: tokio_util::task::TaskTracker,
+}
+
+/// A lease this worker holds, and since when (a job that ends in a panic or a timeout
+/// is timed from it).
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The lease.
+    pub lease: Lease,
+    /// When the worker took it.
+    pub since: std::time::Instant,
 }
 
 /// Moving averages (µs) of a job's run and of the queue round trips around it, from
@@ -134,7 +143,7 @@ impl Shared {
             .lock()
             .expect("leases")
             .values()
-            .cloned()
+            .map(|h| h.lease.clone())
             .collect()
     }
 
@@ -145,9 +154,11 @@ impl Shared {
     }
 
     fn hold(&self, claimed: &[Claimed]) {
+        let since = std::time::Instant::now();
         let mut leases = self.leases.lock().expect("leases");
         for c in claimed {
-            leases.insert(c.lease.job.clone(), c.lease.clone());
+            let lease = c.lease.clone();
+            leases.insert(c.lease.job.clone(), Held { lease, since });
         }
     }
 
@@ -155,7 +166,10 @@ impl Shared {
     pub fn forget<'a>(&self, leases: impl Iterator<Item = &'a Lease>) {
         let mut held = self.leases.lock().expect("leases");
         for lease in leases {
-            if held.get(&lease.job).is_some_and(|l| l.token == lease.token) {
+            if held
+                .get(&lease.job)
+                .is_some_and(|h| h.lease.token == lease.token)
+            {
                 held.remove(&lease.job);
             }
         }
@@ -166,20 +180,21 @@ impl Shared {
     }
 
     /// Settles `lease`, forgets it, and fires the batch hook when it completed a batch.
-    pub async fn settle(&self, lease: Lease, settle: Settle) -> Result<(), QueueError> {
-        let outcome = match &settle {
+    /// A terminal settle that was applied is counted in the job metrics.
+    pub async fn settle(&self, lease: Lease, ran: Ran) -> Result<(), QueueError> {
+        let outcome = match &ran.settle {
             Settle::Finish { status, .. } => Some(status.as_str()),
             _ => None,
         };
         let sent = std::time::Instant::now();
-        let report = self.settler.settle(lease.clone(), settle).await;
+        let report = self.settler.settle(lease.clone(), ran.settle).await;
         self.pace.settle(sent.elapsed());
-        let seen = self.ops.lock().expect("ops").remove(&lease.job);
         if let (Some(outcome), Ok(r)) = (outcome, &report)
             && r.applied
         {
-            let (op, started) = seen.unwrap_or(("unknown", std::time::Instant::now()));
-            crate::metrics::get().job_finished(&lease.project, op, outcome, started.elapsed());
+            let op = ran.operation.unwrap_or("unknown");
+            let took = ran.started.elapsed();
+            crate::metrics::get().job_finished(&lease.project, op, outcome, took);
         }
         if report.is_err() {
             crate::metrics::get().redis_error("settle");
@@ -188,7 +203,7 @@ impl Shared {
             let mut leases = self.leases.lock().expect("leases");
             if leases
                 .get(&lease.job)
-                .is_some_and(|l| l.token == lease.token)
+                .is_some_and(|h| h.lease.token == lease.token)
             {
                 leases.remove(&lease.job);
             }

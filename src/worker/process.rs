@@ -43,8 +43,8 @@ impl RetryPolicy {
     /// From the `[worker]` settings.
     pub fn from_settings(w: &crate::config::WorkerConfig) -> Self {
         RetryPolicy {
-            min_delay: Duration::from_millis(w.retry_min_ms),
-            max_delay: Duration::from_millis(w.retry_max_ms),
+            min_delay: w.retry_min,
+            max_delay: w.retry_max,
             max_attempts: w.max_attempts,
         }
     }
@@ -77,12 +77,7 @@ pub struct JobContext<'a> {
     pub retry: RetryPolicy,
     /// When daily quotas reset (`HH:MM` UTC): how long a spent one parks its lane.
     pub quota_reset_utc: crate::config::ResetTime,
-    /// Where the job's operation is noted once decoded (the settle counts it).
-    pub ops: Option<&'a OpsSeen>,
 }
-
-/// Jobs being processed: their operation and start, by job id (for metrics at settle).
-pub type OpsSeen = std::sync::Mutex<std::collections::HashMap<String, (&'static str, Instant)>>;
 
 /// Writes every image of `out`; returns what was stored.
 pub async fn store_outputs(
@@ -177,71 +172,133 @@ enum Outcome {
     },
 }
 
+/// One delivery's end: how to settle it, and what the settle's metrics need.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// How the queue settles the delivery.
+    pub settle: Settle,
+    /// The job's operation (`None` when its payload did not decode).
+    pub operation: Option<&'static str>,
+    /// When the delivery started (a job's duration runs to its settle).
+    pub started: Instant,
+}
+
 /// One delivery of `claimed`: returns how to settle it. Writes `result.json` for every
 /// terminal outcome (deterministic keys: a re-run overwrites).
-pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &Claimed) -> Settle {
+pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &Claimed) -> Ran {
     let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    let job_id = claimed.lease.job.as_str();
-    let batch = split_job_id(job_id).map(|(b, _)| b);
-    let attempt = claimed.attempts + 1;
     // decode
     let spec = match JobSpec::from_json(&claimed.payload) {
         Ok(spec) => spec,
         Err(e) => {
             let error = format!("undecodable job payload: {e}");
-            tracing::error!(job.id = job_id, %error, "dead-lettering");
-            return Settle::Finish {
+            tracing::error!(job.id = %claimed.lease.job, %error, "dead-lettering");
+            let settle = Settle::Finish {
                 status: JobStatus::Failed,
                 error: Some(error),
                 result: None,
                 dead_letter: true,
             };
+            return Ran {
+                settle,
+                operation: None,
+                started,
+            };
         }
     };
-    if let Some(ops) = ctx.ops {
-        ops.lock()
-            .expect("ops")
-            .insert(job_id.to_string(), (spec.op.as_str(), started));
+    let settle = deliver(ctx, queue, claimed, &spec, started).await;
+    Ran {
+        settle,
+        operation: Some(spec.op.as_str()),
+        started,
     }
+}
+
+/// The steps after decoding: admit (done by the claim) → call → classify → store →
+/// record.
+async fn deliver(
+    ctx: &JobContext<'_>,
+    queue: &dyn JobQueue,
+    claimed: &Claimed,
+    spec: &JobSpec,
+    started: Instant,
+) -> Settle {
     let loc = JobLocation {
         line: claimed.line,
         prompt: spec.prompt.as_deref(),
         model: &spec.model,
-        ..JobLocation::of(ctx.project, job_id)
+        ..JobLocation::of(ctx.project, &claimed.lease.job)
     };
-    let metrics = crate::metrics::get();
-    let mut result = JobResult {
+    let result = blank_result(ctx, claimed, spec);
+    let out = match call(ctx, queue, claimed, spec).await {
+        Called::Answered(out) => out,
+        Called::Settle(settle) => return settle,
+        Called::Finish(status, error) => {
+            return record(ctx, &loc, result, status, Some(error), started).await;
+        }
+    };
+    // safe point 2: a cancel that arrived during the call wins over storing.
+    if cancelled(queue, claimed).await {
+        let error = Some("cancelled by request".into());
+        return record(ctx, &loc, result, JobStatus::Cancelled, error, started).await;
+    }
+    store(ctx, &loc, result, &out, claimed.attempts + 1, started).await
+}
+
+/// The result record before the call: everything known from the claim and the spec.
+fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobResult {
+    let job_id = claimed.lease.job.as_str();
+    JobResult {
         job_id: job_id.to_string(),
-        batch_id: batch.map(str::to_string),
+        batch_id: split_job_id(job_id).map(|(b, _)| b.to_string()),
         project: ctx.project.to_string(),
         line: claimed.line.map(|l| l as usize),
         model: spec.model.clone(),
         operation: spec.op.to_string(),
         status: JobStatus::Failed,
-        request: redacted_request(&spec),
+        request: redacted_request(spec),
         images: Vec::new(),
         text: Vec::new(),
         enhanced_prompt: None,
         rai_filtered_reasons: Vec::new(),
         safety_attributes: Vec::new(),
         usage: None,
-        attempts: attempt,
+        attempts: claimed.attempts + 1,
         error: None,
-        started_at: started_at.to_rfc3339(),
+        started_at: chrono::Utc::now().to_rfc3339(),
         finished_at: String::new(),
         duration_ms: 0,
-    };
-    // admit: the claim admitted it under the project's and lane's limits, and skipped
-    // jobs cancelled while queued.
-    // call: a cancel during the call drops the request at once (Google may still bill
-    // a call it had finished; docs/design/queue.md "Cancellation").
+    }
+}
+
+/// What the call step decided.
+enum Called {
+    /// The provider answered: store its outputs.
+    Answered(ProviderOutput),
+    /// A retry or a deferral: settle without a record.
+    Settle(Settle),
+    /// A terminal outcome to record.
+    Finish(JobStatus, String),
+}
+
+/// Steps "call" and "classify". A cancel during the call drops the request at once
+/// (Google may still bill a call it had finished; docs/design/queue.md
+/// "Cancellation").
+async fn call(
+    ctx: &JobContext<'_>,
+    queue: &dyn JobQueue,
+    claimed: &Claimed,
+    spec: &JobSpec,
+) -> Called {
+    let job_id = claimed.lease.job.as_str();
+    let attempt = claimed.attempts + 1;
+    let metrics = crate::metrics::get();
     let called = Instant::now();
     let outcome = tokio::select! {
-        out = ctx.provider.call(&spec) => out,
+        out = ctx.provider.call(spec) => out,
         () = cancel_arrives(queue, claimed) => {
             tracing::info!(job.id = job_id, "cancelled during the provider call: request dropped");
-            return record(ctx, &loc, result, JobStatus::Cancelled, Some("cancelled by request".into()), started).await;
+            return Called::Finish(JobStatus::Cancelled, "cancelled by request".into());
         }
     };
     metrics.provider_response(
@@ -250,66 +307,63 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
         outcome.as_ref().map(|_| ()),
         called.elapsed(),
     );
-    // classify
-    let out = match outcome {
-        Ok(out) => out,
-        Err(e) => match classify(&e, attempt, &ctx.retry, ctx.quota_reset_utc) {
-            Outcome::Defer {
-                throttle,
-                delay,
-                error,
-            } => {
-                tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred by a 429");
-                metrics.deferral(ctx.project, e.label());
-                if let Err(e) = queue
-                    .throttle(ctx.project, &claimed.lease.lane, &throttle)
-                    .await
-                {
-                    tracing::warn!(error = %e, "recording a 429 for the lane");
-                }
-                return Settle::Retry {
-                    delay,
-                    count: false,
-                    error,
-                };
-            }
-            Outcome::Retry { delay, error } => {
-                // Counted in the job's attempts_log and the metrics; a warning per
-                // attempt would drown the log (and `run`'s progress bar).
-                tracing::info!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
-                metrics.retry(ctx.project, e.label());
-                return Settle::Retry {
-                    delay,
-                    count: true,
-                    error,
-                };
-            }
-            Outcome::Finish(status, error) => {
-                return record(ctx, &loc, result, status, Some(error), started).await;
-            }
-        },
+    let e = match outcome {
+        Ok(out) => return Called::Answered(out),
+        Err(e) => e,
     };
-    // safe point 2: a cancel that arrived during the call wins over storing.
-    if cancelled(queue, claimed).await {
-        return record(
-            ctx,
-            &loc,
-            result,
-            JobStatus::Cancelled,
-            Some("cancelled by request".into()),
-            started,
-        )
-        .await;
+    match classify(&e, attempt, &ctx.retry, ctx.quota_reset_utc) {
+        Outcome::Defer {
+            throttle,
+            delay,
+            error,
+        } => {
+            tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred by a 429");
+            metrics.deferral(ctx.project, e.label());
+            if let Err(e) = queue
+                .throttle(ctx.project, &claimed.lease.lane, &throttle)
+                .await
+            {
+                tracing::warn!(error = %e, "recording a 429 for the lane");
+            }
+            Called::Settle(Settle::Retry {
+                delay,
+                count: false,
+                error,
+            })
+        }
+        Outcome::Retry { delay, error } => {
+            // Counted in the job's attempts_log and the metrics; a warning per
+            // attempt would drown the log (and `run`'s progress bar).
+            tracing::info!(job.id = job_id, attempt, retry_in_ms = delay.as_millis() as u64, %error, "transient provider error");
+            metrics.retry(ctx.project, e.label());
+            Called::Settle(Settle::Retry {
+                delay,
+                count: true,
+                error,
+            })
+        }
+        Outcome::Finish(status, error) => Called::Finish(status, error),
     }
-    // store
-    absorb(&mut result, &out);
-    match store_outputs(ctx.store, &loc, &out).await {
+}
+
+/// Step "store": writes the outputs, then records the job.
+async fn store(
+    ctx: &JobContext<'_>,
+    loc: &JobLocation<'_>,
+    mut result: JobResult,
+    out: &ProviderOutput,
+    attempt: u32,
+    started: Instant,
+) -> Settle {
+    let metrics = crate::metrics::get();
+    absorb(&mut result, out);
+    match store_outputs(ctx.store, loc, out).await {
         Ok(images) => {
             for img in images.iter().filter(|i| i.bytes > 0) {
                 metrics.image_written(ctx.project, img.bytes);
             }
             result.images = images;
-            record(ctx, &loc, result, JobStatus::Succeeded, None, started).await
+            record(ctx, loc, result, JobStatus::Succeeded, None, started).await
         }
         Err(e) if attempt < ctx.retry.max_attempts => {
             metrics.retry(ctx.project, "storage");
@@ -321,7 +375,7 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
         }
         Err(e) => {
             let error = format!("storing outputs: {e}");
-            record(ctx, &loc, result, JobStatus::Failed, Some(error), started).await
+            record(ctx, loc, result, JobStatus::Failed, Some(error), started).await
         }
     }
 }

@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 
 use super::backend::{OnBatchComplete, QueueBackend, QueuedJob, Shared};
 use super::loops::{hand_back, keep_leases, recover_loop, register_loop};
-use super::process::{JobContext, RetryPolicy, process_job};
+use super::process::{JobContext, Ran, RetryPolicy, process_job};
 use super::settler::Settler;
 use crate::providers::ImageProvider;
 use crate::queue::{JobQueue, Settle};
@@ -110,12 +110,16 @@ struct Runner {
     quota_reset_utc: crate::config::ResetTime,
 }
 
-async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, BoxDynError> {
+async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Ran, BoxDynError> {
     let claimed = job.0;
     let span = tracing::info_span!("job", job.id = %claimed.lease.job, project = %claimed.lease.project, attempt = claimed.attempts + 1);
     async {
         let Some(project) = runner.projects.get(&claimed.lease.project) else {
-            return Ok(Settle::Release);
+            return Ok(Ran {
+                settle: Settle::Release,
+                operation: None,
+                started: std::time::Instant::now(),
+            });
         };
         let ctx = JobContext {
             provider: project.provider.as_ref(),
@@ -123,13 +127,12 @@ async fn handle(job: QueuedJob, runner: Data<Arc<Runner>>) -> Result<Settle, Box
             project: &claimed.lease.project,
             retry: runner.retry,
             quota_reset_utc: runner.quota_reset_utc,
-            ops: Some(&runner.shared.ops),
         };
         let _running = InFlight::new(&claimed.lease.project);
         let started = std::time::Instant::now();
-        let settle = process_job(&ctx, runner.queue.as_ref(), &claimed).await;
+        let ran = process_job(&ctx, runner.queue.as_ref(), &claimed).await;
         runner.shared.pace.job(started.elapsed());
-        Ok(settle)
+        Ok(ran)
     }
     .instrument(span)
     .await
@@ -203,73 +206,15 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<ShutdownReport> {
     anyhow::ensure!(!projects.is_empty(), "the worker has no projects to serve");
-    let stores: Arc<HashMap<String, OutputStore>> = Arc::new(
-        projects
-            .iter()
-            .map(|(k, p)| (k.clone(), p.store.clone()))
-            .collect(),
-    );
-    let hook: OnBatchComplete = {
-        let queue = queue.clone();
-        let stores = stores.clone();
-        Arc::new(move |project: String, batch: String| {
-            let queue = queue.clone();
-            let stores = stores.clone();
-            let after = on_batch_complete.clone();
-            tokio::spawn(async move {
-                if let Some(store) = stores.get(&project) {
-                    match crate::manifest::write(queue.as_ref(), store, &project, &batch).await {
-                        Ok(url) => {
-                            tracing::info!(%project, %batch, manifest = %url, "batch completed")
-                        }
-                        Err(e) => {
-                            tracing::error!(%project, %batch, error = %e, "writing the manifest")
-                        }
-                    }
-                }
-                if let Some(after) = after {
-                    after(project, batch);
-                }
-            });
-        })
-    };
+    let hook = manifest_hook(queue.clone(), &projects, on_batch_complete);
     let mut names: Vec<String> = projects.keys().cloned().collect();
     names.sort();
-    let mut hooks = HashMap::new();
-    for (name, p) in &projects {
-        queue.set_limits(name, p.limits.clone());
-        let default_url = p.webhook.as_ref().and_then(|w| w.default_url.as_deref());
-        queue.set_default_webhook(name, default_url).await?;
-        // Every project: one without a secret still has its events (a job line's own
-        // webhook_url) ended, as "not sent", instead of left pending.
-        hooks.insert(
-            name.clone(),
-            crate::webhooks::ProjectHooks {
-                signer: p.webhook.as_ref().map(|w| w.signer.clone()),
-                store: p.store.clone(),
-            },
-        );
-    }
-    let weights = names.iter().map(|n| projects[n].weight.max(1)).collect();
+    let hooks = announce_projects(queue.as_ref(), &projects).await?;
     let fingerprints: Vec<(String, Fingerprint)> = names
         .iter()
         .map(|n| (n.clone(), projects[n].fingerprint.clone()))
         .collect();
-    let shared = Arc::new(Shared {
-        queue: queue.clone(),
-        worker: options.name.clone(),
-        projects: names,
-        weights,
-        concurrency: options.concurrency,
-        leases: Default::default(),
-        settler: Settler::spawn(queue.clone()),
-        retry: options.retry,
-        on_batch_complete: hook,
-        recovered: Default::default(),
-        ops: Default::default(),
-        pace: Default::default(),
-        settling: Default::default(),
-    });
+    let shared = shared_state(queue.clone(), names, &projects, &options, hook);
     let runner = Arc::new(Runner {
         queue: queue.clone(),
         shared: shared.clone(),
@@ -310,11 +255,116 @@ pub async fn run_worker(
     let signal = shutdown.clone();
     // A task of its own, so it runs on the runtime's worker threads (not on a caller's
     // `block_on` thread, which every timer wake-up would have to unpark).
-    let mut run = tokio::spawn(worker.run_until(async move {
+    let run = tokio::spawn(worker.run_until(async move {
         signal.await;
         Ok::<(), std::io::Error>(())
     }));
-    let grace = options.shutdown_grace;
+    let stopped_at = run_until_deadline(run, shutdown, options.shutdown_grace).await;
+    registry.abort();
+    // Everything from here is bounded: the grace's end (or now, when the worker
+    // stopped by itself) plus HANDBACK.
+    let handback_by = stopped_at + HANDBACK;
+    let report = hand_back(&shared, handback_by).await;
+    keeper.abort();
+    recovery.abort();
+    if let Some(d) = dispatcher {
+        // Deliveries in flight finish (each bounded by the attempt timeout); the rest
+        // wait in the queue for any worker.
+        let _ = tokio::time::timeout_at(handback_by + Duration::from_secs(1), d).await;
+    }
+    Ok(report)
+}
+
+/// The state the backend, the ack layer and the loops of one worker share.
+fn shared_state(
+    queue: Arc<dyn JobQueue>,
+    names: Vec<String>,
+    projects: &HashMap<String, ProjectRuntime>,
+    options: &WorkerOptions,
+    on_batch_complete: OnBatchComplete,
+) -> Arc<Shared> {
+    Arc::new(Shared {
+        weights: names.iter().map(|n| projects[n].weight.max(1)).collect(),
+        projects: names,
+        settler: Settler::spawn(queue.clone()),
+        queue,
+        worker: options.name.clone(),
+        concurrency: options.concurrency,
+        leases: Default::default(),
+        retry: options.retry,
+        on_batch_complete,
+        recovered: Default::default(),
+        pace: Default::default(),
+        settling: Default::default(),
+    })
+}
+
+/// The batch-completion hook: writes the batch's manifest, then calls the caller's hook.
+fn manifest_hook(
+    queue: Arc<dyn JobQueue>,
+    projects: &HashMap<String, ProjectRuntime>,
+    on_batch_complete: Option<OnBatchComplete>,
+) -> OnBatchComplete {
+    let stores: Arc<HashMap<String, OutputStore>> = Arc::new(
+        projects
+            .iter()
+            .map(|(k, p)| (k.clone(), p.store.clone()))
+            .collect(),
+    );
+    Arc::new(move |project: String, batch: String| {
+        let queue = queue.clone();
+        let stores = stores.clone();
+        let after = on_batch_complete.clone();
+        tokio::spawn(async move {
+            if let Some(store) = stores.get(&project) {
+                match crate::manifest::write(queue.as_ref(), store, &project, &batch).await {
+                    Ok(url) => {
+                        tracing::info!(%project, %batch, manifest = %url, "batch completed")
+                    }
+                    Err(e) => {
+                        tracing::error!(%project, %batch, error = %e, "writing the manifest")
+                    }
+                }
+            }
+            if let Some(after) = after {
+                after(project, batch);
+            }
+        });
+    })
+}
+
+/// Tells the queue each project's limits and default webhook; returns what the webhook
+/// dispatcher needs per project.
+async fn announce_projects(
+    queue: &dyn JobQueue,
+    projects: &HashMap<String, ProjectRuntime>,
+) -> anyhow::Result<HashMap<String, crate::webhooks::ProjectHooks>> {
+    let mut hooks = HashMap::new();
+    for (name, p) in projects {
+        queue.set_limits(name, p.limits.clone());
+        let default_url = p.webhook.as_ref().and_then(|w| w.default_url.as_deref());
+        queue.set_default_webhook(name, default_url).await?;
+        // Every project: one without a secret still has its events (a job line's own
+        // webhook_url) ended, as "not sent", instead of left pending.
+        hooks.insert(
+            name.clone(),
+            crate::webhooks::ProjectHooks {
+                signer: p.webhook.as_ref().map(|w| w.signer.clone()),
+                store: p.store.clone(),
+            },
+        );
+    }
+    Ok(hooks)
+}
+
+/// Waits for the apalis worker's task to stop by itself after `shutdown`, for at most
+/// `grace`; past the grace its jobs are dropped (which aborts their tasks). Returns when
+/// the hand-back may start: the grace's end, or now when the worker stopped sooner.
+async fn run_until_deadline<E: std::fmt::Display>(
+    mut run: tokio::task::JoinHandle<Result<(), E>>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> tokio::time::Instant {
     let stop_at = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
     let deadline = {
         let stop_at = stop_at.clone();
@@ -344,23 +394,9 @@ pub async fn run_worker(
             let _ = run.await;
         }
     }
-    registry.abort();
-    // Everything from here is bounded: the grace's end (or now, when the worker
-    // stopped by itself) plus HANDBACK.
-    let handback_by = stop_at
+    let now = tokio::time::Instant::now();
+    stop_at
         .lock()
         .expect("stop_at")
-        .map_or_else(tokio::time::Instant::now, |at| {
-            at.min(tokio::time::Instant::now())
-        })
-        + HANDBACK;
-    let report = hand_back(&shared, handback_by).await;
-    keeper.abort();
-    recovery.abort();
-    if let Some(d) = dispatcher {
-        // Deliveries in flight finish (each bounded by the attempt timeout); the rest
-        // wait in the queue for any worker.
-        let _ = tokio::time::timeout_at(handback_by + Duration::from_secs(1), d).await;
-    }
-    Ok(report)
+        .map_or(now, |at| at.min(now))
 }

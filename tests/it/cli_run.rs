@@ -207,8 +207,8 @@ fn transient_errors_do_not_flood_the_terminal_and_are_counted() {
         .current_dir(dir.path())
         .env("IMAGEGEN__EMULATOR__SCENARIO", &scenario)
         .env("IMAGEGEN__WORKER__MAX_ATTEMPTS", "30")
-        .env("IMAGEGEN__WORKER__RETRY_MIN_MS", "10")
-        .env("IMAGEGEN__WORKER__RETRY_MAX_MS", "50")
+        .env("IMAGEGEN__WORKER__RETRY_MIN", "10ms")
+        .env("IMAGEGEN__WORKER__RETRY_MAX", "50ms")
         .args(["run", file.to_str().unwrap()])
         .output()
         .unwrap();

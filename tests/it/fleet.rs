@@ -76,10 +76,10 @@ key_prefix = "{prefix}"
 [output]
 url = "file://{out}"
 [worker]
-visibility_timeout_s = 3
-retry_min_ms = 50
-retry_max_ms = 500
-shutdown_grace_s = 10
+visibility_timeout = "3s"
+retry_min = "50ms"
+retry_max = "500ms"
+shutdown_grace = "10s"
 [projects.acme]
 backend = "gemini-api"
 endpoint = "{emulator_url}"

@@ -88,79 +88,14 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
             inst.opt("prompt", spec.prompt.clone());
             common_parameters(spec, &mut params);
         }
-        (Operation::Edit, Family::ImagenCapability) => {
-            let refs = spec
-                .reference_images
-                .iter()
-                .enumerate()
-                .map(|(i, r)| reference(i, r))
-                .collect::<Result<Vec<_>, _>>()?;
-            inst.set("prompt", spec.prompt.clone().unwrap_or_default())
-                .set("referenceImages", refs);
-            common_parameters(spec, &mut params);
-            params.opt("editMode", spec.edit_mode.map(|m| m.wire()));
-            let mut edit = Obj::new();
-            edit.opt("baseSteps", spec.base_steps);
-            params.nested("editConfig", edit);
-        }
+        (Operation::Edit, Family::ImagenCapability) => edit(spec, &mut inst, &mut params)?,
         (Operation::Upscale, Family::ImagenGenerate | Family::ImagenUpscale) => {
-            let img = spec
-                .images
-                .first()
-                .ok_or(BuildError::Unresolved("images[0]".into()))?;
-            inst.set("image", image("images[0]", img)?);
-            let mut up = Obj::new();
-            up.opt("upscaleFactor", spec.upscale_factor.clone())
-                .opt("enhanceInputImage", spec.enhance_input_image)
-                .opt("imagePreservationFactor", spec.image_preservation_factor);
-            params.nested("upscaleConfig", up);
-            common_parameters(spec, &mut params);
-            // The SDK always sends these two (spec §5.3).
-            params.set("sampleCount", 1).set("mode", "upscale");
+            upscale(spec, &mut inst, &mut params)?
         }
         (Operation::Recontext, Family::ProductRecontext | Family::VirtualTryOn) => {
-            inst.opt("prompt", spec.prompt.clone());
-            if let Some(person) = &spec.person_image {
-                inst.set(
-                    "personImage",
-                    json!({ "image": image("person_image", person)? }),
-                );
-            }
-            let products = spec
-                .product_images
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Ok(json!({ "image": image(&format!("product_images[{i}]"), p)? })))
-                .collect::<Result<Vec<_>, BuildError>>()?;
-            inst.set("productImages", products);
-            params
-                .opt("sampleCount", spec.number_of_images)
-                .opt("baseSteps", spec.base_steps);
-            let mut rest = Obj::new();
-            common_parameters(spec, &mut rest);
-            if let Value::Object(map) = rest.into_value() {
-                for (k, v) in map {
-                    params.0.entry(k).or_insert(v);
-                }
-            }
+            recontext(spec, &mut inst, &mut params)?
         }
-        (Operation::Segment, Family::Segmentation) => {
-            let img = spec
-                .images
-                .first()
-                .ok_or(BuildError::Unresolved("images[0]".into()))?;
-            inst.set("image", image("images[0]", img)?)
-                .opt("prompt", spec.prompt.clone());
-            if let Some(s) = &spec.scribble_image {
-                inst.set("scribble", json!({ "image": image("scribble_image", s)? }));
-            }
-            params
-                .opt("mode", spec.segment_mode.map(|m| m.wire()))
-                .opt("maxPredictions", spec.max_predictions)
-                .opt("confidenceThreshold", spec.confidence_threshold)
-                .opt("maskDilation", spec.mask_dilation)
-                .opt("binaryColorThreshold", spec.binary_color_threshold);
-        }
+        (Operation::Segment, Family::Segmentation) => segment(spec, &mut inst, &mut params)?,
         _ => {
             return Err(BuildError::Unsupported {
                 model: spec.model.clone(),
@@ -169,6 +104,91 @@ fn instance(spec: &JobSpec, family: Family) -> Result<(Value, Obj), BuildError> 
         }
     }
     Ok((inst.into_value(), params))
+}
+
+/// Edit (Imagen capability): the reference images and the edit mode.
+fn edit(spec: &JobSpec, inst: &mut Obj, params: &mut Obj) -> Result<(), BuildError> {
+    let refs = spec
+        .reference_images
+        .iter()
+        .enumerate()
+        .map(|(i, r)| reference(i, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    inst.set("prompt", spec.prompt.clone().unwrap_or_default())
+        .set("referenceImages", refs);
+    common_parameters(spec, params);
+    params.opt("editMode", spec.edit_mode.map(|m| m.wire()));
+    let mut edit = Obj::new();
+    edit.opt("baseSteps", spec.base_steps);
+    params.nested("editConfig", edit);
+    Ok(())
+}
+
+/// Upscale: the image and the upscale config.
+fn upscale(spec: &JobSpec, inst: &mut Obj, params: &mut Obj) -> Result<(), BuildError> {
+    let img = spec
+        .images
+        .first()
+        .ok_or(BuildError::Unresolved("images[0]".into()))?;
+    inst.set("image", image("images[0]", img)?);
+    let mut up = Obj::new();
+    up.opt("upscaleFactor", spec.upscale_factor.clone())
+        .opt("enhanceInputImage", spec.enhance_input_image)
+        .opt("imagePreservationFactor", spec.image_preservation_factor);
+    params.nested("upscaleConfig", up);
+    common_parameters(spec, params);
+    // The SDK always sends these two (spec §5.3).
+    params.set("sampleCount", 1).set("mode", "upscale");
+    Ok(())
+}
+
+/// Product recontext and virtual try-on: the person and product images.
+fn recontext(spec: &JobSpec, inst: &mut Obj, params: &mut Obj) -> Result<(), BuildError> {
+    inst.opt("prompt", spec.prompt.clone());
+    if let Some(person) = &spec.person_image {
+        inst.set(
+            "personImage",
+            json!({ "image": image("person_image", person)? }),
+        );
+    }
+    let products = spec
+        .product_images
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Ok(json!({ "image": image(&format!("product_images[{i}]"), p)? })))
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    inst.set("productImages", products);
+    params
+        .opt("sampleCount", spec.number_of_images)
+        .opt("baseSteps", spec.base_steps);
+    let mut rest = Obj::new();
+    common_parameters(spec, &mut rest);
+    if let Value::Object(map) = rest.into_value() {
+        for (k, v) in map {
+            params.0.entry(k).or_insert(v);
+        }
+    }
+    Ok(())
+}
+
+/// Segmentation: the image, an optional scribble, and the mask parameters.
+fn segment(spec: &JobSpec, inst: &mut Obj, params: &mut Obj) -> Result<(), BuildError> {
+    let img = spec
+        .images
+        .first()
+        .ok_or(BuildError::Unresolved("images[0]".into()))?;
+    inst.set("image", image("images[0]", img)?)
+        .opt("prompt", spec.prompt.clone());
+    if let Some(s) = &spec.scribble_image {
+        inst.set("scribble", json!({ "image": image("scribble_image", s)? }));
+    }
+    params
+        .opt("mode", spec.segment_mode.map(|m| m.wire()))
+        .opt("maxPredictions", spec.max_predictions)
+        .opt("confidenceThreshold", spec.confidence_threshold)
+        .opt("maskDilation", spec.mask_dilation)
+        .opt("binaryColorThreshold", spec.binary_color_threshold);
+    Ok(())
 }
 
 /// The `:predict` body.

@@ -118,28 +118,7 @@ impl Jobs for RedisQueue {
             }
             cmd.ignore();
         }
-        // Hashes of an idempotent submit's jobs, 4 bytes per position, one SETRANGE per
-        // run of consecutive positions.
-        let mut run: Option<(u64, Vec<u8>)> = None;
-        for job in &jobs {
-            let Some(h) = job.hash else { continue };
-            match &mut run {
-                Some((start, bytes)) if *start + (bytes.len() / 4) as u64 == job.seq => {
-                    bytes.extend_from_slice(&h.to_be_bytes())
-                }
-                _ => {
-                    if let Some((start, bytes)) = run.take() {
-                        pipe.setrange(format!("{bk}:lh"), (start * 4) as isize, bytes)
-                            .ignore();
-                    }
-                    run = Some((job.seq, h.to_be_bytes().to_vec()));
-                }
-            }
-        }
-        if let Some((start, bytes)) = run {
-            pipe.setrange(format!("{bk}:lh"), (start * 4) as isize, bytes)
-                .ignore();
-        }
+        push_hashes(&mut pipe, &format!("{bk}:lh"), &jobs);
         pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
         pipe.hincr(&bk, "queued", n).ignore();
         pipe.hincr(&counts, "queued", n).ignore();
@@ -491,4 +470,27 @@ fn claimed_from_flat(project: &str, flat: &[String]) -> Vec<Claimed> {
             line: c[5].parse().ok(),
         })
         .collect()
+}
+
+/// Queues the hashes of an idempotent submit's jobs on `pipe`: 4 bytes per position,
+/// one SETRANGE per run of consecutive positions.
+fn push_hashes(pipe: &mut redis::Pipeline, key: &str, jobs: &[NewJob]) {
+    let mut run: Option<(u64, Vec<u8>)> = None;
+    for job in jobs {
+        let Some(h) = job.hash else { continue };
+        match &mut run {
+            Some((start, bytes)) if *start + (bytes.len() / 4) as u64 == job.seq => {
+                bytes.extend_from_slice(&h.to_be_bytes())
+            }
+            _ => {
+                if let Some((start, bytes)) = run.take() {
+                    pipe.setrange(key, (start * 4) as isize, bytes).ignore();
+                }
+                run = Some((job.seq, h.to_be_bytes().to_vec()));
+            }
+        }
+    }
+    if let Some((start, bytes)) = run {
+        pipe.setrange(key, (start * 4) as isize, bytes).ignore();
+    }
 }

@@ -618,7 +618,7 @@ fn sigterm_with_redis_down_stops_within_the_grace_and_says_what_it_left() {
     fleet.redis = redis.url();
     fleet
         .envs
-        .push(("IMAGEGEN__WORKER__SHUTDOWN_GRACE_S".into(), "2".into()));
+        .push(("IMAGEGEN__WORKER__SHUTDOWN_GRACE".into(), "2s".into()));
     let batch = fleet.submit(&fleet.file("p.txt", &prompts(8)), &[]);
     fleet.spawn_worker(4);
     fleet.wait_until(&batch, Duration::from_secs(30), "4 running", |s| {

@@ -27,7 +27,7 @@ fn ten_thousand_jobs_through_two_worker_processes() {
     // worker, which this test's "nothing ran twice" would count against it.
     fleet
         .envs
-        .push(("IMAGEGEN__WORKER__VISIBILITY_TIMEOUT_S".into(), "10".into()));
+        .push(("IMAGEGEN__WORKER__VISIBILITY_TIMEOUT".into(), "10s".into()));
     fleet.spawn_worker(32);
     fleet.spawn_worker(32);
     let file = fleet.file("prompts.txt", &prompts(10_000));

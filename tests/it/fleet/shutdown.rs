@@ -1,6 +1,6 @@
 //! SIGTERM of a worker mid-batch: it stops claiming, finishes and settles the jobs it is
 //! running, hands back everything else it holds (its local buffer included) and exits;
-//! past `shutdown_grace_s` it releases what is still running. Nothing is lost, and a
+//! past `shutdown_grace` it releases what is still running. Nothing is lost, and a
 //! job that finished before the exit is never run again.
 
 use std::time::{Duration, Instant};
@@ -82,7 +82,7 @@ fn sigterm_past_the_grace_releases_running_jobs() {
     let mut fleet = Fleet::start("latency_ms = 30000\n", "concurrency = 64\n", 0);
     fleet
         .envs
-        .push(("IMAGEGEN__WORKER__SHUTDOWN_GRACE_S".into(), "2".into()));
+        .push(("IMAGEGEN__WORKER__SHUTDOWN_GRACE".into(), "2s".into()));
     fleet.spawn_worker(8);
     let n = 20;
     let file = fleet.file("prompts.txt", &prompts(n));

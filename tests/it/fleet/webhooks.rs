@@ -94,7 +94,7 @@ impl Receiver {
 fn hook_config(url: &str, schedule: &str, private: bool) -> String {
     format!(
         "concurrency = 64\nwebhook_url = \"{url}\"\nwebhook_secret = \"env:HOOK_SECRET\"\n\
-         [webhooks]\nallow_private_networks = {private}\nretry_schedule = {schedule}\ntimeout_s = 2\n"
+         [webhooks]\nallow_private_networks = {private}\nretry_schedule = {schedule}\ntimeout = \"2s\"\n"
     )
 }
 

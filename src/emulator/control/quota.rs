@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::envelope::{ApiError, duration_string};
-use super::proto::Surface;
-use super::scenario::QuotaLimits;
+use crate::emulator::call::Surface;
+use crate::emulator::control::scenario::QuotaLimits;
+use crate::emulator::envelope::{ApiError, duration_string};
 
 const DAY: Duration = Duration::from_secs(86_400);
 

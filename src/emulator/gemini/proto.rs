@@ -7,19 +7,11 @@
 
 use serde_json::{Map, Value};
 
-use super::envelope::ApiError;
-use super::media::decode_b64;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::media::decode_b64;
 
-/// Which API a request arrived on (some fields exist on only one of them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// Vertex AI (project paths and express mode).
-    Vertex,
-    /// Gemini Developer API.
-    Developer,
-}
-
-use super::schema::{Field, Kind, REQUEST, Scope};
+use crate::emulator::call::Surface;
+use crate::emulator::gemini::schema::{Field, Kind, REQUEST, Scope};
 
 struct Ctx {
     surface: Surface,

@@ -3,17 +3,22 @@
 //! size, MIME, decodability), response modalities, candidate count, aspect ratio and size
 //! per model, output options, thought signatures in history — producing a `GeminiPlan`.
 //!
-//! Decides what to answer; the response JSON is built in `gemini_response`.
+//! Decides what to answer; the response JSON is built in `response`.
+
+pub(super) mod proto;
+pub(super) mod response;
+mod schema;
 
 use serde_json::Value;
 
 use crate::catalog;
 
-use super::call::{CallCtx, text_tokens};
-use super::envelope::ApiError;
-use super::media::{INPUT_MIME_TYPES, decode_b64, inspect, nearest_ratio};
-use super::proto::{Surface, normalize_generate_content};
-use super::synth::{Encoding, requested_encoding};
+use crate::emulator::call::Surface;
+use crate::emulator::call::{CallCtx, text_tokens};
+use crate::emulator::envelope::ApiError;
+use crate::emulator::gemini::proto::normalize_generate_content;
+use crate::emulator::media::synth::{Encoding, requested_encoding};
+use crate::emulator::media::{INPUT_MIME_TYPES, decode_b64, inspect, nearest_ratio};
 
 /// What a valid generateContent request asks for.
 #[derive(Debug, Clone)]

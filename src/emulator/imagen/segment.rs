@@ -2,16 +2,16 @@
 //! the mode (upper or lower case), prompt and scribble rules, numeric ranges, and which
 //! labelled masks to answer (one per prediction, `maxPredictions` honoured).
 //!
-//! Validation only; masks are rendered in `imagen_response`.
+//! Validation only; masks are rendered in `response`.
 
 use serde_json::Value;
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::imagen::{ImagenPlan, Op, base_plan};
-use super::imagen_inputs::image_field;
-use super::imagen_params::Common;
-use super::synth::Encoding;
+use crate::emulator::call::CallCtx;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::imagen::inputs::image_field;
+use crate::emulator::imagen::params::Common;
+use crate::emulator::imagen::{ImagenPlan, Op, base_plan};
+use crate::emulator::media::synth::Encoding;
 
 const SEGMENT_MODES: &[&str] = &[
     "FOREGROUND",

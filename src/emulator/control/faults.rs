@@ -11,8 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::envelope::ApiError;
-use super::scenario::Scenario;
+use crate::emulator::control::scenario::Scenario;
+use crate::emulator::envelope::ApiError;
 
 /// Safety outcome a prompt's markers select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -199,8 +199,8 @@ pub(crate) fn requested_encoding(
     opts: Option<&serde_json::Value>,
     quality_field: &str,
     mime_field: &str,
-) -> Result<Encoding, super::envelope::ApiError> {
-    use super::envelope::ApiError;
+) -> Result<Encoding, crate::emulator::envelope::ApiError> {
+    use crate::emulator::envelope::ApiError;
     let Some(opts) = opts.filter(|v| !v.is_null()) else {
         return Ok(Encoding::Png);
     };
@@ -237,7 +237,7 @@ pub(crate) fn render_b64(
     seed: u64,
     (width, height): (u32, u32),
     encoding: Encoding,
-) -> Result<Arc<String>, super::envelope::ApiError> {
+) -> Result<Arc<String>, crate::emulator::envelope::ApiError> {
     cache
         .get_base64(ImageKey {
             seed,
@@ -245,7 +245,7 @@ pub(crate) fn render_b64(
             height,
             encoding,
         })
-        .map_err(|e| super::envelope::ApiError::new(500, e))
+        .map_err(|e| crate::emulator::envelope::ApiError::new(500, e))
 }
 
 #[cfg(test)]

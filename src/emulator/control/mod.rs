@@ -4,6 +4,11 @@
 //!
 //! Thin HTTP adapters over `state` and `auth`; no model logic here.
 
+pub(super) mod faults;
+pub(super) mod quota;
+pub(super) mod scenario;
+pub(super) mod stats;
+
 use std::time::Duration;
 
 use axum::Json;
@@ -14,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth;
-use super::envelope::ApiError;
-use super::scenario::Scenario;
-use super::state::Shared;
+use crate::emulator::auth;
+use crate::emulator::control::scenario::Scenario;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::state::Shared;
 
 /// `GET /emulator/scenario`.
 pub async fn get_scenario(State(state): State<Shared>) -> Json<Scenario> {
@@ -37,7 +42,7 @@ pub async fn set_scenario(State(state): State<Shared>, body: Bytes) -> Response 
 }
 
 /// `GET /emulator/stats`.
-pub async fn stats(State(state): State<Shared>) -> Json<super::stats::Stats> {
+pub async fn stats(State(state): State<Shared>) -> Json<crate::emulator::control::stats::Stats> {
     Json(state.stats.snapshot())
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::EmulatorError;
+use crate::emulator::EmulatorError;
 
 /// Everything that shapes how the emulator answers. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

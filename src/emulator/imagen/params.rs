@@ -2,16 +2,16 @@
 //! case-insensitive enums, seed vs watermark, output options, storage URI, and the
 //! parameters the Developer API refuses.
 //!
-//! Validation only; operation-specific inputs are in `imagen` / `imagen_inputs`.
+//! Validation only; operation-specific inputs are in `imagen` / `inputs`.
 
 use serde_json::Value;
 
 use crate::catalog::{Family, IMAGEN_LANGUAGES};
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::proto::Surface;
-use super::synth::{Encoding, requested_encoding};
+use crate::emulator::call::CallCtx;
+use crate::emulator::call::Surface;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::media::synth::{Encoding, requested_encoding};
 
 /// Parameters shared by the operations.
 pub(crate) struct Common {

@@ -6,12 +6,12 @@
 
 use serde_json::{Value, json};
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::faults::Outcome;
-use super::imagen::{ImagenPlan, Op};
-use super::state::AppState;
-use super::synth::{render_b64, seed_of};
+use crate::emulator::call::CallCtx;
+use crate::emulator::control::faults::Outcome;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::imagen::{ImagenPlan, Op};
+use crate::emulator::media::synth::{render_b64, seed_of};
+use crate::emulator::state::AppState;
 
 const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
 

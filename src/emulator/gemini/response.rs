@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 
 use crate::catalog::ModelInfo;
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::faults::Outcome;
-use super::gemini::GeminiPlan;
-use super::proto::Surface;
-use super::state::AppState;
-use super::synth::{render_b64, seed_of};
+use crate::emulator::call::CallCtx;
+use crate::emulator::call::Surface;
+use crate::emulator::control::faults::Outcome;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::gemini::GeminiPlan;
+use crate::emulator::media::synth::{render_b64, seed_of};
+use crate::emulator::state::AppState;
 
 const IMAGE_SAFETY_MESSAGE: &str = "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. Try rephrasing the prompt. If you think this was an error, send feedback.";
 
@@ -96,7 +96,7 @@ fn normal_body(
     prompt_image_tokens: u32,
 ) -> Result<Value, ApiError> {
     let text = format!("Here is your image: {}", short(&plan.prompt));
-    let text_tokens = super::call::text_tokens(&text);
+    let text_tokens = crate::emulator::call::text_tokens(&text);
     let per_image = output_tokens(ctx.info, plan.image_size.as_deref());
     let mut candidates = Vec::new();
     for index in 0..plan.candidates {

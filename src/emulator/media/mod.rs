@@ -3,6 +3,8 @@
 //!
 //! Only inspects bytes; never renders output images (that is `synth`).
 
+pub(super) mod synth;
+
 use std::io::Cursor;
 
 pub use crate::catalog::INPUT_MIME_TYPES;

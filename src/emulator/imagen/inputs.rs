@@ -2,15 +2,15 @@
 //! reference images, product recontext and virtual try-on, plus the shared
 //! check of one input image (≤ 10 MB, decodable, or a `gs://` URI).
 //!
-//! Validation only; answers are built in `imagen_response`.
+//! Validation only; answers are built in `response`.
 
 use serde_json::Value;
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::imagen::{ImagenPlan, Op, base_plan, ratio_dims};
-use super::imagen_params::{Common, enum_param};
-use super::media::{decode_b64, inspect};
+use crate::emulator::call::CallCtx;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::imagen::params::{Common, enum_param};
+use crate::emulator::imagen::{ImagenPlan, Op, base_plan, ratio_dims};
+use crate::emulator::media::{decode_b64, inspect};
 
 const REFERENCE_TYPES: &[&str] = &[
     "REFERENCE_TYPE_RAW",

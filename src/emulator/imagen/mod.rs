@@ -1,20 +1,25 @@
 //! `:predict` request validation for the Imagen family (spec §5): the envelope
 //! (`instances`/`parameters`, snake_case keys camelised), dispatch by model family, and
-//! the generate and upscale operations. Shared parameters are in `imagen_params`; edit,
-//! recontext and try-on inputs in `imagen_inputs`; segmentation in `imagen_segment`.
+//! the generate and upscale operations. Shared parameters are in `params`; edit,
+//! recontext and try-on inputs in `inputs`; segmentation in `segment`.
 //!
-//! Produces an `ImagenPlan`; `imagen_response` turns it into predictions.
+//! Produces an `ImagenPlan`; `response` turns it into predictions.
+
+mod inputs;
+mod params;
+pub(super) mod response;
+mod segment;
 
 use serde_json::{Map, Value};
 
 use crate::catalog::{self, Family};
 
-use super::call::CallCtx;
-use super::envelope::ApiError;
-use super::imagen_inputs::{self, image_field};
-use super::imagen_params::{Common, common_params};
-use super::proto::Surface;
-use super::synth::Encoding;
+use crate::emulator::call::CallCtx;
+use crate::emulator::call::Surface;
+use crate::emulator::envelope::ApiError;
+use crate::emulator::imagen::inputs::image_field;
+use crate::emulator::imagen::params::{Common, common_params};
+use crate::emulator::media::synth::Encoding;
 
 /// Which `:predict` operation a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,10 +121,10 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
         Family::ImagenUpscale => upscale(ctx, &instance, &params, common),
         Family::ImagenGenerate if upscale_mode => upscale(ctx, &instance, &params, common),
         Family::ImagenGenerate => generate(ctx, &instance, &params, common),
-        Family::ImagenCapability => imagen_inputs::edit(ctx, &instance, &params, common),
-        Family::ProductRecontext => imagen_inputs::recontext(ctx, &instance, common),
-        Family::VirtualTryOn => imagen_inputs::try_on(ctx, &instance, common),
-        Family::Segmentation => super::imagen_segment::segment(ctx, &instance, &params),
+        Family::ImagenCapability => inputs::edit(ctx, &instance, &params, common),
+        Family::ProductRecontext => inputs::recontext(ctx, &instance, common),
+        Family::VirtualTryOn => inputs::try_on(ctx, &instance, common),
+        Family::Segmentation => crate::emulator::imagen::segment::segment(ctx, &instance, &params),
         Family::GeminiImage => Err(ApiError::failed_precondition(
             "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
         )),
