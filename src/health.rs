@@ -27,6 +27,8 @@ pub async fn refresh(queue: &dyn JobQueue, projects: &[String]) -> Result<(), St
         for l in queue.lanes(p).await.map_err(failed)? {
             m.set_lane(p, &l, now);
         }
+        let hold = queue.project_hold(p).await.map_err(failed)?;
+        m.set_held(p, "*", hold.as_ref());
     }
     Ok(())
 }

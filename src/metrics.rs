@@ -24,7 +24,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::limits::LaneView;
+use crate::limits::{HoldReason, LaneView};
 use crate::providers::ProviderError;
 
 /// Every metric of the process.
@@ -51,6 +51,7 @@ pub struct Metrics {
     lane_queued: IntGaugeVec,
     lane_paused: IntGaugeVec,
     lane_quota_exhausted: IntGaugeVec,
+    lane_held: IntGaugeVec,
     webhooks_pending: IntGaugeVec,
     up: IntGauge,
 }
@@ -224,6 +225,12 @@ impl Metrics {
                 "1 while a spent daily quota parks the project+model.",
                 &["project", "model"],
             ),
+            lane_held: gauge(
+                &r,
+                "imagegen_lane_held",
+                "1 while an outage holds the project+model (model=\"*\": the whole project), by reason.",
+                &["project", "model", "reason"],
+            ),
             webhooks_pending: gauge(
                 &r,
                 "imagegen_webhooks_pending",
@@ -353,6 +360,22 @@ impl Metrics {
         self.lane_quota_exhausted
             .with_label_values(&labels)
             .set(i64::from(state == "quota_exhausted"));
+        self.set_held(project, &l.model, l.hold.as_ref());
+    }
+
+    /// `imagegen_lane_held` for a lane (or `*`, the project): 1 for the hold's reason,
+    /// 0 for the others.
+    pub fn set_held(&self, project: &str, model: &str, hold: Option<&crate::limits::HoldView>) {
+        for reason in [
+            HoldReason::CredentialsError,
+            HoldReason::ModelUnavailable,
+            HoldReason::PermissionDenied,
+        ] {
+            let on = hold.is_some_and(|h| h.reason == reason.as_str());
+            self.lane_held
+                .with_label_values(&[project, model, reason.as_str()])
+                .set(i64::from(on));
+        }
     }
 
     /// The text exposition of every metric.
@@ -377,6 +400,7 @@ pub fn http_status(e: &ProviderError) -> Option<u16> {
         ProviderError::Transient { status, .. } => *status,
         ProviderError::QuotaExhausted { .. } => Some(429),
         ProviderError::Unauthenticated { .. } => Some(401),
+        ProviderError::Credentials { .. } => None,
         ProviderError::Permanent { status, .. } => Some(*status).filter(|s| *s != 0),
     }
 }

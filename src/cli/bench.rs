@@ -76,7 +76,7 @@ enum Bench {
     },
 }
 
-const SPEC: &str = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"a lighthouse at dusk, oil painting"}"#;
+const SPEC: &str = r#"{"op":"generate","model":"gemini-3.1-flash-image","prompt":"a lighthouse at dusk, oil painting"}"#;
 
 /// Runs a benchmark and prints one JSON line of results.
 pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<ExitCode> {
@@ -171,7 +171,7 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 seq: s,
                 line: Some(s + 1),
                 spec: SPEC.to_string(),
-                lane: "gemini-2.5-flash-image".into(),
+                lane: "gemini-3.1-flash-image".into(),
                 op: "generate".into(),
                 webhook: None,
                 hash: None,

@@ -20,7 +20,7 @@ use crate::submit::{self, Checked, JobFile, UrlChecks};
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, worker_identity};
 
 /// The model used when neither the line, `--model` nor the project names one.
-pub const DEFAULT_MODEL: &str = "gemini-2.5-flash-image";
+pub const DEFAULT_MODEL: &str = "gemini-3.1-flash-image";
 
 /// The job-file arguments `run` and `submit` share.
 #[derive(Debug, clap::Args)]
@@ -28,7 +28,7 @@ pub struct JobFileArgs {
     /// Job file: JSONL job specs, CSV with a `prompt` column, or one prompt per line.
     pub file: PathBuf,
     /// Model for lines that name none (default: the project's `default_model`, else
-    /// gemini-2.5-flash-image).
+    /// gemini-3.1-flash-image).
     #[arg(long)]
     pub model: Option<String>,
     /// Operation for text/CSV lines.
@@ -66,6 +66,7 @@ impl JobFileArgs {
                 check_local_files: true,
             },
             urls: UrlChecks::new(crate::netguard::NetPolicy::for_inputs(&settings.inputs)?),
+            models: submit::ModelPolicy::from_config(&settings.models),
         })
     }
 
@@ -79,6 +80,9 @@ impl JobFileArgs {
         verb: &str,
     ) -> anyhow::Result<Result<Checked, ExitCode>> {
         let checked = file.check().await?;
+        for w in &checked.warnings {
+            eprintln!("warning: {w}");
+        }
         if checked.invalid > 0 {
             report_invalid(&self.file, &checked);
             if !self.skip_invalid {

@@ -18,8 +18,10 @@ use crate::config::{ProjectConfig, Settings};
 use crate::emulator::{self, EmulatorHandle, Scenario};
 use crate::job::JobStatus;
 use crate::providers::auth::{CredentialSource, Credentials};
-use crate::providers::{self, GeminiApiProvider, ImageProvider, Target};
-use crate::queue::{BatchRecord, JobRecord, MemoryQueue, NewBatch, QueueOptions, Records as _};
+use crate::providers::{self, ImageProvider, Target, VertexProvider};
+use crate::queue::{
+    BatchRecord, JobRecord, Lanes as _, MemoryQueue, NewBatch, QueueOptions, Records as _,
+};
 use crate::submit;
 use crate::worker::backend::OnBatchComplete;
 use crate::worker::{ProjectRuntime, WorkerOptions, run_worker};
@@ -173,6 +175,7 @@ async fn follow<T>(
     worker: &tokio::task::JoinHandle<T>,
 ) -> anyhow::Result<()> {
     let bar = progress_bar(total);
+    let mut said = None;
     while !worker.is_finished() {
         if let Some(b) = queue.batch(project, batch_id).await? {
             bar.set_position(b.done);
@@ -181,10 +184,37 @@ async fn follow<T>(
                 bar.set_message(format!("{failed} not succeeded"));
             }
         }
+        // An outage holds the work: say what and why (once per hold), not a silent bar.
+        let held = held_text(queue, project).await?;
+        if held != said {
+            if let Some(text) = &held {
+                bar.suspend(|| eprintln!("{text}"));
+            }
+            said = held;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// What an outage holds in `project`, in words (`None`: nothing is held).
+async fn held_text(queue: &MemoryQueue, project: &str) -> anyhow::Result<Option<String>> {
+    if let Some(h) = queue.project_hold(project).await? {
+        return Ok(Some(format!(
+            "held: the project's credentials fail ({}); jobs wait and are retried by a probe",
+            h.message
+        )));
+    }
+    let lanes = queue.lanes(project).await?;
+    Ok(lanes.iter().find_map(|l| {
+        l.hold.as_ref().map(|h| {
+            format!(
+                "held: model {} is {} ({}); its jobs wait and are retried by a probe",
+                l.model, h.reason, h.message
+            )
+        })
+    }))
 }
 
 /// A progress bar for `total` jobs.
@@ -249,13 +279,15 @@ async fn local_runtime(
         .await
         .context("cannot bind the in-process emulator")?;
     let handle = emulator::spawn(listener, scenario).await?;
+    // Vertex in express mode (an API key, no project in the path): the one surface
+    // that serves every model family, so `local` runs every operation the catalog has.
     let target = Target {
-        backend: Backend::GeminiApi,
+        backend: Backend::Vertex,
         base_url: handle.base_url(),
-        version: "v1beta".into(),
+        version: "v1".into(),
         project: None,
         location: "global".into(),
-        express: false,
+        express: true,
     };
     let key = CredentialSource::ApiKey(secrecy::SecretString::from(
         "local-emulator-key".to_string(),
@@ -268,15 +300,10 @@ async fn local_runtime(
     );
     let inputs = common::input_resolver(settings, &store, true)?;
     Ok(Runtime {
-        provider: Box::new(GeminiApiProvider::new(
-            target,
-            credentials,
-            timeout,
-            inputs,
-        )?),
+        provider: Box::new(VertexProvider::new(target, credentials, timeout, inputs)?),
         store,
         project: "local".into(),
-        backend: Backend::GeminiApi,
+        backend: Backend::Vertex,
         default_model: Some(common::DEFAULT_MODEL.into()),
         _emulator: Some(handle),
     })

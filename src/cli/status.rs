@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::common;
 use crate::config::Settings;
-use crate::limits::LaneView;
+use crate::limits::{HoldView, LaneView};
 use crate::queue::{BatchRecord, JobQueue, JobRecord, now_ms};
 
 /// Arguments of `imagegen status`.
@@ -85,11 +85,13 @@ async fn show(
         let mut all = serde_json::Map::new();
         for p in projects {
             let lanes = queue.lanes(&p).await?;
+            let hold = queue.project_hold(&p).await?;
             if args.json {
                 // The lanes, as before; a batch's status carries its project's workers.
-                all.insert(p, lanes_json(&lanes));
+                all.insert(p, lanes_json(&lanes, hold.as_ref()));
             } else {
                 println!("project   {p}");
+                print_hold(hold.as_ref());
                 print_workers(&queue.workers(&p, LIVE_MS).await?);
                 print_lanes(&lanes);
             }
@@ -101,6 +103,7 @@ async fn show(
     };
     let project = common::project_of(queue, settings, args.project.as_deref(), id).await?;
     let lanes = queue.lanes(&project).await?;
+    let hold = queue.project_hold(&project).await?;
     let workers = queue.workers(&project, LIVE_MS).await?;
     let webhook = queue
         .hook(&project, &crate::queue::hooks::message_id(id))
@@ -118,7 +121,8 @@ async fn show(
                 obj.insert("wait_ms".into(), batch.wait_ms(now).into());
                 obj.insert("workers".into(), serde_json::to_value(&workers)?);
                 obj.insert("failures".into(), serde_json::to_value(&failures)?);
-                obj.insert("lanes".into(), lanes_json(&lanes));
+                obj.insert("lanes".into(), lanes_json(&lanes, hold.as_ref()));
+                obj.insert("hold".into(), serde_json::to_value(&hold)?);
                 if let Some(w) = &webhook {
                     obj.insert("webhook".into(), serde_json::to_value(w)?);
                 }
@@ -126,6 +130,7 @@ async fn show(
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print_batch(&batch, &failures);
+            print_hold(hold.as_ref());
             print_webhook(webhook.as_ref());
             print_workers(&workers);
             print_lanes(&lanes);
@@ -255,13 +260,18 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
     }
 }
 
-/// Lanes as JSON, with their state and 429 rate.
-fn lanes_json(lanes: &[LaneView]) -> serde_json::Value {
+/// Lanes as JSON, with their state and 429 rate. A project's hold holds every lane:
+/// it shows on each that has none of its own.
+fn lanes_json(lanes: &[LaneView], project_hold: Option<&HoldView>) -> serde_json::Value {
     let now = now_ms();
     lanes
         .iter()
         .map(|l| {
-            let mut v = serde_json::to_value(l).unwrap_or_default();
+            let mut l = l.clone();
+            if l.hold.is_none() {
+                l.hold = project_hold.cloned();
+            }
+            let mut v = serde_json::to_value(&l).unwrap_or_default();
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("state".into(), l.state(now).into());
                 obj.insert("recent_429_rate".into(), l.recent_429_rate().into());
@@ -269,6 +279,26 @@ fn lanes_json(lanes: &[LaneView]) -> serde_json::Value {
             v
         })
         .collect()
+}
+
+/// A hold in words: why, since when, and when the next probe goes.
+fn hold_text(h: &HoldView) -> String {
+    let now = now_ms();
+    format!(
+        "held: {} for {} ({}); next probe in {}, {} sent; `imagegen unpark` resumes now",
+        h.reason,
+        common::human_ms(now.saturating_sub(h.since_ms)),
+        h.message,
+        common::human_ms(h.next_probe_ms.saturating_sub(now)),
+        h.probes
+    )
+}
+
+/// The project's own hold, if any.
+fn print_hold(hold: Option<&HoldView>) {
+    if let Some(h) = hold {
+        println!("project   {}", hold_text(h));
+    }
 }
 
 fn print_lanes(lanes: &[LaneView]) {
@@ -289,6 +319,7 @@ fn print_lanes(lanes: &[LaneView]) {
     };
     for l in lanes {
         let state = match l.state(now) {
+            "held" => l.hold.as_ref().map(hold_text).unwrap_or_default(),
             "quota_exhausted" => format!(
                 "quota_exhausted until {} ({})",
                 common::human_ms(l.parked_until_ms.unwrap_or(now) - now),

@@ -13,7 +13,7 @@ use super::run::progress_bar;
 use crate::config::Settings;
 use crate::job::JobStatus;
 use crate::queue::NewBatch;
-use crate::submit::{self, SubmitError, Submitted, Uploader};
+use crate::submit::{self, Checked, SubmitError, Submitted, Uploader};
 
 /// Arguments of `imagegen submit`.
 #[derive(Debug, clap::Args)]
@@ -89,7 +89,7 @@ pub async fn run(
         other => other?,
     };
     let id = &submitted.batch.id;
-    print_submitted(&submitted, &name, checked.invalid, args.json, config);
+    print_submitted(&submitted, &name, &checked, args.json, config);
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
@@ -116,7 +116,7 @@ async fn check_webhook(settings: &Settings, name: &str, url: &str) -> anyhow::Re
 fn print_submitted(
     submitted: &Submitted,
     name: &str,
-    invalid_lines: u64,
+    checked: &Checked,
     json: bool,
     config: Option<&Path>,
 ) {
@@ -130,7 +130,7 @@ fn print_submitted(
             serde_json::json!({
                 "batch_id": id, "project": name, "total": submitted.total,
                 "enqueued": submitted.enqueued_now, "existing": submitted.batch.existing,
-                "invalid_lines": invalid_lines,
+                "invalid_lines": checked.invalid, "warnings": checked.warnings,
             })
         );
     } else if submitted.batch.existing {

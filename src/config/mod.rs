@@ -20,8 +20,8 @@ pub use error::{ConfigError, invalid};
 pub use project::{ModelLimits, ProjectConfig};
 pub use secrets::read_secret;
 pub use sections::{
-    EmulatorConfig, InputsConfig, OutputConfig, RedisConfig, ResetTime, WebhooksConfig,
-    WorkerConfig,
+    EmulatorConfig, InputsConfig, ModelsConfig, OnRetired, OutputConfig, RedisConfig, ResetTime,
+    WebhooksConfig, WorkerConfig,
 };
 
 use sections::check_store_url;
@@ -45,6 +45,8 @@ pub struct Settings {
     pub inputs: InputsConfig,
     /// The in-process emulator used by `imagegen run` without projects.
     pub emulator: EmulatorConfig,
+    /// Model lifecycle: retired models, and changes to the dates.
+    pub models: ModelsConfig,
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
@@ -142,6 +144,7 @@ impl Settings {
         check_store_url("output.url", &self.output.url)?;
         self.webhooks.validate()?;
         self.inputs.validate()?;
+        self.models.validate()?;
         for (name, p) in &self.projects {
             let key = format!("projects.{name}");
             p.validate(&key)?;

@@ -145,6 +145,10 @@ pub struct WorkerConfig {
     /// Pause of a lane after a 429 that advised no delay.
     #[serde(deserialize_with = "duration::deserialize")]
     pub pause_default: Duration,
+    /// A held project or lane (credentials failing, a model gone) sends one probe
+    /// after this long, the wait doubling up to 5 minutes while it stays held.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub hold_probe: Duration,
     /// When daily quotas reset (`HH:MM` UTC; Google resets at midnight Pacific time):
     /// a lane parked by a spent daily quota that advised no delay waits until then.
     pub quota_reset_utc: ResetTime,
@@ -457,5 +461,51 @@ mod tests {
         assert_eq!(at("08:00"), 11 * day + 8 * 3_600_000);
         assert_eq!(at("10:30"), 10 * day + 10 * 3_600_000 + 1_800_000);
         assert_eq!(ResetTime::parse("24:00"), None);
+    }
+}
+
+/// `[models]`: what a job naming a retired model does, and changes to the lifecycle
+/// table (`[models."<id>"]`: stage, dates, replacement).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelsConfig {
+    /// A job naming a model Google has shut down (on its project's backend).
+    pub on_retired: OnRetired,
+    /// Lifecycle changes by model id.
+    #[serde(flatten)]
+    pub lifecycle: BTreeMap<String, crate::catalog::lifecycle::LifeOverride>,
+}
+
+/// What a job naming a retired model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRetired {
+    /// Runs on the replacement, with a warning and `model_requested` recorded.
+    Migrate,
+    /// Refuses the line, naming the replacement.
+    Refuse,
+}
+
+impl ModelsConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let table = crate::catalog::Lifecycle::default();
+        let known =
+            |id: &str| crate::catalog::lookup_or_infer(id).is_some() || table.get(id).is_some();
+        for (id, o) in &self.lifecycle {
+            if !known(id) {
+                return Err(invalid(
+                    format!("models.\"{id}\""),
+                    "not a model the catalog knows (a key of [models] other than on_retired names a model)",
+                ));
+            }
+            if let Some(r) = &o.replacement
+                && crate::catalog::lookup_or_infer(r).is_none()
+            {
+                return Err(invalid(
+                    format!("models.\"{id}\".replacement"),
+                    format!("`{r}` is not a model the catalog knows"),
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -22,6 +22,9 @@ pub struct JobResult {
     pub line: Option<usize>,
     /// Model id.
     pub model: String,
+    /// The retired model the job named, when it was migrated to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requested: Option<String>,
     /// Operation.
     pub operation: String,
     /// Final status.
@@ -68,6 +71,9 @@ pub const PROMPT_EXCERPT: usize = 200;
 pub struct CompactResult {
     /// Model.
     pub model: String,
+    /// The retired model the job named, when it was migrated to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requested: Option<String>,
     /// Operation.
     pub operation: String,
     /// The prompt, cut at [`PROMPT_EXCERPT`] characters.
@@ -95,6 +101,7 @@ impl CompactResult {
     pub fn of(result: &JobResult, prompt: Option<&str>) -> Self {
         CompactResult {
             model: result.model.clone(),
+            model_requested: result.model_requested.clone(),
             operation: result.operation.clone(),
             prompt: prompt.map(|p| excerpt(p, PROMPT_EXCERPT)),
             images: result.images.clone(),

@@ -104,10 +104,14 @@ pub struct JobSpec {
     /// The operation.
     #[serde(default)]
     pub op: Operation,
-    /// Model id, e.g. `gemini-2.5-flash-image` or `imagen-4.0-generate-001`; empty means
+    /// Model id, e.g. `gemini-3.1-flash-image` or `gemini-3-pro-image`; empty means
     /// the project's default model.
     #[serde(default)]
     pub model: String,
+    /// The model the job named when submit migrated it from a retired one (set by
+    /// imagegen, never by the user: `[models] on_retired = "migrate"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requested: Option<String>,
     /// The text prompt or instruction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,

@@ -97,6 +97,70 @@ pub enum Throttle {
         /// Quota id and message, shown by `status`.
         reason: String,
     },
+    /// An outage: hold the project (credentials) or the lane (the model) until a probe
+    /// gets through, or an operator unparks it.
+    Hold {
+        /// Why.
+        reason: HoldReason,
+        /// The provider's message, shown by `status`.
+        message: String,
+    },
+}
+
+/// Why a project or a lane is held: an outage none of its jobs can get past, so they
+/// wait queued (using no attempts) while one probe at a time finds when it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// Credentials cannot be had or are refused (the token endpoint down or refusing,
+    /// a 401 after the one refresh, a 403 on the project): holds the whole project.
+    CredentialsError,
+    /// Google answers 404 for the model: holds its lane.
+    ModelUnavailable,
+    /// Google answers 403 for the model: holds its lane.
+    PermissionDenied,
+}
+
+impl HoldReason {
+    /// The spelling in `status`, metrics and webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::CredentialsError => "credentials_error",
+            HoldReason::ModelUnavailable => "model_unavailable",
+            HoldReason::PermissionDenied => "permission_denied",
+        }
+    }
+
+    /// Parses [`HoldReason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            HoldReason::CredentialsError,
+            HoldReason::ModelUnavailable,
+            HoldReason::PermissionDenied,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// True when the hold is the project's (every lane), not one lane's.
+    pub fn project_wide(self) -> bool {
+        self == HoldReason::CredentialsError
+    }
+}
+
+/// A hold as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HoldView {
+    /// `credentials_error`, `model_unavailable`, `permission_denied`.
+    pub reason: String,
+    /// The provider's message.
+    pub message: String,
+    /// Held since (unix ms).
+    pub since_ms: u64,
+    /// When the next probe may go (unix ms).
+    pub next_probe_ms: u64,
+    /// Probes sent so far.
+    pub probes: u32,
 }
 
 /// One lane as `imagegen status --project` shows it.
@@ -120,6 +184,8 @@ pub struct LaneView {
     pub parked_until_ms: Option<u64>,
     /// Why it is parked.
     pub parked_reason: Option<String>,
+    /// Held by an outage (the model gone, no permission).
+    pub hold: Option<HoldView>,
     /// 429s in the last one to two minutes.
     pub recent_429: u64,
     /// Answered calls in the same window.
@@ -137,9 +203,11 @@ impl LaneView {
         }
     }
 
-    /// `quota_exhausted`, `paused`, or `ok` at `now`.
+    /// `held`, `quota_exhausted`, `paused`, or `ok` at `now`.
     pub fn state(&self, now: u64) -> &'static str {
-        if self.parked_until_ms.is_some_and(|t| t > now) {
+        if self.hold.is_some() {
+            "held"
+        } else if self.parked_until_ms.is_some_and(|t| t > now) {
             "quota_exhausted"
         } else if self.paused_until_ms.is_some_and(|t| t > now) {
             "paused"

@@ -134,22 +134,14 @@ impl GoogleClient {
     }
 
     async fn send(&self, request: &WireRequest) -> Result<ProviderOutput, ProviderError> {
-        let headers = self.credentials.headers().await.map_err(|e| {
-            if e.is_retryable() {
-                ProviderError::Transient {
-                    kind: TransientKind::Connection,
-                    status: None,
-                    message: format!("credentials: {e}"),
-                    retry_after: None,
-                }
-            } else {
-                ProviderError::Permanent {
-                    status: 0,
-                    code: "CREDENTIALS".into(),
-                    message: e.to_string(),
-                }
-            }
-        })?;
+        // Unreachable or refusing alike: the worker holds the project and probes.
+        let headers = self
+            .credentials
+            .headers()
+            .await
+            .map_err(|e| ProviderError::Credentials {
+                message: e.to_string(),
+            })?;
         let mut builder = self.http.post(&request.url).json(&request.body);
         for (name, value) in headers {
             builder = builder.header(name, value);

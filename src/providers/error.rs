@@ -75,6 +75,13 @@ pub enum ProviderError {
         /// Advised delay, when given.
         retry_after: Option<Duration>,
     },
+    /// Credentials could not be had: the token endpoint or metadata server is down or
+    /// refuses, a key file is unreadable. Nothing of the project can run until it ends.
+    #[error("credentials: {message}")]
+    Credentials {
+        /// What the credential source said.
+        message: String,
+    },
     /// 401: refresh credentials once, then give up.
     #[error("unauthenticated (HTTP 401): {message}")]
     Unauthenticated {
@@ -101,6 +108,7 @@ impl ProviderError {
             ProviderError::Blocked { .. } => false,
             ProviderError::QuotaExhausted { .. } => false,
             ProviderError::Unauthenticated { .. } => false,
+            ProviderError::Credentials { .. } => false,
             ProviderError::Permanent { .. } => false,
         }
     }
@@ -112,6 +120,7 @@ impl ProviderError {
             | ProviderError::QuotaExhausted { retry_after, .. } => *retry_after,
             ProviderError::Blocked { .. }
             | ProviderError::Unauthenticated { .. }
+            | ProviderError::Credentials { .. }
             | ProviderError::Permanent { .. } => None,
         }
     }
@@ -123,7 +132,33 @@ impl ProviderError {
             ProviderError::Transient { kind, .. } => kind.as_str(),
             ProviderError::QuotaExhausted { .. } => "quota_exhausted",
             ProviderError::Unauthenticated { .. } => "unauthenticated",
+            ProviderError::Credentials { .. } => "credentials",
             ProviderError::Permanent { .. } => "permanent",
+        }
+    }
+
+    /// The outage this error is, if it is one: the hold it puts on the project
+    /// (credentials) or on the model's lane (404, 403). A 403 names a model when its
+    /// message does (Google: "... on resource '.../models/X'"), else the project.
+    pub fn hold(&self) -> Option<crate::limits::HoldReason> {
+        use crate::limits::HoldReason;
+        match self {
+            ProviderError::Credentials { .. } | ProviderError::Unauthenticated { .. } => {
+                Some(HoldReason::CredentialsError)
+            }
+            ProviderError::Permanent { status: 404, .. } => Some(HoldReason::ModelUnavailable),
+            ProviderError::Permanent {
+                status: 403,
+                message,
+                ..
+            } => Some(
+                if message.contains("/models/") || message.contains("model") {
+                    HoldReason::PermissionDenied
+                } else {
+                    HoldReason::CredentialsError
+                },
+            ),
+            _ => None,
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct QueueOptions {
     pub max_wait: Duration,
     /// Adaptive control on 429s.
     pub aimd: rules::Aimd,
+    /// The first wait between probes of a held project or lane (it doubles up to
+    /// [`rules::HOLD_PROBE_MAX_MS`]).
+    pub hold_probe: Duration,
 }
 
 impl Default for QueueOptions {
@@ -80,6 +83,7 @@ impl Default for QueueOptions {
             retention: Duration::from_secs(3 * 86_400),
             max_wait: Duration::from_secs(86_400),
             aimd: rules::Aimd::default(),
+            hold_probe: Duration::from_secs(30),
         }
     }
 }
@@ -97,6 +101,7 @@ impl QueueOptions {
                 interval_ms: w.aimd_interval.as_millis() as u64,
                 default_pause_ms: w.pause_default.as_millis() as u64,
             },
+            hold_probe: w.hold_probe,
         }
     }
 }
@@ -192,8 +197,8 @@ pub enum Settle {
         status: JobStatus,
         /// Reason for anything but success.
         error: Option<String>,
-        /// What the job produced.
-        result: Option<crate::job::result::CompactResult>,
+        /// What the job produced (boxed: the other variants are small).
+        result: Option<Box<crate::job::result::CompactResult>>,
         /// Also record it in the dead-letter list (undecodable payload, panics).
         dead_letter: bool,
     },
@@ -239,6 +244,9 @@ pub struct Claim {
     /// When a lane held back by a rate limit or pause may next admit (unix ms): a
     /// worker with free slots polls again then.
     pub wake_ms: Option<u64>,
+    /// Batches the claim completed (their last jobs failed at claim: `max_wait`, too
+    /// many deliveries): the caller writes their manifests.
+    pub completed: Vec<String>,
 }
 
 /// A project's cluster-wide counters (read for metrics; never a scan).
@@ -317,15 +325,22 @@ pub trait Lanes: Send + Sync {
     /// Sets the limits `claim` admits `project`'s jobs under (every worker of a fleet
     /// reads the same configuration; the last call wins).
     fn set_limits(&self, project: &str, limits: crate::limits::ProjectLimits);
-    /// Feedback from a 429 on one lane, for every worker.
+    /// Feedback from a 429 or an outage on one lane, for every worker. True when the
+    /// call started a hold (it was not held before): say so once.
     async fn throttle(
         &self,
         project: &str,
         lane: &str,
         throttle: &crate::limits::Throttle,
-    ) -> Result<(), QueueError>;
-    /// Ends a lane's parking (operator action): admission resumes.
+    ) -> Result<bool, QueueError>;
+    /// Ends a lane's parking or hold, and the project's hold (operator action):
+    /// admission resumes. True when there was one.
     async fn unpark(&self, project: &str, lane: &str) -> Result<bool, QueueError>;
+    /// The project's own hold (credentials), if any.
+    async fn project_hold(
+        &self,
+        project: &str,
+    ) -> Result<Option<crate::limits::HoldView>, QueueError>;
     /// The project's lanes: limits, AIMD state, in-flight, queued, pauses, 429 rate.
     async fn lanes(&self, project: &str) -> Result<Vec<crate::limits::LaneView>, QueueError>;
 }

@@ -16,6 +16,10 @@ use crate::limits::Limit;
 /// any worker settles).
 pub const SLOT_POLL_MS: u64 = 25;
 
+/// The longest wait between two probes of a held scope (the wait doubles from
+/// `worker.hold_probe` up to this).
+pub const HOLD_PROBE_MAX_MS: u64 = 300_000;
+
 /// What a GCRA rate limit lets through at `now`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gcra {
@@ -109,12 +113,18 @@ pub struct LaneState {
     pub pause_ms: u64,
     /// Parked until (unix ms; 0 none).
     pub park_ms: u64,
+    /// Held (an outage: the model gone, no permission): when the next probe may go
+    /// (unix ms; 0: not held).
+    pub hold_ms: u64,
 }
 
 /// A lane's share of the `free` slots the project left: parked or paused lanes admit
 /// nothing; otherwise the AIMD-effective concurrency (at least 1, never above the
 /// configured) against what runs, then the lane's rate.
 pub fn lane_allowance(free: u64, limit: Limit, lane: &LaneState, now: u64) -> Allowance {
+    if let Some(held) = held_allowance(free, lane.run, lane.hold_ms, now) {
+        return held;
+    }
     if lane.park_ms > now {
         return Allowance::default();
     }
@@ -142,6 +152,33 @@ pub fn lane_allowance(free: u64, limit: Limit, lane: &LaneState, now: u64) -> Al
         out.wake_ms = earliest(out.wake_ms, g.next_ms);
     }
     out
+}
+
+/// A held scope (a project whose credentials fail, a lane whose model is gone) admits
+/// one probe at a time, once its probe time has come and nothing of it runs; `None`
+/// when it is not held (`probe_ms` 0). Held work waits queued, using no attempts.
+pub fn held_allowance(want: u64, running: u64, probe_ms: u64, now: u64) -> Option<Allowance> {
+    if probe_ms == 0 {
+        return None;
+    }
+    let allow = if now >= probe_ms && running == 0 {
+        want.min(1)
+    } else {
+        0
+    };
+    Some(Allowance {
+        allow,
+        wake_ms: (probe_ms > now).then_some(probe_ms),
+    })
+}
+
+/// The wait before a held scope's next probe, after `probes` probes: `base_ms`
+/// doubling each time, at most `max_ms`.
+pub fn probe_delay(probes: u32, base_ms: u64, max_ms: u64) -> u64 {
+    base_ms
+        .saturating_mul(1u64 << probes.min(20))
+        .min(max_ms)
+        .max(base_ms.min(max_ms))
 }
 
 /// Why a delivery ends the job instead of running it.

@@ -22,6 +22,8 @@ use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
 use sha2::Digest as _;
 
+use crate::catalog::{Backend, Decision, Lifecycle};
+use crate::config::{ModelsConfig, OnRetired};
 use crate::job::batch_file::{self, FileFormat, LineDefaults, LineError};
 use crate::job::{JobSpec, ValidationContext, validate};
 use crate::queue::{BatchHandle, JobQueue, NewBatch, NewJob, QueueError};
@@ -47,6 +49,9 @@ pub struct Checked {
     pub errors: Vec<LineError>,
     /// Digest of the valid jobs, in order (hex SHA-256).
     pub digest: String,
+    /// What the user should know about valid lines (a model migrated, a shutdown
+    /// near), each once, with the first line it concerns.
+    pub warnings: Vec<String>,
 }
 
 /// What went wrong submitting.
@@ -101,6 +106,54 @@ pub struct JobFile<'a> {
     pub validation: ValidationContext,
     /// How image URLs are checked before anything is enqueued.
     pub urls: UrlChecks,
+    /// What a line naming a retired model does.
+    pub models: ModelPolicy,
+}
+
+/// What submit does with a job whose model Google has retired or will retire soon.
+#[derive(Debug, Clone)]
+pub struct ModelPolicy {
+    /// The lifecycle table (built in, with the configured changes).
+    pub lifecycle: Lifecycle,
+    /// Migrate or refuse.
+    pub on_retired: OnRetired,
+    /// The day decisions are made for.
+    pub today: chrono::NaiveDate,
+}
+
+impl ModelPolicy {
+    /// From `[models]`, for today.
+    pub fn from_config(c: &ModelsConfig) -> Self {
+        ModelPolicy {
+            lifecycle: Lifecycle::with_overrides(&c.lifecycle),
+            on_retired: c.on_retired,
+            today: crate::catalog::lifecycle::today(),
+        }
+    }
+
+    /// Applies the lifecycle to `spec`: a retired model is migrated to its replacement
+    /// (`model_requested` keeps what was named) or refused; returns a warning to show.
+    /// The error is a validation message (`field: message`).
+    pub fn apply(&self, spec: &mut JobSpec, backend: Backend) -> Result<Option<String>, String> {
+        if spec.model_requested.is_some() {
+            return Err("model_requested: is recorded by imagegen when it migrates a retired model; remove it".into());
+        }
+        match self.lifecycle.decide(&spec.model, backend, self.today) {
+            Decision::Run => Ok(None),
+            Decision::RunWarn(w) => Ok(Some(w)),
+            Decision::Retired {
+                why,
+                replacement: Some(to),
+            } if self.on_retired == OnRetired::Migrate => {
+                spec.model_requested = Some(std::mem::replace(&mut spec.model, to.clone()));
+                Ok(Some(format!("{why}: running on {to} instead")))
+            }
+            Decision::Retired { why, replacement } => Err(match replacement {
+                Some(to) => format!("model: {why} ([models] on_retired = \"refuse\"): use {to}"),
+                None => format!("model: {why}, and no replacement is known"),
+            }),
+        }
+    }
 }
 
 /// The short hash of one job kept per position by an idempotent submit.
@@ -119,29 +172,42 @@ impl JobFile<'_> {
         })
     }
 
-    /// One line, validated and checked; the spec as JSON when it is a job.
+    /// One line, migrated, validated and checked; the spec as JSON when it is a job,
+    /// and a warning to show.
     async fn line(
         &self,
         item: Result<(usize, JobSpec), LineError>,
-    ) -> Result<(usize, JobSpec, String), LineError> {
-        let (line, spec) = item?;
+    ) -> Result<(usize, JobSpec, String, Option<String>), LineError> {
+        let (line, mut spec) = item?;
         let fail = |message: String| LineError { line, message };
+        let warning = self
+            .models
+            .apply(&mut spec, self.validation.backend)
+            .map_err(fail)?;
         validate(&spec, &self.validation).map_err(|e| fail(e.to_string()))?;
         self.urls.check(&spec).await.map_err(fail)?;
         let json = serde_json::to_string(&spec).map_err(|e| fail(e.to_string()))?;
-        Ok((line, spec, json))
+        Ok((line, spec, json, warning))
     }
 
     /// First pass: parse, validate and check every line.
     pub async fn check(&self) -> Result<Checked, SubmitError> {
         let mut out = Checked::default();
         let mut digest = sha2::Sha256::new();
+        // Each warning once: (first line, lines).
+        let mut warned: Vec<(String, usize, u64)> = Vec::new();
         for item in self.read()? {
             match self.line(item).await {
-                Ok((_, _, json)) => {
+                Ok((line, _, json, warning)) => {
                     out.valid += 1;
                     digest.update(json.as_bytes());
                     digest.update(b"\n");
+                    if let Some(w) = warning {
+                        match warned.iter_mut().find(|(t, ..)| *t == w) {
+                            Some((_, _, n)) => *n += 1,
+                            None => warned.push((w, line, 1)),
+                        }
+                    }
                 }
                 Err(e) => {
                     out.invalid += 1;
@@ -156,6 +222,13 @@ impl JobFile<'_> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        out.warnings = warned
+            .into_iter()
+            .map(|(w, line, n)| match n {
+                1 => format!("line {line}: {w}"),
+                n => format!("line {line} and {} more: {w}", n - 1),
+            })
+            .collect();
         Ok(out)
     }
 
@@ -169,7 +242,7 @@ impl JobFile<'_> {
             .then(move |item| self.line(item))
             .filter_map(|r| async move { r.ok() })
             .enumerate()
-            .map(|(seq, (line, spec, json))| (seq as u64, line, spec, json)))
+            .map(|(seq, (line, spec, json, _))| (seq as u64, line, spec, json)))
     }
 }
 

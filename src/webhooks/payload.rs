@@ -81,6 +81,9 @@ pub struct JobEvent {
     /// Model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The retired model the job named, when it was migrated to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requested: Option<String>,
     /// Operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
@@ -268,6 +271,7 @@ async fn job_event(
         data.result_url = Some(result_url);
         data.images = Some(images);
         data.model = Some(res.model);
+        data.model_requested = res.model_requested;
         data.operation = Some(res.operation);
         data.usage = res.usage;
         data.text = res.text;

@@ -162,6 +162,14 @@ impl Shared {
         }
     }
 
+    /// Batches a claim completed (their last jobs failed at claim): the same hook as a
+    /// completing settle.
+    pub fn completed_at_claim(&self, project: &str, batches: &[String]) {
+        for batch in batches {
+            (self.on_batch_complete)(project.to_string(), batch.clone());
+        }
+    }
+
     /// Drops leases this worker no longer holds (handed back).
     pub fn forget<'a>(&self, leases: impl Iterator<Item = &'a Lease>) {
         let mut held = self.leases.lock().expect("leases");
@@ -304,6 +312,7 @@ impl QueueBackend {
                     .queue
                     .admit(&shared.projects[i], &shared.worker, *share)
                     .await?;
+                shared.completed_at_claim(&shared.projects[i], &c.completed);
                 wake = match (wake, c.wake_ms) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -323,6 +332,7 @@ impl QueueBackend {
                     .queue
                     .admit(&shared.projects[i], &shared.worker, short)
                     .await?;
+                shared.completed_at_claim(&shared.projects[i], &c.completed);
                 short -= c.jobs.len();
                 got.extend(c.jobs);
             }

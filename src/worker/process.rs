@@ -117,6 +117,18 @@ fn classify(
     policy: &RetryPolicy,
     reset_utc: crate::config::ResetTime,
 ) -> Outcome {
+    if let Some(reason) = err.hold() {
+        // An outage (credentials, a model gone or forbidden): hold the project or the
+        // lane for every worker; the job waits queued without using an attempt.
+        return Outcome::Defer {
+            throttle: Throttle::Hold {
+                reason,
+                message: err.to_string(),
+            },
+            delay: Duration::ZERO,
+            error: err.to_string(),
+        };
+    }
     match err {
         ProviderError::Blocked { .. } => Outcome::Finish(JobStatus::Blocked, err.to_string()),
         // A 429 is the project+model's capacity, not this job's fault: slow the lane
@@ -254,6 +266,7 @@ fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobR
         project: ctx.project.to_string(),
         line: claimed.line.map(|l| l as usize),
         model: spec.model.clone(),
+        model_requested: spec.model_requested.clone(),
         operation: spec.op.to_string(),
         status: JobStatus::Failed,
         request: redacted_request(spec),
@@ -274,7 +287,7 @@ fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobR
 /// What the call step decided.
 enum Called {
     /// The provider answered: store its outputs.
-    Answered(ProviderOutput),
+    Answered(Box<ProviderOutput>),
     /// A retry or a deferral: settle without a record.
     Settle(Settle),
     /// A terminal outcome to record.
@@ -308,7 +321,7 @@ async fn call(
         called.elapsed(),
     );
     let e = match outcome {
-        Ok(out) => return Called::Answered(out),
+        Ok(out) => return Called::Answered(Box::new(out)),
         Err(e) => e,
     };
     match classify(&e, attempt, &ctx.retry, ctx.quota_reset_utc) {
@@ -317,13 +330,25 @@ async fn call(
             delay,
             error,
         } => {
-            tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred by a 429");
+            tracing::info!(job.id = job_id, lane = %claimed.lease.lane, %error, "deferred");
             metrics.deferral(ctx.project, e.label());
-            if let Err(e) = queue
+            match queue
                 .throttle(ctx.project, &claimed.lease.lane, &throttle)
                 .await
             {
-                tracing::warn!(error = %e, "recording a 429 for the lane");
+                // Said once per hold, by the worker whose call started it.
+                Ok(true) => {
+                    if let Throttle::Hold { reason, .. } = &throttle {
+                        let scope = if reason.project_wide() {
+                            "the project".to_string()
+                        } else {
+                            format!("model {}", claimed.lease.lane)
+                        };
+                        tracing::warn!(project = ctx.project, reason = reason.as_str(), %error, "holding {scope}: its jobs wait queued and one probe at a time checks whether the outage is over (or run `imagegen unpark`)");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "recording a 429 or an outage for the lane"),
             }
             Called::Settle(Settle::Retry {
                 delay,
@@ -444,7 +469,7 @@ async fn record(
     Settle::Finish {
         status: result.status,
         error: result.error.clone(),
-        result: Some(CompactResult::of(&result, loc.prompt)),
+        result: Some(Box::new(CompactResult::of(&result, loc.prompt))),
         dead_letter: false,
     }
 }

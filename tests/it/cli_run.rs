@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-fn imagegen() -> Command {
+pub fn imagegen() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegen"));
     // No config file or project overrides from the developer's environment.
     cmd.env_remove("IMAGEGEN_CONFIG");
@@ -14,7 +14,7 @@ fn imagegen() -> Command {
     cmd
 }
 
-fn pngs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub fn pngs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -250,4 +250,42 @@ fn a_typo_in_the_config_is_refused_once_with_the_nearest_key() {
         pngs_under(dir.path()).is_empty(),
         "nothing ran against the emulator"
     );
+}
+
+#[test]
+fn run_says_what_an_outage_holds_and_max_wait_still_bounds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "latency_ms = 1\nretired_models = [\"gemini-3.1-flash-image\"]\n",
+    )
+    .unwrap();
+    let jobs = dir.path().join("p.txt");
+    std::fs::write(&jobs, "a fox\na hare\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .env("IMAGEGEN__EMULATOR__SCENARIO", &scenario)
+        .env("IMAGEGEN__WORKER__HOLD_PROBE", "1s")
+        .env("IMAGEGEN__WORKER__MAX_WAIT", "4s")
+        .arg("run")
+        .arg(&jobs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("held: model gemini-3.1-flash-image is model_unavailable"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("held: model").count(),
+        1,
+        "said once: {stderr}"
+    );
+    // Held, not failed at once: the jobs waited for max_wait, then ended with why.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4));
+    assert!(stdout.contains("max_wait 4 s"), "{stdout}");
 }

@@ -5,6 +5,7 @@
 
 mod crash;
 mod hardening;
+mod holds;
 mod limits;
 mod load;
 mod ops;
@@ -64,6 +65,8 @@ impl Fleet {
             .next()
             .expect("emulator address")
             .to_string();
+        // `extra` may name the emulator (another project against it).
+        let extra = extra.replace("EMULATOR_URL", &emulator_url);
         let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
         let out = dir.path().join("out");
         let config = dir.path().join("imagegen.toml");
@@ -84,7 +87,7 @@ shutdown_grace = "10s"
 backend = "gemini-api"
 endpoint = "{emulator_url}"
 credentials = "env:FLEET_TEST_KEY"
-default_model = "gemini-2.5-flash-image"
+default_model = "gemini-3.1-flash-image"
 {extra}
 "#,
                 out = out.display()
@@ -288,7 +291,7 @@ default_model = "gemini-2.5-flash-image"
     /// holds (its consumer name is `host-pid-xxxxxxxx`): their ids.
     pub fn pending_of(&self, pid: u32) -> Vec<String> {
         let pending: Vec<Vec<redis::Value>> = redis::cmd("XPENDING")
-            .arg(format!("{}:q:gemini-2.5-flash-image", self.base()))
+            .arg(format!("{}:q:gemini-3.1-flash-image", self.base()))
             .arg("workers")
             .arg("-")
             .arg("+")
@@ -314,12 +317,85 @@ default_model = "gemini-2.5-flash-image"
     }
 }
 
+impl Fleet {
+    /// What a fleet left held after its workers stopped: stream entries still pending
+    /// on a lane, and running counters above zero (project and lane). Empty when the
+    /// queue is clean, or when its Redis is down (tests that stop it on purpose).
+    pub fn stuck(&self) -> Vec<String> {
+        let Ok(mut conn) =
+            redis::Client::open(self.redis.as_str()).and_then(|c| c.get_connection())
+        else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        let mut stuck = Vec::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+            let counter = match (kind.as_str(), key.rsplit_once(':')) {
+                ("stream", _) if key.contains(":q:") => {
+                    let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+                        .arg(&key)
+                        .arg("workers")
+                        .query(&mut conn)
+                        .unwrap_or_default();
+                    if let Some(redis::Value::Int(n)) = summary.first()
+                        && *n > 0
+                    {
+                        stuck.push(format!("{key}: {n} entries pending"));
+                    }
+                    continue;
+                }
+                ("hash", Some((_, "counts"))) => "running",
+                ("hash", _) if key.contains(":lane:") => "run",
+                _ => continue,
+            };
+            let n: Option<i64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(counter)
+                .query(&mut conn)
+                .unwrap();
+            if let Some(n) = n.filter(|n| *n != 0) {
+                stuck.push(format!("{key} {counter} = {n}"));
+            }
+        }
+        stuck
+    }
+}
+
+/// Asks a process to stop as an operator would (SIGTERM).
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Teardown: workers stop as in production (SIGTERM: finish what runs, hand back the
+/// rest), then the queue must hold nothing (see [`Fleet::stuck`]); the fleet's keys go.
 impl Drop for Fleet {
     fn drop(&mut self) {
+        let check = !std::thread::panicking();
         for w in &mut self.workers {
+            if let Ok(None) = w.try_wait() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &w.id().to_string()])
+                    .status();
+            }
+        }
+        // The test config's grace (10 s) plus the hand-back (5 s) and a margin.
+        let by = Instant::now() + Duration::from_secs(20);
+        for w in &mut self.workers {
+            while matches!(w.try_wait(), Ok(None)) && Instant::now() < by {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = w.kill();
             let _ = w.wait();
         }
+        let stuck = if check { self.stuck() } else { Vec::new() };
         let _ = self.emulator.kill();
         let _ = self.emulator.wait();
         if let Ok(mut conn) =
@@ -333,6 +409,10 @@ impl Drop for Fleet {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
             }
         }
+        assert!(
+            stuck.is_empty(),
+            "teardown: the queue still holds work after the workers stopped: {stuck:#?}"
+        );
     }
 }
 

@@ -30,6 +30,7 @@ fn lane(v: &Value) -> LaneState {
         tat: v["tat"].as_f64().unwrap_or(0.0),
         pause_ms: v["pause"].as_u64().unwrap_or(0),
         park_ms: v["park"].as_u64().unwrap_or(0),
+        hold_ms: v["hold"].as_u64().unwrap_or(0),
     }
 }
 
@@ -71,6 +72,11 @@ fn rust(name: &str, a: &[Value]) -> Vec<Value> {
             let r = rules::lane_allowance(u(0), limit(1, 2), &lane(&a[3]), u(4));
             vec![json!(r.allow), opt(r.wake_ms)]
         }
+        "held_allowance" => match rules::held_allowance(u(0), u(1), u(2), u(3)) {
+            None => vec![Value::Null],
+            Some(r) => vec![json!(r.allow), opt(r.wake_ms)],
+        },
+        "probe_delay" => vec![json!(rules::probe_delay(u(0) as u32, u(1), u(2)))],
         "at_claim" => {
             let r = rules::at_claim(u(0) as u32, u(1) as u32, u(2), u(3), u(4));
             vec![
@@ -159,6 +165,58 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "spend from a future tat",
             "gcra_spend",
             json!([NOW as f64 + 12.5, NOW, 2, 50.0]),
+        ),
+        // holds: one probe at a time, when its time has come
+        ("not held", "held_allowance", json!([8, 0, 0, NOW])),
+        (
+            "held, probe not due: wake at the probe",
+            "held_allowance",
+            json!([8, 0, NOW + 30_000, NOW]),
+        ),
+        (
+            "held, probe due: one job",
+            "held_allowance",
+            json!([8, 0, NOW, NOW]),
+        ),
+        (
+            "held, probe due but one still running",
+            "held_allowance",
+            json!([8, 1, NOW - 5, NOW]),
+        ),
+        (
+            "held, probe due, nothing wanted",
+            "held_allowance",
+            json!([0, 0, NOW - 5, NOW]),
+        ),
+        (
+            "first probe wait",
+            "probe_delay",
+            json!([0, 30_000, 300_000]),
+        ),
+        (
+            "probe wait doubles",
+            "probe_delay",
+            json!([2, 30_000, 300_000]),
+        ),
+        (
+            "probe wait capped at five minutes",
+            "probe_delay",
+            json!([7, 30_000, 300_000]),
+        ),
+        (
+            "probe wait with a base above the cap",
+            "probe_delay",
+            json!([0, 600_000, 300_000]),
+        ),
+        (
+            "held lane ignores its free concurrency",
+            "lane_allowance",
+            json!([8, 4, 0, {"run": 0, "tat": 0, "pause": 0, "park": 0, "hold": NOW + 1000}, NOW]),
+        ),
+        (
+            "held lane probes past its pause",
+            "lane_allowance",
+            json!([8, 4, 0, {"run": 0, "tat": 0, "pause": NOW + 500, "park": 0, "hold": NOW - 1}, NOW]),
         ),
         // project admission
         (

@@ -143,6 +143,14 @@ pub async fn metadata_token(State(state): State<Shared>, headers: HeaderMap) -> 
         state.stats.token_request(false);
         return metadata_forbidden();
     }
+    if state.scenario().metadata_unavailable {
+        state.stats.token_request(false);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metadata server unavailable (scenario metadata_unavailable)",
+        )
+            .into_response();
+    }
     let ttl = state.scenario().token_ttl_s;
     let token = state.auth.issue(Duration::from_secs(ttl));
     state.stats.token_request(true);

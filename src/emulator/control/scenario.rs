@@ -44,6 +44,9 @@ pub struct Scenario {
     pub max_request_bytes: u64,
     /// Project id answered by the metadata server stand-in.
     pub metadata_project_id: String,
+    /// The metadata server stand-in answers its token path with 503 (an outage of the
+    /// credential source, as on a VM whose metadata server is unreachable).
+    pub metadata_unavailable: bool,
     /// `quota.<project>."<model>"` limits (model key: exact id as requested or catalog id).
     pub quota: BTreeMap<String, BTreeMap<String, QuotaLimits>>,
 }
@@ -65,6 +68,7 @@ impl Default for Scenario {
             token_ttl_s: 3600,
             max_request_bytes: 500 * 1024 * 1024,
             metadata_project_id: "demo-proj".into(),
+            metadata_unavailable: false,
             quota: BTreeMap::new(),
         }
     }

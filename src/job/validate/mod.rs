@@ -157,7 +157,7 @@ fn check_operation(spec: &JobSpec, model: &ModelInfo, ctx: &ValidationContext, r
         r.err(
             "op",
             format!(
-                "model `{}` cannot run `{}`; Gemini image models (e.g. gemini-2.5-flash-image) run every operation",
+                "model `{}` cannot run `{}`; Gemini image models (e.g. gemini-3.1-flash-image) run every operation",
                 spec.model, spec.op
             ),
         );

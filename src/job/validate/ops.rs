@@ -123,6 +123,25 @@ fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
             ),
         );
     }
+    if let Some(level) = spec.thinking_level
+        && !model.thinking_levels.is_empty()
+        && !model.thinking_levels.contains(&level.wire())
+    {
+        let allowed: Vec<String> = model
+            .thinking_levels
+            .iter()
+            .map(|l| l.to_ascii_lowercase())
+            .collect();
+        r.err(
+            "thinking_level",
+            format!(
+                "`{}` is not offered by `{}` (allowed: {})",
+                level.wire().to_ascii_lowercase(),
+                spec.model,
+                allowed.join(", ")
+            ),
+        );
+    }
     if let Some(mime) = &spec.output_mime_type
         && mime != "image/png"
         && mime != "image/jpeg"

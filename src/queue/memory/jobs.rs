@@ -39,8 +39,9 @@ impl Project {
         next: &mut u64,
         o: &QueueOptions,
         now: u64,
-    ) -> Vec<Claimed> {
+    ) -> (Vec<Claimed>, Vec<String>) {
         let mut out = Vec::new();
+        let mut completed = Vec::new();
         let mut admitted = 0;
         while admitted < allow {
             let Some(id) = self.lane(lane).ready.pop_front() else {
@@ -84,7 +85,7 @@ impl Project {
                 if f.dead_letter {
                     self.dead_letter(&id, &f.reason, now);
                 }
-                self.finish(
+                let done = self.finish(
                     &id,
                     JobStatus::Running,
                     JobStatus::Failed,
@@ -92,6 +93,9 @@ impl Project {
                     None,
                     now,
                 );
+                if done && let Some((b, _)) = split_job_id(&id) {
+                    completed.push(b.to_string());
+                }
                 continue;
             }
             admitted += 1;
@@ -99,7 +103,7 @@ impl Project {
                 .insert(token, (id, worker.to_string(), Instant::now()));
             out.push(claimed);
         }
-        out
+        (out, completed)
     }
 
     /// Admission over the project's lanes, round robin, and the claim (as `claim.lua`).
@@ -107,10 +111,15 @@ impl Project {
         let now = now_ms();
         self.release_due(now);
         let plimit = self.limits.project;
-        let p = rules::project_allowance(max.max(1) as u64, plimit, self.running(), self.tat, now);
+        let want = max.max(1) as u64;
+        let p =
+            rules::held_allowance(want, self.running(), self.hold_ms, now).unwrap_or_else(|| {
+                rules::project_allowance(want, plimit, self.running(), self.tat, now)
+            });
         let mut claim = Claim {
             jobs: Vec::new(),
             wake_ms: p.wake_ms,
+            completed: Vec::new(),
         };
         let mut free = p.allow;
         let names: Vec<String> = self.lanes.keys().cloned().collect();
@@ -127,11 +136,24 @@ impl Project {
             let Allowance { allow, wake_ms } =
                 rules::lane_allowance(free, limit, &self.lanes[name].state, now);
             claim.wake_ms = rules::earliest(claim.wake_ms, wake_ms);
-            let started = self.take(name, allow, worker, next, o, now);
+            let (started, completed) = self.take(name, allow, worker, next, o, now);
+            claim.completed.extend(completed);
             let got = started.len() as u64;
             claim.jobs.extend(started);
             if got > 0 {
                 free -= got;
+                let base = o.hold_probe.as_millis() as u64;
+                let l = self.lane(name);
+                if let Some(h) = &mut l.hold {
+                    l.state.hold_ms =
+                        now + rules::probe_delay(h.probes, base, rules::HOLD_PROBE_MAX_MS);
+                    h.probes += 1;
+                }
+                if let Some(h) = &mut self.hold {
+                    self.hold_ms =
+                        now + rules::probe_delay(h.probes, base, rules::HOLD_PROBE_MAX_MS);
+                    h.probes += 1;
+                }
                 if limit.rpm > 0 {
                     let l = &mut self.lane(name).state;
                     l.tat = rules::gcra_spend(l.tat, now, got, 60_000.0 / limit.rpm as f64);
@@ -193,7 +215,7 @@ impl Project {
                 if matches!(status, JobStatus::Succeeded | JobStatus::Blocked) {
                     answered.push(lease.lane.clone());
                 }
-                let (error, result) = (error.as_deref(), result.as_ref());
+                let (error, result) = (error.as_deref(), result.as_deref());
                 self.finish(&lease.job, JobStatus::Running, *status, error, result, now)
             }
             (
@@ -231,15 +253,21 @@ impl Project {
     }
 
     /// Additive increase for the lanes that were answered (once per settle call, as
-    /// `settle.lua`).
+    /// `settle.lua`); an answer ends the lane's hold and the project's.
     fn answered(&mut self, lanes: Vec<String>, now: u64) {
         let mut per_lane: std::collections::BTreeMap<String, u64> = Default::default();
         for l in lanes {
             *per_lane.entry(l).or_default() += 1;
         }
+        if !per_lane.is_empty() && self.hold.take().is_some() {
+            self.hold_ms = 0;
+        }
         for (name, k) in per_lane {
             let cap = self.limits.lane(&name).concurrency;
             let l = self.lane(&name);
+            if l.hold.take().is_some() {
+                l.state.hold_ms = 0;
+            }
             l.window = rules::roll_window(l.window, now);
             if let Some(eff) = rules::aimd_increase(l.state.eff, cap, k) {
                 l.state.eff = Some(eff);

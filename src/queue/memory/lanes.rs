@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use super::MemoryQueue;
-use crate::limits::{LaneView, ProjectLimits, Throttle};
+use super::state::Hold;
+use crate::limits::{HoldView, LaneView, ProjectLimits, Throttle};
 use crate::queue::rules;
 use crate::queue::{Lanes, QueueError, now_ms};
 
@@ -18,15 +19,40 @@ impl Lanes for MemoryQueue {
         project: &str,
         lane: &str,
         throttle: &Throttle,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let aimd = self.options.aimd;
-        self.with(project, |p, _| {
+        let probe = self.options.hold_probe.as_millis() as u64;
+        Ok(self.with(project, |p, _| {
             let cap = p.limits.lane(lane).concurrency;
             let now = now_ms();
+            if let Throttle::Hold { reason, message } = throttle {
+                let hold = Hold {
+                    reason: *reason,
+                    message: message.clone(),
+                    since_ms: now,
+                    probes: 0,
+                };
+                if reason.project_wide() {
+                    if p.hold.is_some() {
+                        return false;
+                    }
+                    p.hold = Some(hold);
+                    p.hold_ms = now + probe;
+                } else {
+                    let l = p.lane(lane);
+                    if l.hold.is_some() {
+                        return false;
+                    }
+                    l.hold = Some(hold);
+                    l.state.hold_ms = now + probe;
+                }
+                return true;
+            }
             let l = p.lane(lane);
             l.window = rules::roll_window(l.window, now);
             l.window.throttled += 1;
             match throttle {
+                Throttle::Hold { .. } => unreachable!("handled above"),
                 Throttle::Park { until_ms, reason } => {
                     l.state.park_ms = *until_ms;
                     l.why = reason.clone();
@@ -41,19 +67,27 @@ impl Lanes for MemoryQueue {
                     l.state.pause_ms = b.pause_ms;
                 }
             }
-        });
-        Ok(())
+            false
+        }))
     }
 
     async fn unpark(&self, project: &str, lane: &str) -> Result<bool, QueueError> {
         Ok(self.with(project, |p, _| {
+            let project_held = p.hold.take().is_some();
+            p.hold_ms = 0;
             let l = p.lane(lane);
-            let was = l.state.park_ms > 0;
+            let was = l.state.park_ms > 0 || l.hold.is_some() || project_held;
             l.state.park_ms = 0;
             l.state.pause_ms = 0;
+            l.state.hold_ms = 0;
+            l.hold = None;
             l.why.clear();
             was
         }))
+    }
+
+    async fn project_hold(&self, project: &str) -> Result<Option<HoldView>, QueueError> {
+        Ok(self.with(project, |p, _| p.hold.as_ref().map(|h| h.view(p.hold_ms))))
     }
 
     async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
@@ -76,6 +110,7 @@ impl Lanes for MemoryQueue {
                         paused_until_ms: Some(s.pause_ms).filter(|t| *t > now),
                         parked_until_ms: Some(s.park_ms).filter(|t| *t > now),
                         parked_reason: Some(l.why.clone()).filter(|_| s.park_ms > now),
+                        hold: l.hold.as_ref().map(|h| h.view(s.hold_ms)),
                         recent_429: w.throttled + w.prev_throttled,
                         recent_answered: w.answered + w.prev_answered,
                         model,

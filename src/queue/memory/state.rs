@@ -148,6 +148,29 @@ pub(super) struct Lane {
     /// Last AIMD decrease, ms.
     pub dec_ms: u64,
     pub window: Window,
+    /// The lane's hold (its next probe is `state.hold_ms`).
+    pub hold: Option<Hold>,
+}
+
+/// A hold of a lane or a project.
+#[derive(Debug, Clone)]
+pub(super) struct Hold {
+    pub reason: crate::limits::HoldReason,
+    pub message: String,
+    pub since_ms: u64,
+    pub probes: u32,
+}
+
+impl Hold {
+    pub fn view(&self, next_probe_ms: u64) -> crate::limits::HoldView {
+        crate::limits::HoldView {
+            reason: self.reason.as_str().to_string(),
+            message: self.message.clone(),
+            since_ms: self.since_ms,
+            next_probe_ms,
+            probes: self.probes,
+        }
+    }
 }
 
 /// A webhook delivery.
@@ -239,6 +262,9 @@ pub(super) struct Project {
     pub idem: HashMap<String, String>,
     pub enqueued_by_op: BTreeMap<String, u64>,
     pub hooks: Hooks,
+    /// The project's hold (credentials), and when its next probe may go.
+    pub hold: Option<Hold>,
+    pub hold_ms: u64,
 }
 
 fn bump(counts: &mut BTreeMap<JobStatus, i64>, status: JobStatus, by: i64) {

@@ -1,19 +1,24 @@
 -- Admission and claim, one call per project (DESIGN "Queue and coordination").
 -- KEYS: delayed, dlq
 -- ARGV: base, group, consumer, count, now_ms, max_deliveries, retention_s, max_wait_ms,
---       project concurrency (0 = none), project rpm (0 = none),
+--       project concurrency (0 = none), project rpm (0 = none), first probe wait ms,
+--       longest probe wait ms,
 --       then per configured model: lane, concurrency (0 = project's), rpm (0 = none)
+-- A held project or lane (hprobe set) admits one probe at a time (rules.held_allowance)
+-- and moves its next probe out by rules.probe_delay when it admits one.
 -- Returns {wait_ms, flat jobs}: wait_ms is when a lane held back by a limit may next
 -- admit (0: none is); flat jobs are 7 per job: token, job id, spec, attempts,
 -- deliveries, line, lane. Jobs failed on the way (dead letter, max_wait) are not
--- returned; their batches are completed here when they were the last.
+-- returned; their batches are completed here when they were the last, and the third
+-- element lists one job id of each batch completed so.
 local delayed, dlq = KEYS[1], KEYS[2]
 local base, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local count, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxd, retention, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local pconc, prpm = tonumber(ARGV[9]), tonumber(ARGV[10])
+local probe_base, probe_max = tonumber(ARGV[11]), tonumber(ARGV[12])
 local cfg = {}
-for i = 11, #ARGV - 2, 3 do
+for i = 13, #ARGV - 2, 3 do
   cfg[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
 end
 local d, touched, started = {}, {}, {}
@@ -35,9 +40,13 @@ local wait = nil
 local function hold_until(t) wait = rules.earliest(wait, t) end
 
 local ptat = prpm > 0 and tonumber(redis.call('HGET', limits, 'tat') or '0') or 0
-local prunning = pconc > 0 and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
-local free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now)
+local ph = redis.call('HMGET', limits, 'hprobe', 'hn')
+local phold = tonumber(ph[1] or '0')
+local prunning = (pconc > 0 or phold > 0) and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
+local free, pwake = rules.held_allowance(count, prunning, phold, now)
+if not free then free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now) end
 hold_until(pwake)
+local admitted_total = 0
 local pinterval = prpm > 0 and 60000 / prpm or 0
 
 -- Reads up to n new entries of one lane and turns them into deliveries.
@@ -124,7 +133,7 @@ if free > 0 then
     if free <= 0 then break end
     local lane = lanes[((start + k) % n) + 1]
     local lk = lane_key(base, lane)
-    local s = redis.call('HMGET', lk, 'qd', 'run', 'eff', 'pause', 'park', 'tat', 'cap', 'rpm')
+    local s = redis.call('HMGET', lk, 'qd', 'run', 'eff', 'pause', 'park', 'tat', 'cap', 'rpm', 'hprobe', 'hn')
     if tonumber(s[1] or '0') > 0 then
       local c = cfg[lane]
       local cap = (c and c[1] > 0) and c[1] or pconc
@@ -133,13 +142,18 @@ if free > 0 then
         redis.call('HSET', lk, 'cap', cap, 'rpm', rpm)
       end
       local state = {run = tonumber(s[2] or '0'), eff = tonumber(s[3]), tat = tonumber(s[6] or '0'),
-        pause = tonumber(s[4] or '0'), park = tonumber(s[5] or '0')}
+        pause = tonumber(s[4] or '0'), park = tonumber(s[5] or '0'), hold = tonumber(s[9] or '0')}
       local allow, lwake = rules.lane_allowance(free, cap, rpm, state, now)
       hold_until(lwake)
       if allow > 0 then
         local got = take(lane, allow)
         if got > 0 then
           free = free - got
+          admitted_total = admitted_total + got
+          if state.hold > 0 then
+            local hn = tonumber(s[10] or '0')
+            redis.call('HSET', lk, 'hprobe', math.floor(now + rules.probe_delay(hn, probe_base, probe_max)), 'hn', hn + 1)
+          end
           if rpm > 0 then
             redis.call('HSET', lk, 'tat', rules.gcra_spend(state.tat, now, got, 60000 / rpm))
           end
@@ -149,7 +163,11 @@ if free > 0 then
     end
   end
   if prpm > 0 then redis.call('HSET', limits, 'tat', ptat) end
+  if phold > 0 and admitted_total > 0 then
+    local hn = tonumber(ph[2] or '0')
+    redis.call('HSET', limits, 'hprobe', math.floor(now + rules.probe_delay(hn, probe_base, probe_max)), 'hn', hn + 1)
+  end
 end
 flush(d)
-settle_batches(touched, now, retention)
-return {wait or 0, out}
+local completed = settle_batches(touched, now, retention)
+return {wait or 0, out, completed}

@@ -169,17 +169,24 @@ impl Jobs for RedisQueue {
             .arg(self.options.retention.as_secs().max(1))
             .arg(self.options.max_wait.as_millis() as u64)
             .arg(limits.project.concurrency)
-            .arg(limits.project.rpm);
+            .arg(limits.project.rpm)
+            .arg(self.options.hold_probe.as_millis() as u64)
+            .arg(crate::queue::rules::HOLD_PROBE_MAX_MS);
         for (model, l) in &limits.models {
             inv.arg(model).arg(l.concurrency).arg(l.rpm);
         }
         let mut conn = self.conn.clone();
-        let (wake, flat): (u64, Vec<String>) = inv.invoke_async(&mut conn).await?;
+        let (wake, flat, done): (u64, Vec<String>, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
         let jobs = claimed_from_flat(project, &flat);
         self.note_claimed(project, generation, &jobs);
         Ok(Claim {
             jobs,
             wake_ms: (wake > 0).then_some(wake),
+            completed: done
+                .iter()
+                .filter_map(|j| crate::job::split_job_id(j).map(|(b, _)| b.to_string()))
+                .collect(),
         })
     }
     async fn extend(&self, worker: &str, leases: &[Lease]) -> Result<(), QueueError> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands as _;
 
 use super::RedisQueue;
-use crate::limits::{LaneView, ProjectLimits, Throttle};
+use crate::limits::{HoldView, LaneView, ProjectLimits, Throttle};
 use crate::queue::{Lanes, QueueError, now_ms};
 
 #[async_trait]
@@ -23,16 +23,38 @@ impl Lanes for RedisQueue {
         project: &str,
         lane: &str,
         throttle: &Throttle,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let aimd = self.options.aimd;
-        let (kind, delay, reason) = match throttle {
-            Throttle::Rate { delay } => ("rate", delay.map_or(0, |d| d.as_millis() as u64), ""),
-            Throttle::Park { until_ms, reason } => {
-                ("park", until_ms.saturating_sub(now_ms()), reason.as_str())
-            }
+        let probe = self.options.hold_probe.as_millis() as u64;
+        let (kind, delay, reason, message, scope) = match throttle {
+            Throttle::Rate { delay } => (
+                "rate",
+                delay.map_or(0, |d| d.as_millis() as u64),
+                "",
+                "",
+                "lane",
+            ),
+            Throttle::Park { until_ms, reason } => (
+                "park",
+                until_ms.saturating_sub(now_ms()),
+                reason.as_str(),
+                "",
+                "lane",
+            ),
+            Throttle::Hold { reason, message } => (
+                "hold",
+                probe,
+                reason.as_str(),
+                message.as_str(),
+                if reason.project_wide() {
+                    "project"
+                } else {
+                    "lane"
+                },
+            ),
         };
         let mut conn = self.conn.clone();
-        let _: i64 = self
+        let started: i64 = self
             .scripts
             .throttle
             .arg(self.base(project))
@@ -44,20 +66,32 @@ impl Lanes for RedisQueue {
             .arg(aimd.decrease)
             .arg(aimd.interval_ms)
             .arg(reason)
+            .arg(message)
+            .arg(scope)
             .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(kind == "hold" && started == 1)
     }
     async fn unpark(&self, project: &str, lane: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let n: u64 = redis::cmd("HDEL")
+        let (lane_n, project_n): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("HDEL")
             .arg(self.key(project, &format!("lane:{lane}")))
-            .arg("park")
-            .arg("why")
-            .arg("pause")
+            .arg(&[
+                "park", "why", "pause", "hold", "hmsg", "hsince", "hprobe", "hn",
+            ])
+            .cmd("HDEL")
+            .arg(self.key(project, "limits"))
+            .arg(&["hold", "hmsg", "hsince", "hprobe", "hn"])
             .query_async(&mut conn)
             .await?;
-        Ok(n > 0)
+        Ok(lane_n + project_n > 0)
+    }
+    async fn project_hold(&self, project: &str) -> Result<Option<HoldView>, QueueError> {
+        let mut conn = self.conn.clone();
+        let m: HashMap<String, String> = conn.hgetall(self.key(project, "limits")).await?;
+        Ok(hold_view(&m))
     }
     async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
         let mut conn = self.conn.clone();
@@ -78,6 +112,22 @@ impl Lanes for RedisQueue {
             .map(|(model, m)| lane_view(model, &m, now))
             .collect())
     }
+}
+
+/// The hold kept in a lane's or a project's hash, if any.
+fn hold_view(m: &HashMap<String, String>) -> Option<HoldView> {
+    let int = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v.max(0.0) as u64)
+    };
+    Some(HoldView {
+        reason: m.get("hold")?.clone(),
+        message: m.get("hmsg").cloned().unwrap_or_default(),
+        since_ms: int("hsince"),
+        next_probe_ms: int("hprobe"),
+        probes: int("hn") as u32,
+    })
 }
 
 /// A lane's state hash as [`LaneView`].
@@ -107,6 +157,7 @@ fn lane_view(model: String, m: &HashMap<String, String>, now: u64) -> LaneView {
         paused_until_ms: Some(int("pause")).filter(|t| *t > now),
         parked_until_ms: Some(int("park")).filter(|t| *t > now),
         parked_reason: m.get("why").cloned().filter(|_| int("park") > now),
+        hold: hold_view(m),
         recent_429: w429 + p429,
         recent_answered: wok + pok,
         model,

@@ -40,9 +40,26 @@ function rules.project_allowance(want, concurrency, rpm, running, tat, now)
   return allow, wake
 end
 
--- `lane` = {run =, eff = (nil: not lowered), tat =, pause =, park =}.
+-- Returns nil when not held (probe_ms 0), else allow, wake_ms (nil: none).
+function rules.held_allowance(want, running, probe_ms, now)
+  if probe_ms == 0 then return nil end
+  local allow = 0
+  if now >= probe_ms and running == 0 then allow = math.min(want, 1) end
+  local wake = nil
+  if probe_ms > now then wake = probe_ms end
+  return allow, wake
+end
+
+function rules.probe_delay(probes, base_ms, max_ms)
+  local d = base_ms * 2 ^ math.min(probes, 20)
+  return math.max(math.min(d, max_ms), math.min(base_ms, max_ms))
+end
+
+-- `lane` = {run =, eff = (nil: not lowered), tat =, pause =, park =, hold =}.
 -- Returns allow, wake_ms (nil: none).
 function rules.lane_allowance(free, concurrency, rpm, lane, now)
+  local hallow, hwake = rules.held_allowance(free, lane.run, lane.hold or 0, now)
+  if hallow then return hallow, hwake end
   if lane.park > now then return 0, nil end
   if lane.pause > now then return 0, lane.pause end
   local allow, wake = free, nil

@@ -60,9 +60,15 @@ for stream, tokens in pairs(acks) do
   redis.call('XACK', stream, group, unpack(tokens))
   redis.call('XDEL', stream, unpack(tokens))
 end
+-- An answer ends the project's hold and its lane's (the outage is over).
+local HOLD = {'hold', 'hmsg', 'hsince', 'hprobe', 'hn'}
+if next(answered) ~= nil and redis.call('HEXISTS', base .. ':limits', 'hold') == 1 then
+  redis.call('HDEL', base .. ':limits', unpack(HOLD))
+end
 -- Additive increase: +1 per eff answers, never above the configured cap.
 for lane, k in pairs(answered) do
   local lk = lane_key(base, lane)
+  if redis.call('HEXISTS', lk, 'hold') == 1 then redis.call('HDEL', lk, unpack(HOLD)) end
   roll_window(lk, now)
   local v = redis.call('HMGET', lk, 'eff', 'cap')
   local eff = rules.aimd_increase(tonumber(v[1]), tonumber(v[2] or '0'), k)

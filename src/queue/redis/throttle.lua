@@ -1,6 +1,9 @@
--- Feedback from a 429 (KEYS: none; everything under ARGV[1]).
--- ARGV: base, lane, now_ms, kind (rate | park), delay_ms (0: none advised),
---       default pause ms, decrease factor, min decrease interval ms, reason (park)
+-- Feedback from a 429 or an outage (KEYS: none; everything under ARGV[1]).
+-- ARGV: base, lane, now_ms, kind (rate | park | hold), delay_ms (0: none advised; hold:
+--       the first probe's wait), default pause ms, decrease factor, min decrease
+--       interval ms, reason (park, hold), message (hold), scope (hold: lane | project)
+-- hold: the lane (or the project's limits hash) is held until a probe gets through;
+--   returns 1 when this call started the hold, 0 when it was held already.
 -- rate: multiplicative decrease of the lane's effective concurrency (at most once per
 --   interval: one overshoot brings several 429s), and a pause of every worker's
 --   admission for the advised delay. park: no admission until the given time (a daily
@@ -9,6 +12,12 @@ local base, lane, now, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local delay, default_pause = tonumber(ARGV[5]), tonumber(ARGV[6])
 local beta, interval, reason = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local lk = lane_key(base, lane)
+if kind == 'hold' then
+  local key = ARGV[11] == 'project' and (base .. ':limits') or lk
+  if redis.call('HEXISTS', key, 'hold') == 1 then return 0 end
+  redis.call('HSET', key, 'hold', reason, 'hmsg', ARGV[10], 'hsince', now, 'hprobe', now + delay, 'hn', 0)
+  return 1
+end
 roll_window(lk, now)
 redis.call('HINCRBY', lk, 'w429', 1)
 if kind == 'park' then

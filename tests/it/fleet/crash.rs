@@ -36,7 +36,7 @@ fn kill_9_of_one_of_two_workers_loses_nothing() {
     let mut victim_jobs = Vec::new();
     for t in &victim_tokens {
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(format!("{base}:q:gemini-2.5-flash-image"))
+            .arg(format!("{base}:q:gemini-3.1-flash-image"))
             .arg(t)
             .arg(t)
             .query(&mut conn)

@@ -337,7 +337,7 @@ fn a_worker_never_reads_a_local_path_and_non_images_are_refused_at_submit() {
             })
             .await
             .unwrap();
-        let spec = r#"{"op":"edit","model":"gemini-2.5-flash-image","prompt":"x","images":[{"path":"/etc/hostname","mime_type":"image/png"}]}"#;
+        let spec = r#"{"op":"edit","model":"gemini-3.1-flash-image","prompt":"x","images":[{"path":"/etc/hostname","mime_type":"image/png"}]}"#;
         q.enqueue(
             "acme",
             &b.id,
@@ -345,7 +345,7 @@ fn a_worker_never_reads_a_local_path_and_non_images_are_refused_at_submit() {
                 seq: 0,
                 line: Some(1),
                 spec: spec.into(),
-                lane: "gemini-2.5-flash-image".into(),
+                lane: "gemini-3.1-flash-image".into(),
                 op: "edit".into(),
                 webhook: None,
                 hash: None,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-const MODEL: &str = "gemini-2.5-flash-image";
+const MODEL: &str = "gemini-3.1-flash-image";
 
 /// A scenario whose API keys map to projects `acme` and `bravo` (so the emulator counts
 /// them apart), with `rest` appended.

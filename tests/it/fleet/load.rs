@@ -78,7 +78,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
             QueueOptions::default(),
         ))
         .unwrap();
-    let spec = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"burst"}"#;
+    let spec = r#"{"op":"generate","model":"gemini-3.1-flash-image","prompt":"burst"}"#;
     let batch = rt
         .block_on(async {
             let b = queue
@@ -94,7 +94,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     seq,
                     line: Some(seq + 1),
                     spec: spec.into(),
-                    lane: "gemini-2.5-flash-image".into(),
+                    lane: "gemini-3.1-flash-image".into(),
                     op: "generate".into(),
                     webhook: None,
                     hash: None,
@@ -106,7 +106,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     seq: 20_000,
                     line: Some(20_001),
                     spec: "{not json at all".into(),
-                    lane: "gemini-2.5-flash-image".into(),
+                    lane: "gemini-3.1-flash-image".into(),
                     op: "generate".into(),
                     webhook: None,
                     hash: None,

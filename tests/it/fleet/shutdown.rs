@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 use super::load::ok_requests;
 use super::*;
 
-fn sigterm(child: &std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits for worker `i` to exit: (exit status, how long it took).
 fn wait_exit(fleet: &mut Fleet, i: usize, limit: Duration) -> (std::process::ExitStatus, Duration) {
     let start = Instant::now();

@@ -628,14 +628,14 @@ fn metrics_pass_promtool_and_match_the_batch_exactly() {
     assert_eq!(
         get(
             &total,
-            r#"imagegen_provider_responses_total{code="200",model="gemini-2.5-flash-image",project="acme"}"#
+            r#"imagegen_provider_responses_total{code="200",model="gemini-3.1-flash-image",project="acme"}"#
         ),
         35.0
     );
     assert_eq!(
         get(
             &total,
-            r#"imagegen_provider_responses_total{code="503",model="gemini-2.5-flash-image",project="acme"}"#
+            r#"imagegen_provider_responses_total{code="503",model="gemini-3.1-flash-image",project="acme"}"#
         ),
         10.0
     );
@@ -752,4 +752,73 @@ fn batch_completed_of_a_cancelled_batch_says_so() {
     let typed: imagegen::webhooks::payload::Event<imagegen::webhooks::payload::BatchEvent> =
         serde_json::from_value(done[0]["body"].clone()).unwrap();
     assert_eq!(typed.data.cancelled_job_ids.len(), 4);
+}
+
+#[test]
+fn a_retired_model_migrates_and_says_so_in_submit_record_manifest_and_webhook() {
+    // gemini-2.5-flash-image is past its Gemini API shutdown (2026-10-02); the fleet's
+    // project is a Gemini API one, so its lines run on the replacement.
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(0, "latency_ms = 5\n", |url| {
+        hook_config(&format!("{url}/hook"), r#"["0s"]"#, true)
+    });
+    fleet.spawn_worker(4);
+    let file = fleet.file(
+        "old.jsonl",
+        "{\"prompt\": \"a fox\", \"model\": \"gemini-2.5-flash-image\"}\n{\"prompt\": \"a hare\"}\n",
+    );
+    let out = fleet.run(&[
+        "submit",
+        "--project",
+        "acme",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: line 1: gemini-2.5-flash-image is shut down on the Gemini API since 2026-10-02; its replacement is gemini-3.1-flash-image: running on gemini-3.1-flash-image instead"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["warnings"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
+    let batch = summary["batch_id"].as_str().unwrap().to_string();
+    let status = fleet.wait_completed(&batch, Duration::from_secs(60));
+    let manifest = fleet.manifest(&status);
+    let migrated: Vec<&Value> = manifest
+        .iter()
+        .filter(|l| l["model_requested"] == "gemini-2.5-flash-image")
+        .collect();
+    assert_eq!(migrated.len(), 1, "{manifest:#?}");
+    assert_eq!(migrated[0]["model"], "gemini-3.1-flash-image");
+    // result.json beside the image says the same.
+    let url = migrated[0]["images"][0]["url"].as_str().unwrap();
+    let result_json = Path::new(url.strip_prefix("file://").unwrap()).with_file_name("result.json");
+    let result: Value = serde_json::from_slice(&std::fs::read(&result_json).unwrap()).unwrap();
+    assert_eq!(result["model"], "gemini-3.1-flash-image");
+    assert_eq!(result["model_requested"], "gemini-2.5-flash-image");
+    let recs = rx.wait_for("2 job events", Duration::from_secs(30), |r| {
+        of_type(r, "job.succeeded").len() == 2
+    });
+    let events = of_type(&recs, "job.succeeded");
+    let hooked: Vec<&&Value> = events
+        .iter()
+        .filter(|r| r["body"]["data"]["model_requested"] == "gemini-2.5-flash-image")
+        .collect();
+    assert_eq!(hooked.len(), 1, "{recs:#?}");
+    assert_eq!(hooked[0]["body"]["data"]["model"], "gemini-3.1-flash-image");
+    assert!(verified_by(hooked[0], &secret));
+    // The other line named no model: nothing to say about it.
+    assert!(
+        events
+            .iter()
+            .any(|r| r["body"]["data"]["model_requested"].is_null())
+    );
 }

@@ -3,7 +3,12 @@
 //! output dimensions) from spec §0 and §5/§7.
 //!
 //! Shared by job validation (what a client may ask for) and the emulator (what the
-//! service answers). It must not know about HTTP, jobs or queues.
+//! service answers). It must not know about HTTP, jobs or queues. Where each model is
+//! in its lifecycle (stage, shutdown dates, replacement) is [`lifecycle`].
+
+pub mod lifecycle;
+
+pub use lifecycle::{Decision, Lifecycle, Stage};
 
 /// Which Google API a project talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -70,6 +75,8 @@ pub struct ModelInfo {
     pub max_outputs: u32,
     /// Output tokens charged per generated image at 1K (Gemini), for usage estimates.
     pub tokens_per_image: u32,
+    /// Accepted `thinkingLevel` values (empty: any the API knows).
+    pub thinking_levels: &'static [&'static str],
     /// True for entries `lookup_or_infer` made up for an unlisted id.
     pub inferred: bool,
 }
@@ -81,6 +88,12 @@ const GEMINI_RATIOS: &[&str] = &[
 const GEMINI31_RATIOS: &[&str] = &[
     "1:1", "3:2", "2:3", "3:4", "1:4", "4:1", "4:3", "4:5", "5:4", "1:8", "8:1", "9:16", "16:9",
     "21:9", "9:21",
+];
+/// 3.1 Flash-Lite Image: "14 aspect ratios" (ai.google.dev models page); the page's
+/// list is garbled, so these are 3.1 Flash's without 9:21 [INF].
+const LITE_RATIOS: &[&str] = &[
+    "1:1", "3:2", "2:3", "3:4", "1:4", "4:1", "4:3", "4:5", "5:4", "1:8", "8:1", "9:16", "16:9",
+    "21:9",
 ];
 const IMAGEN_RATIOS: &[&str] = &["1:1", "3:4", "4:3", "9:16", "16:9"];
 
@@ -101,6 +114,7 @@ const fn gemini(
         max_inline_bytes: 7 * MB,
         max_outputs: max_out,
         tokens_per_image: tokens,
+        thinking_levels: &[],
         inferred: false,
     }
 }
@@ -122,6 +136,7 @@ const fn imagen(
         max_inline_bytes: 10 * MB,
         max_outputs: max_out,
         tokens_per_image: 0,
+        thinking_levels: &[],
         inferred: false,
     }
 }
@@ -184,6 +199,19 @@ pub const MODELS: &[ModelInfo] = &[
         1,
         1120,
     ),
+    // "Nano Banana 2 Lite": 1K only, thinking minimal or high, 65,536 input / 4,096
+    // output tokens (ai.google.dev/gemini-api/docs/models/gemini-3.1-flash-lite-image).
+    ModelInfo {
+        thinking_levels: &["MINIMAL", "HIGH"],
+        ..gemini(
+            "gemini-3.1-flash-lite-image",
+            LITE_RATIOS,
+            &["1K"],
+            14,
+            1,
+            1120,
+        )
+    },
     imagen(
         "imagen-3.0-generate-001",
         Family::ImagenGenerate,
