@@ -13,6 +13,44 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `data` of `lane.held` and `lane.resumed`: an outage began or ended for a lane (or,
+/// `model` absent, for the whole project). The queue renders these bodies itself, in
+/// the script that starts or ends the hold, so no crash separates the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneEvent {
+    /// Project.
+    pub project: String,
+    /// The lane's model; absent when the whole project is held (credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `credentials_error`, `model_unavailable`, `permission_denied`.
+    pub reason: String,
+    /// The provider's message.
+    pub message: String,
+    /// When the hold began (unix ms).
+    pub held_since_ms: u64,
+    /// `lane.resumed`: how long it was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_for_ms: Option<u64>,
+}
+
+/// A whole event body (`{"type", "timestamp", "data"}`, as every webhook), at `at_ms`.
+pub fn lane_event_body(event: &str, at_ms: u64, data: &LaneEvent) -> String {
+    serde_json::json!({"type": event, "timestamp": rfc3339(at_ms), "data": data}).to_string()
+}
+
+/// RFC 3339 with milliseconds, UTC (`2026-12-03T14:50:00.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The subject (hence the message id) of a lane event: one per hold and event.
+pub fn lane_subject(event: &str, model: Option<&str>, held_since_ms: u64) -> String {
+    format!("{event}.{}.{held_since_ms}", model.unwrap_or("*"))
+}
+
 /// A delivery taken by a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueDelivery {

@@ -5,8 +5,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::MemoryQueue;
+use super::state::Hold;
 use super::state::{BatchState, JobState, Project};
 use crate::job::{JobId, JobStatus, batch_job_id, split_job_id};
+use crate::queue::hooks::{lane_event_body, lane_subject};
 use crate::queue::rules::{self, Allowance};
 use crate::queue::{
     BatchHandle, CancelReport, Claim, Claimed, Jobs, Lease, NewBatch, NewJob, QueueError,
@@ -252,22 +254,35 @@ impl Project {
         }
     }
 
+    /// Enqueues `lane.resumed` for a hold that an answer ended.
+    fn resumed(&mut self, project: &str, model: Option<&str>, h: &Hold, now: u64) {
+        let event = h.event(project, model, Some(now.saturating_sub(h.since_ms)));
+        let subject = lane_subject("lane.resumed", model, h.since_ms);
+        let body = lane_event_body("lane.resumed", now, &event);
+        self.hooks
+            .enqueue_body("lane.resumed", &subject, None, now, Some(body));
+    }
+
     /// Additive increase for the lanes that were answered (once per settle call, as
     /// `settle.lua`); an answer ends the lane's hold and the project's.
-    fn answered(&mut self, lanes: Vec<String>, now: u64) {
+    fn answered(&mut self, project: &str, lanes: Vec<String>, now: u64) {
         let mut per_lane: std::collections::BTreeMap<String, u64> = Default::default();
         for l in lanes {
             *per_lane.entry(l).or_default() += 1;
         }
-        if !per_lane.is_empty() && self.hold.take().is_some() {
+        if !per_lane.is_empty()
+            && let Some(h) = self.hold.take()
+        {
             self.hold_ms = 0;
+            self.resumed(project, None, &h, now);
         }
         for (name, k) in per_lane {
             let cap = self.limits.lane(&name).concurrency;
-            let l = self.lane(&name);
-            if l.hold.take().is_some() {
-                l.state.hold_ms = 0;
+            if let Some(h) = self.lane(&name).hold.take() {
+                self.lane(&name).state.hold_ms = 0;
+                self.resumed(project, Some(&name), &h, now);
             }
+            let l = self.lane(&name);
             l.window = rules::roll_window(l.window, now);
             if let Some(eff) = rules::aimd_increase(l.state.eff, cap, k) {
                 l.state.eff = Some(eff);
@@ -493,7 +508,7 @@ impl Jobs for MemoryQueue {
             .collect();
         for (project, lanes) in answered {
             if let Some(p) = st.projects.get_mut(&project) {
-                p.answered(lanes, now);
+                p.answered(&project, lanes, now);
             }
         }
         Ok(reports)

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use super::MemoryQueue;
 use super::state::Hold;
 use crate::limits::{HoldView, LaneView, ProjectLimits, Throttle};
+use crate::queue::hooks::{lane_event_body, lane_subject};
 use crate::queue::rules;
 use crate::queue::{Lanes, QueueError, now_ms};
 
@@ -32,6 +33,8 @@ impl Lanes for MemoryQueue {
                     since_ms: now,
                     probes: 0,
                 };
+                let model = (!reason.project_wide()).then_some(lane);
+                let event = hold.event(project, model, None);
                 if reason.project_wide() {
                     if p.hold.is_some() {
                         return false;
@@ -46,6 +49,10 @@ impl Lanes for MemoryQueue {
                     l.hold = Some(hold);
                     l.state.hold_ms = now + probe;
                 }
+                let subject = lane_subject("lane.held", model, now);
+                let body = lane_event_body("lane.held", now, &event);
+                p.hooks
+                    .enqueue_body("lane.held", &subject, None, now, Some(body));
                 return true;
             }
             let l = p.lane(lane);

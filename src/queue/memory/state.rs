@@ -162,6 +162,23 @@ pub(super) struct Hold {
 }
 
 impl Hold {
+    /// The data of its `lane.held` / `lane.resumed` events.
+    pub fn event(
+        &self,
+        project: &str,
+        model: Option<&str>,
+        held_for_ms: Option<u64>,
+    ) -> crate::queue::hooks::LaneEvent {
+        crate::queue::hooks::LaneEvent {
+            project: project.to_string(),
+            model: model.map(str::to_string),
+            reason: self.reason.as_str().to_string(),
+            message: self.message.clone(),
+            held_since_ms: self.since_ms,
+            held_for_ms,
+        }
+    }
+
     pub fn view(&self, next_probe_ms: u64) -> crate::limits::HoldView {
         crate::limits::HoldView {
             reason: self.reason.as_str().to_string(),
@@ -220,6 +237,18 @@ pub(super) struct Hooks {
 impl Hooks {
     /// Enqueues `event` about `subject` once, for the subject's own URL or the default.
     pub fn enqueue(&mut self, event: &str, subject: &str, own: Option<&str>, now: u64) {
+        self.enqueue_body(event, subject, own, now, None);
+    }
+
+    /// Like `enqueue`, with the body already rendered (lane events).
+    pub fn enqueue_body(
+        &mut self,
+        event: &str,
+        subject: &str,
+        own: Option<&str>,
+        now: u64,
+        body: Option<String>,
+    ) {
         let Some(url) = rules::hook_target(own, self.default.as_deref()) else {
             return;
         };
@@ -235,6 +264,7 @@ impl Hooks {
                 subject: subject.to_string(),
                 state: "pending",
                 created_ms: now,
+                body,
                 ..Delivery::default()
             },
         );

@@ -328,12 +328,15 @@ impl RedisQueue {
         let [delayed, dlq] = self.core_keys(project);
         let mut inv = self.scripts.settle.prepare_invoke();
         inv.key(&delayed).key(&dlq);
+        let now = now_ms();
         inv.arg(self.base(project))
             .arg(GROUP)
-            .arg(now_ms())
+            .arg(now)
             .arg(self.options.retention.as_secs().max(1))
             .arg(self.options.max_wait.as_millis() as u64)
-            .arg(MAX_LOG);
+            .arg(MAX_LOG)
+            .arg(project)
+            .arg(crate::queue::hooks::rfc3339(now));
         for (_, lease, settle) in items {
             inv.arg(&lease.job).arg(&lease.token).arg(&lease.lane);
             match settle {

@@ -8,6 +8,7 @@ use redis::AsyncCommands as _;
 
 use super::RedisQueue;
 use crate::limits::{HoldView, LaneView, ProjectLimits, Throttle};
+use crate::queue::hooks::{LaneEvent, lane_event_body, lane_subject};
 use crate::queue::{Lanes, QueueError, now_ms};
 
 #[async_trait]
@@ -53,13 +54,34 @@ impl Lanes for RedisQueue {
                 },
             ),
         };
+        let now = now_ms();
+        // The lane.held event, rendered here and enqueued by the script that starts the
+        // hold (nothing is enqueued when it was held already).
+        let (body, subject) = match throttle {
+            Throttle::Hold { reason, message } => {
+                let model = (!reason.project_wide()).then_some(lane);
+                let event = LaneEvent {
+                    project: project.to_string(),
+                    model: model.map(str::to_string),
+                    reason: reason.as_str().to_string(),
+                    message: message.clone(),
+                    held_since_ms: now,
+                    held_for_ms: None,
+                };
+                (
+                    lane_event_body("lane.held", now, &event),
+                    lane_subject("lane.held", model, now),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
         let mut conn = self.conn.clone();
         let started: i64 = self
             .scripts
             .throttle
             .arg(self.base(project))
             .arg(lane)
-            .arg(now_ms())
+            .arg(now)
             .arg(kind)
             .arg(delay)
             .arg(aimd.default_pause_ms)
@@ -68,6 +90,8 @@ impl Lanes for RedisQueue {
             .arg(reason)
             .arg(message)
             .arg(scope)
+            .arg(body)
+            .arg(subject)
             .invoke_async(&mut conn)
             .await?;
         Ok(kind == "hold" && started == 1)

@@ -27,13 +27,14 @@ end
 
 -- Enqueues the webhook event `typ` about `subject` for `url` (nothing without a URL;
 -- once per subject: a second call is a no-op).
-local function hook(base, now, typ, subject, url)
+local function hook(base, now, typ, subject, url, body)
   url = rules.hook_target(url, default_hook(base))
   if not url then return end
   local id = 'msg_' .. subject
   local hk = base .. ':wh:' .. id
   if redis.call('HSETNX', hk, 'url', url) == 0 then return end
   redis.call('HSET', hk, 'type', typ, 'sub', subject, 'st', 'pending', 'c', now, 'att', 0)
+  if body then redis.call('HSET', hk, 'body', body) end
   redis.call('ZADD', base .. ':wh:due', now, id)
 end
 

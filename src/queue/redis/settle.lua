@@ -1,5 +1,6 @@
 -- KEYS: delayed, dlq
--- ARGV: base, group, now_ms, retention_s, max_wait_ms, max log entries, then 8 per item:
+-- ARGV: base, group, now_ms, retention_s, max_wait_ms, max log entries, project name,
+--       now as RFC 3339 (lane.resumed bodies), then 8 per item:
 --   job id, token, lane, kind (F finish | D finish + dead-letter | R retry | L release),
 --   status (F/D), error, result (F/D) or delay ms (R), count attempt (R: 1/0)
 -- Returns one integer per item: 0 stale lease, 1 applied, 3 applied + batch completed.
@@ -7,11 +8,11 @@
 local delayed, dlq = KEYS[1], KEYS[2]
 local base, group = ARGV[1], ARGV[2]
 local now, retention, max_wait = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local max_log = tonumber(ARGV[6])
+local max_log, project, stamp = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local d, touched, answered = {}, {}, {}
 local out = {}
 local acks = {}
-local i, item = 7, 0
+local i, item = 9, 0
 while i + 7 <= #ARGV do
   local jid, token, lane, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local status, err, extra, counted = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
@@ -60,15 +61,26 @@ for stream, tokens in pairs(acks) do
   redis.call('XACK', stream, group, unpack(tokens))
   redis.call('XDEL', stream, unpack(tokens))
 end
--- An answer ends the project's hold and its lane's (the outage is over).
+-- An answer ends the project's hold and its lane's (the outage is over), with a
+-- lane.resumed event (body rendered here, as queue::hooks::lane_event_body does).
 local HOLD = {'hold', 'hmsg', 'hsince', 'hprobe', 'hn'}
-if next(answered) ~= nil and redis.call('HEXISTS', base .. ':limits', 'hold') == 1 then
-  redis.call('HDEL', base .. ':limits', unpack(HOLD))
+local function resume(key, model)
+  local h = redis.call('HMGET', key, 'hold', 'hmsg', 'hsince')
+  if not h[1] then return end
+  redis.call('HDEL', key, unpack(HOLD))
+  local since = tonumber(h[3] or '0')
+  local data = {project = project, reason = h[1], message = h[2] or '', held_since_ms = since,
+    held_for_ms = math.max(0, now - since)}
+  if model then data.model = model end
+  local subject = 'lane.resumed.' .. (model or '*') .. '.' .. (h[3] or '0')
+  hook(base, now, 'lane.resumed', subject, nil,
+    cjson.encode({type = 'lane.resumed', timestamp = stamp, data = data}))
 end
+if next(answered) ~= nil then resume(base .. ':limits', nil) end
 -- Additive increase: +1 per eff answers, never above the configured cap.
 for lane, k in pairs(answered) do
   local lk = lane_key(base, lane)
-  if redis.call('HEXISTS', lk, 'hold') == 1 then redis.call('HDEL', lk, unpack(HOLD)) end
+  resume(lk, lane)
   roll_window(lk, now)
   local v = redis.call('HMGET', lk, 'eff', 'cap')
   local eff = rules.aimd_increase(tonumber(v[1]), tonumber(v[2] or '0'), k)

@@ -1,7 +1,8 @@
 -- Feedback from a 429 or an outage (KEYS: none; everything under ARGV[1]).
 -- ARGV: base, lane, now_ms, kind (rate | park | hold), delay_ms (0: none advised; hold:
 --       the first probe's wait), default pause ms, decrease factor, min decrease
---       interval ms, reason (park, hold), message (hold), scope (hold: lane | project)
+--       interval ms, reason (park, hold), message (hold), scope (hold: lane | project),
+--       the lane.held event's body and subject (hold)
 -- hold: the lane (or the project's limits hash) is held until a probe gets through;
 --   returns 1 when this call started the hold, 0 when it was held already.
 -- rate: multiplicative decrease of the lane's effective concurrency (at most once per
@@ -16,6 +17,7 @@ if kind == 'hold' then
   local key = ARGV[11] == 'project' and (base .. ':limits') or lk
   if redis.call('HEXISTS', key, 'hold') == 1 then return 0 end
   redis.call('HSET', key, 'hold', reason, 'hmsg', ARGV[10], 'hsince', now, 'hprobe', now + delay, 'hn', 0)
+  hook(base, now, 'lane.held', ARGV[13], nil, ARGV[12])
   return 1
 end
 roll_window(lk, now)

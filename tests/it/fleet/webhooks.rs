@@ -822,3 +822,52 @@ fn a_retired_model_migrates_and_says_so_in_submit_record_manifest_and_webhook() 
             .any(|r| r["body"]["data"]["model_requested"].is_null())
     );
 }
+
+#[test]
+fn a_hold_sends_one_lane_held_and_one_lane_resumed() {
+    let model = "gemini-3.1-flash-image";
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(
+        0,
+        &format!("latency_ms = 20\nretired_models = [\"{model}\"]\n"),
+        |url| hook_config(&format!("{url}/hook"), r#"["0s", "1s"]"#, true),
+    );
+    fleet
+        .envs
+        .push(("IMAGEGEN__WORKER__HOLD_PROBE".into(), "1s".into()));
+    fleet.spawn_worker(4);
+    fleet.spawn_worker(4);
+    let file = fleet.file("p.txt", &prompts(12));
+    let batch = fleet.submit(&file, &[]);
+    let held = rx.wait_for("lane.held", Duration::from_secs(30), |r| {
+        !of_type(r, "lane.held").is_empty()
+    });
+    let h = of_type(&held, "lane.held")[0];
+    assert!(verified_by(h, &secret), "{h}");
+    let data = &h["body"]["data"];
+    assert_eq!(data["project"], "acme");
+    assert_eq!(data["model"], model);
+    assert_eq!(data["reason"], "model_unavailable");
+    assert!(data["message"].as_str().unwrap().contains("404"), "{h}");
+    std::thread::sleep(Duration::from_secs(2));
+    fleet.post_scenario("latency_ms = 20\n");
+    fleet.wait_completed(&batch, Duration::from_secs(60));
+    rx.wait_for("lane.resumed", Duration::from_secs(30), |r| {
+        !of_type(r, "lane.resumed").is_empty() && !of_type(r, "batch.completed").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = rx.records();
+    assert_eq!(of_type(&recs, "lane.held").len(), 1, "{recs:#?}");
+    let resumed = of_type(&recs, "lane.resumed");
+    assert_eq!(resumed.len(), 1, "{recs:#?}");
+    let r = &resumed[0]["body"]["data"];
+    assert_eq!(r["model"], model);
+    assert_eq!(r["held_since_ms"], data["held_since_ms"], "{r}");
+    assert!(r["held_for_ms"].as_u64().unwrap() >= 2_000, "{r}");
+    assert!(
+        resumed[0]["body"]["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(verified_by(resumed[0], &secret));
+}
