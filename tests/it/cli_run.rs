@@ -262,12 +262,13 @@ fn run_says_what_an_outage_holds_and_max_wait_still_bounds_it() {
     )
     .unwrap();
     let jobs = dir.path().join("p.txt");
-    std::fs::write(&jobs, "a fox\na hare\n").unwrap();
+    let prompts: String = (0..30).map(|i| format!("a fox, take {i}\n")).collect();
+    std::fs::write(&jobs, prompts).unwrap();
     let started = std::time::Instant::now();
     let out = imagegen()
         .current_dir(dir.path())
         .env("IMAGEGEN__EMULATOR__SCENARIO", &scenario)
-        .env("IMAGEGEN__WORKER__HOLD_PROBE", "1s")
+        .env("IMAGEGEN__WORKER__HOLD_PROBE", "30s")
         .env("IMAGEGEN__WORKER__MAX_WAIT", "4s")
         .arg("run")
         .arg(&jobs)
@@ -285,7 +286,16 @@ fn run_says_what_an_outage_holds_and_max_wait_still_bounds_it() {
         1,
         "said once: {stderr}"
     );
-    // Held, not failed at once: the jobs waited for max_wait, then ended with why.
-    assert!(started.elapsed() >= std::time::Duration::from_secs(4));
+    // Held, not failed at once: the jobs waited for max_wait, then ended with why, all
+    // together (not one per 30 s probe).
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_secs(4), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
     assert!(stdout.contains("max_wait 4 s"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("failed") && l.trim_end().ends_with(" 30")),
+        "all 30 failed: {stdout}"
+    );
 }

@@ -108,6 +108,39 @@ impl Project {
         (out, completed)
     }
 
+    /// Held or parked work still ends at `max_wait` (as `claim.lua`'s sweep): the lane's
+    /// oldest queued jobs that waited past it are taken and fail at claim (at most
+    /// 1,000 per call).
+    fn sweep(
+        &mut self,
+        lane: &str,
+        worker: &str,
+        next: &mut u64,
+        o: &QueueOptions,
+        now: u64,
+        claim: &mut Claim,
+    ) {
+        let max_wait = o.max_wait.as_millis() as u64;
+        if max_wait == 0 {
+            return;
+        }
+        let ready = &self.lanes[lane].ready;
+        let n = ready
+            .iter()
+            .take(1000)
+            .take_while(|id| {
+                self.jobs
+                    .get(*id)
+                    .is_none_or(|j| now.saturating_sub(j.enqueued_ms) > max_wait)
+            })
+            .count();
+        if n > 0 {
+            let (started, completed) = self.take(lane, n as u64, worker, next, o, now);
+            claim.jobs.extend(started);
+            claim.completed.extend(completed);
+        }
+    }
+
     /// Admission over the project's lanes, round robin, and the claim (as `claim.lua`).
     fn claim(&mut self, worker: &str, max: usize, next: &mut u64, o: &QueueOptions) -> Claim {
         let now = now_ms();
@@ -125,6 +158,11 @@ impl Project {
         };
         let mut free = p.allow;
         let names: Vec<String> = self.lanes.keys().cloned().collect();
+        if self.hold.is_some() {
+            for name in &names {
+                self.sweep(name, worker, next, o, now, &mut claim);
+            }
+        }
         self.rr = self.rr.wrapping_add(1);
         for k in 0..names.len() {
             if free == 0 {
@@ -138,6 +176,10 @@ impl Project {
             let Allowance { allow, wake_ms } =
                 rules::lane_allowance(free, limit, &self.lanes[name].state, now);
             claim.wake_ms = rules::earliest(claim.wake_ms, wake_ms);
+            let s = &self.lanes[name].state;
+            if allow == 0 && self.hold.is_none() && (s.hold_ms > 0 || s.park_ms > now) {
+                self.sweep(name, worker, next, o, now, &mut claim);
+            }
             let (started, completed) = self.take(name, allow, worker, next, o, now);
             claim.completed.extend(completed);
             let got = started.len() as u64;

@@ -125,6 +125,35 @@ local function take(lane, n)
   return admitted
 end
 
+-- Held or parked work still ends at max_wait: the lane's oldest undelivered entries
+-- that waited past it (entry time before now - max_wait, so their enqueue time is too)
+-- are taken, and fail at claim with the reason (at most 1,000 per call).
+local function sweep(lane)
+  if max_wait <= 0 then return end
+  local stream = lane_stream(base, lane)
+  local last = '0-0'
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return end
+  for _, g in ipairs(groups) do
+    local name, lid = nil, nil
+    for k = 1, #g, 2 do
+      if g[k] == 'name' then name = g[k + 1] elseif g[k] == 'last-delivered-id' then lid = g[k + 1] end
+    end
+    if name == group and lid then last = lid end
+  end
+  local cutoff = now - max_wait
+  local n = 0
+  for _, e in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1000)) do
+    if tonumber(string.match(e[1], '^(%d+)')) >= cutoff then break end
+    n = n + 1
+  end
+  if n > 0 then take(lane, n) end
+end
+
+if phold > 0 then
+  for _, lane in ipairs(redis.call('SMEMBERS', base .. ':lanes')) do sweep(lane) end
+end
+
 if free > 0 then
   local lanes = redis.call('SMEMBERS', base .. ':lanes')
   local n = #lanes
@@ -145,6 +174,7 @@ if free > 0 then
         pause = tonumber(s[4] or '0'), park = tonumber(s[5] or '0'), hold = tonumber(s[9] or '0')}
       local allow, lwake = rules.lane_allowance(free, cap, rpm, state, now)
       hold_until(lwake)
+      if allow == 0 and phold == 0 and (state.hold > 0 or state.park > now) then sweep(lane) end
       if allow > 0 then
         local got = take(lane, allow)
         if got > 0 then

@@ -120,3 +120,29 @@ fn a_credentials_outage_holds_the_project_and_resumes_by_itself() {
     assert_eq!(count(&done, "succeeded"), n as u64, "{done}");
     assert!(done["hold"].is_null(), "{done}");
 }
+
+#[test]
+fn max_wait_still_ends_held_work_and_not_one_probe_at_a_time() {
+    let model = "gemini-3.1-flash-image";
+    let mut fleet = Fleet::start(
+        &format!("latency_ms = 20\nretired_models = [\"{model}\"]\n"),
+        "concurrency = 8\n",
+        0,
+    );
+    // Probes far apart: only the sweep can end the jobs in time.
+    fleet.envs.extend([
+        ("IMAGEGEN__WORKER__HOLD_PROBE".into(), "30s".into()),
+        ("IMAGEGEN__WORKER__MAX_WAIT".into(), "3s".into()),
+    ]);
+    fleet.spawn_worker(4);
+    fleet.spawn_worker(4);
+    let n = 300;
+    let file = fleet.file("prompts.txt", &prompts(n));
+    let batch = fleet.submit(&file, &[]);
+    let done = fleet.wait_completed(&batch, Duration::from_secs(30));
+    assert_eq!(count(&done, "failed"), n as u64, "{done}");
+    let called = answered(&fleet.emulator_stats(), "404");
+    assert!(called <= 9, "{called} calls: the held jobs were called");
+    let failures = done["failures"].to_string();
+    assert!(failures.contains("max_wait 3 s"), "{failures}");
+}
