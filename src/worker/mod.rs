@@ -7,6 +7,7 @@
 mod ack;
 pub mod backend;
 mod loops;
+mod pace;
 pub mod process;
 pub mod runtime;
 pub mod settler;

@@ -83,6 +83,29 @@ fn check_prompt(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     }
 }
 
+/// The model's thinking levels (3.1 Flash-Lite Image: minimal or high).
+fn check_thinking(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
+    if let Some(level) = spec.thinking_level
+        && !model.thinking_levels.is_empty()
+        && !model.thinking_levels.contains(&level.wire())
+    {
+        let allowed: Vec<String> = model
+            .thinking_levels
+            .iter()
+            .map(|l| l.to_ascii_lowercase())
+            .collect();
+        r.err(
+            "thinking_level",
+            format!(
+                "`{}` is not offered by `{}` (allowed: {})",
+                level.wire().to_ascii_lowercase(),
+                spec.model,
+                allowed.join(", ")
+            ),
+        );
+    }
+}
+
 fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     if let Some(n) = spec.number_of_images
         && (n == 0 || n > model.max_outputs)
@@ -123,25 +146,7 @@ fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
             ),
         );
     }
-    if let Some(level) = spec.thinking_level
-        && !model.thinking_levels.is_empty()
-        && !model.thinking_levels.contains(&level.wire())
-    {
-        let allowed: Vec<String> = model
-            .thinking_levels
-            .iter()
-            .map(|l| l.to_ascii_lowercase())
-            .collect();
-        r.err(
-            "thinking_level",
-            format!(
-                "`{}` is not offered by `{}` (allowed: {})",
-                level.wire().to_ascii_lowercase(),
-                spec.model,
-                allowed.join(", ")
-            ),
-        );
-    }
+    check_thinking(spec, model, r);
     if let Some(mime) = &spec.output_mime_type
         && mime != "image/png"
         && mime != "image/jpeg"

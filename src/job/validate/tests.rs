@@ -168,3 +168,23 @@ fn virtual_try_on_needs_a_person() {
     );
     assert_eq!(fields(&json), ["person_image"]);
 }
+
+#[test]
+fn flash_lite_image_takes_1k_and_minimal_or_high_thinking_only() {
+    let lite = r#"{"model":"gemini-3.1-flash-lite-image","prompt":"a cat""#;
+    assert!(fields(&format!("{lite}, \"thinking_level\": \"high\"}}")).is_empty());
+    assert!(fields(&format!("{lite}, \"image_size\": \"1K\"}}")).is_empty());
+    assert_eq!(
+        fields(&format!("{lite}, \"thinking_level\": \"low\"}}")),
+        vec!["thinking_level"]
+    );
+    let e = errors(
+        &format!("{lite}, \"thinking_level\": \"medium\"}}"),
+        Backend::GeminiApi,
+    );
+    assert!(e[0].contains("allowed: minimal, high"), "{e:?}");
+    assert_eq!(
+        fields(&format!("{lite}, \"image_size\": \"2K\"}}")),
+        vec!["image_size"]
+    );
+}

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::QueueOptions;
 
+mod admit;
 mod jobs;
 mod lanes;
 mod outbox;

@@ -18,6 +18,7 @@ use redis::{AsyncCommands as _, Script};
 use super::{Claimed, QueueError, QueueOptions};
 use crate::limits::ProjectLimits;
 
+mod cancel;
 mod jobs;
 mod lanes;
 mod outbox;
