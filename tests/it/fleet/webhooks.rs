@@ -834,8 +834,34 @@ fn a_hold_sends_one_lane_held_and_one_lane_resumed() {
     fleet
         .envs
         .push(("IMAGEGEN__WORKER__HOLD_PROBE".into(), "1s".into()));
+    let log = std::fs::File::create(fleet.dir.path().join("worker-0.log")).unwrap();
+    let child = fleet
+        .cmd()
+        .args([
+            "worker",
+            "--concurrency",
+            "4",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    fleet.workers.push(child);
     fleet.spawn_worker(4);
-    fleet.spawn_worker(4);
+    let metrics = metrics_addr(&fleet, 0);
+    let held_gauge = || {
+        let (status, text) = http("GET", &metrics, "/metrics", "");
+        assert_eq!(status, 200);
+        let key = format!(
+            r#"imagegen_lane_held{{model="{model}",project="acme",reason="model_unavailable"}}"#
+        );
+        samples(&text)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
     let file = fleet.file("p.txt", &prompts(12));
     let batch = fleet.submit(&file, &[]);
     let held = rx.wait_for("lane.held", Duration::from_secs(30), |r| {
@@ -849,6 +875,7 @@ fn a_hold_sends_one_lane_held_and_one_lane_resumed() {
     assert_eq!(data["reason"], "model_unavailable");
     assert!(data["message"].as_str().unwrap().contains("404"), "{h}");
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(held_gauge(), Some(1.0), "imagegen_lane_held while held");
     fleet.post_scenario("latency_ms = 20\n");
     fleet.wait_completed(&batch, Duration::from_secs(60));
     rx.wait_for("lane.resumed", Duration::from_secs(30), |r| {
@@ -870,4 +897,9 @@ fn a_hold_sends_one_lane_held_and_one_lane_resumed() {
             .ends_with('Z')
     );
     assert!(verified_by(resumed[0], &secret));
+    assert_eq!(
+        held_gauge(),
+        Some(0.0),
+        "imagegen_lane_held after the resume"
+    );
 }
