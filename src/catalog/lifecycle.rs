@@ -28,18 +28,6 @@ pub enum Stage {
     ShutDown,
 }
 
-impl Stage {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Preview => "preview",
-            Stage::Ga => "ga",
-            Stage::Deprecated => "deprecated",
-            Stage::ShutDown => "shut-down",
-        }
-    }
-}
-
 /// One model's lifecycle entry. Dates are `YYYY-MM-DD` (UTC days).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Life {
@@ -302,11 +290,6 @@ impl Lifecycle {
             ));
         }
         Decision::Run
-    }
-
-    /// Every entry (for `imagegen models`, docs and tests).
-    pub fn entries(&self) -> &[Life] {
-        &self.entries
     }
 }
 

@@ -131,17 +131,6 @@ impl HoldReason {
         }
     }
 
-    /// Parses [`HoldReason::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            HoldReason::CredentialsError,
-            HoldReason::ModelUnavailable,
-            HoldReason::PermissionDenied,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-
     /// True when the hold is the project's (every lane), not one lane's.
     pub fn project_wide(self) -> bool {
         self == HoldReason::CredentialsError

@@ -151,13 +151,11 @@ impl ProviderError {
                 status: 403,
                 message,
                 ..
-            } => Some(
-                if message.contains("/models/") || message.contains("model") {
-                    HoldReason::PermissionDenied
-                } else {
-                    HoldReason::CredentialsError
-                },
-            ),
+            } => Some(if message.contains("model") {
+                HoldReason::PermissionDenied
+            } else {
+                HoldReason::CredentialsError
+            }),
             _ => None,
         }
     }

@@ -36,14 +36,15 @@ pub struct LaneEvent {
 
 /// A whole event body (`{"type", "timestamp", "data"}`, as every webhook), at `at_ms`.
 pub fn lane_event_body(event: &str, at_ms: u64, data: &LaneEvent) -> String {
-    serde_json::json!({"type": event, "timestamp": rfc3339(at_ms), "data": data}).to_string()
+    let timestamp = rfc3339(at_ms).unwrap_or_default();
+    serde_json::json!({"type": event, "timestamp": timestamp, "data": data}).to_string()
 }
 
-/// RFC 3339 with milliseconds, UTC (`2026-12-03T14:50:00.123Z`).
-pub fn rfc3339(ms: u64) -> String {
+/// RFC 3339 with milliseconds, UTC (`2026-12-03T14:50:00.123Z`), as every webhook
+/// timestamp is written.
+pub fn rfc3339(ms: u64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 /// The subject (hence the message id) of a lane event: one per hold and event.

@@ -175,10 +175,7 @@ pub fn held_allowance(want: u64, running: u64, probe_ms: u64, now: u64) -> Optio
 /// The wait before a held scope's next probe, after `probes` probes: `base_ms`
 /// doubling each time, at most `max_ms`.
 pub fn probe_delay(probes: u32, base_ms: u64, max_ms: u64) -> u64 {
-    base_ms
-        .saturating_mul(1u64 << probes.min(20))
-        .min(max_ms)
-        .max(base_ms.min(max_ms))
+    base_ms.saturating_mul(1u64 << probes.min(20)).min(max_ms)
 }
 
 /// Why a delivery ends the job instead of running it.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::result::excerpt;
 use crate::providers::Usage;
-use crate::queue::hooks::DueDelivery;
+use crate::queue::hooks::{DueDelivery, rfc3339};
 use crate::queue::{BatchRecord, JobQueue, JobRecord, now_ms};
 use crate::storage::{JobLocation, OutputStore, StoredImage};
 
@@ -149,11 +149,6 @@ pub struct BatchEvent {
     /// Why there is nothing else (its record expired).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-fn rfc3339(ms: u64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Builds the body of delivery `d` from the records it is about.

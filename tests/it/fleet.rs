@@ -416,6 +416,15 @@ impl Drop for Fleet {
     }
 }
 
+/// The emulator's answers with `status` (`"200"`, `"404"` …) across every project and
+/// model, from its stats.
+pub fn responses(stats: &Value, status: &str) -> u64 {
+    stats["requests"]
+        .as_object()
+        .map(|m| m.values().filter_map(|codes| codes[status].as_u64()).sum())
+        .unwrap_or(0)
+}
+
 /// A bare HTTP/1.1 request to `base` (`http://host:port`): (status, body).
 pub fn http(method: &str, base: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};

@@ -78,20 +78,7 @@ impl Project {
                 max_wait,
             );
             if let Some(f) = fail {
-                if f.dead_letter {
-                    self.dead_letter(&id, &f.reason, now);
-                }
-                let done = self.finish(
-                    &id,
-                    JobStatus::Running,
-                    JobStatus::Failed,
-                    Some(&f.reason),
-                    None,
-                    now,
-                );
-                if done && let Some((b, _)) = split_job_id(&id) {
-                    completed.push(b.to_string());
-                }
+                completed.extend(self.fail_running(&id, &f, now));
                 continue;
             }
             admitted += 1;

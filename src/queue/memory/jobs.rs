@@ -158,19 +158,9 @@ impl Project {
             let j = self.jobs.get_mut(&id).expect("live job");
             if let Some(f) = rules::at_recover(j.deliveries, o.max_deliveries) {
                 self.pending.remove(&token);
-                self.dead_letter(&id, &f.reason, now);
                 out.dead.push(id.clone());
-                if self.finish(
-                    &id,
-                    JobStatus::Running,
-                    JobStatus::Failed,
-                    Some(&f.reason),
-                    None,
-                    now,
-                ) && let Some((b, _)) = split_job_id(&id)
-                {
-                    out.completed_batches.push(b.to_string());
-                }
+                out.completed_batches
+                    .extend(self.fail_running(&id, &f, now));
                 continue;
             }
             // Take it over: same token, new owner, one more delivery.

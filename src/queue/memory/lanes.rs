@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use super::MemoryQueue;
-use super::state::Hold;
-use crate::limits::{HoldView, LaneView, ProjectLimits, Throttle};
+use super::state::{Hold, Lane, Project};
+use crate::limits::{HoldReason, HoldView, LaneView, ProjectLimits, Throttle};
 use crate::queue::hooks::{lane_event_body, lane_subject};
 use crate::queue::rules;
 use crate::queue::{Lanes, QueueError, now_ms};
@@ -24,47 +24,20 @@ impl Lanes for MemoryQueue {
         let aimd = self.options.aimd;
         let probe = self.options.hold_probe.as_millis() as u64;
         Ok(self.with(project, |p, _| {
-            let cap = p.limits.lane(lane).concurrency;
             let now = now_ms();
-            if let Throttle::Hold { reason, message } = throttle {
-                let hold = Hold {
-                    reason: *reason,
-                    message: message.clone(),
-                    since_ms: now,
-                    probes: 0,
-                };
-                let model = (!reason.project_wide()).then_some(lane);
-                let event = hold.event(project, model, None);
-                if reason.project_wide() {
-                    if p.hold.is_some() {
-                        return false;
-                    }
-                    p.hold = Some(hold);
-                    p.hold_ms = now + probe;
-                } else {
-                    let l = p.lane(lane);
-                    if l.hold.is_some() {
-                        return false;
-                    }
-                    l.hold = Some(hold);
-                    l.state.hold_ms = now + probe;
-                }
-                let subject = lane_subject("lane.held", model, now);
-                let body = lane_event_body("lane.held", now, &event);
-                p.hooks
-                    .enqueue_body("lane.held", &subject, None, now, Some(body));
-                return true;
-            }
-            let l = p.lane(lane);
-            l.window = rules::roll_window(l.window, now);
-            l.window.throttled += 1;
+            let cap = p.limits.lane(lane).concurrency;
             match throttle {
-                Throttle::Hold { .. } => unreachable!("handled above"),
+                Throttle::Hold { reason, message } => {
+                    start_hold(p, project, lane, *reason, message, now + probe, now)
+                }
                 Throttle::Park { until_ms, reason } => {
+                    let l = throttled(p, lane, now);
                     l.state.park_ms = *until_ms;
                     l.why = reason.clone();
+                    false
                 }
                 Throttle::Rate { delay } => {
+                    let l = throttled(p, lane, now);
                     let delay = delay.map_or(0, |d| d.as_millis() as u64);
                     let b = rules::on_rate_429(&l.state, l.dec_ms, cap, delay, now, aimd);
                     if let Some(eff) = b.eff {
@@ -72,9 +45,9 @@ impl Lanes for MemoryQueue {
                         l.dec_ms = now;
                     }
                     l.state.pause_ms = b.pause_ms;
+                    false
                 }
             }
-            false
         }))
     }
 
@@ -126,4 +99,49 @@ impl Lanes for MemoryQueue {
                 .collect()
         }))
     }
+}
+
+/// The lane a 429 answered for, counted in its minute window.
+fn throttled<'a>(p: &'a mut Project, lane: &str, now: u64) -> &'a mut Lane {
+    let l = p.lane(lane);
+    l.window = rules::roll_window(l.window, now);
+    l.window.throttled += 1;
+    l
+}
+
+/// Holds the project (credentials) or the lane until `probe_ms`, with its `lane.held`
+/// event; false when it was held already (as `throttle.lua`).
+fn start_hold(
+    p: &mut Project,
+    project: &str,
+    lane: &str,
+    reason: HoldReason,
+    message: &str,
+    probe_ms: u64,
+    now: u64,
+) -> bool {
+    let model = (!reason.project_wide()).then_some(lane);
+    let (slot, next) = if model.is_none() {
+        (&mut p.hold, &mut p.hold_ms)
+    } else {
+        let l = p.lanes.entry(lane.to_string()).or_default();
+        (&mut l.hold, &mut l.state.hold_ms)
+    };
+    if slot.is_some() {
+        return false;
+    }
+    let hold = Hold {
+        reason,
+        message: message.to_string(),
+        since_ms: now,
+        probes: 0,
+    };
+    let event = hold.event(project, model, None);
+    *slot = Some(hold);
+    *next = probe_ms;
+    let subject = lane_subject("lane.held", model, now);
+    let body = lane_event_body("lane.held", now, &event);
+    p.hooks
+        .enqueue_body("lane.held", &subject, None, now, Some(body));
+    true
 }

@@ -355,6 +355,25 @@ impl Project {
     }
 
     /// Terminal transition; true when it completed the job's batch.
+    /// Fails a running job as a rule decided (`f`: dead-lettered too when it says so);
+    /// returns its batch when that completed the batch.
+    pub fn fail_running(&mut self, job: &str, f: &rules::Failure, now: u64) -> Option<String> {
+        if f.dead_letter {
+            self.dead_letter(job, &f.reason, now);
+        }
+        let completed = self.finish(
+            job,
+            JobStatus::Running,
+            JobStatus::Failed,
+            Some(&f.reason),
+            None,
+            now,
+        );
+        completed
+            .then(|| split_job_id(job).map(|(b, _)| b.to_string()))
+            .flatten()
+    }
+
     pub fn finish(
         &mut self,
         job: &str,

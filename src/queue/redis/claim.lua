@@ -39,9 +39,9 @@ d = {}
 local wait = nil
 local function hold_until(t) wait = rules.earliest(wait, t) end
 
-local ptat = prpm > 0 and tonumber(redis.call('HGET', limits, 'tat') or '0') or 0
-local ph = redis.call('HMGET', limits, 'hprobe', 'hn')
-local phold = tonumber(ph[1] or '0')
+local ph = redis.call('HMGET', limits, 'tat', 'hprobe', 'hn')
+local ptat = prpm > 0 and tonumber(ph[1] or '0') or 0
+local phold = tonumber(ph[2] or '0')
 local prunning = (pconc > 0 or phold > 0) and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
 local free, pwake = rules.held_allowance(count, prunning, phold, now)
 if not free then free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now) end
@@ -141,21 +141,17 @@ local function sweep(lane)
     end
     if name == group and lid then last = lid end
   end
-  local cutoff = now - max_wait
-  local n = 0
-  for _, e in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1000)) do
-    if tonumber(string.match(e[1], '^(%d+)')) >= cutoff then break end
-    n = n + 1
-  end
+  -- Only entries older than the cutoff (an end id of `ms` means up to ms-<max seq>).
+  local n = #redis.call('XRANGE', stream, '(' .. last, tostring(now - max_wait - 1), 'COUNT', 1000)
   if n > 0 then take(lane, n) end
 end
 
+local lanes = (free > 0 or phold > 0) and redis.call('SMEMBERS', base .. ':lanes') or {}
 if phold > 0 then
-  for _, lane in ipairs(redis.call('SMEMBERS', base .. ':lanes')) do sweep(lane) end
+  for _, lane in ipairs(lanes) do sweep(lane) end
 end
 
 if free > 0 then
-  local lanes = redis.call('SMEMBERS', base .. ':lanes')
   local n = #lanes
   local start = n > 1 and redis.call('HINCRBY', limits, 'rr', 1) or 0
   for k = 0, n - 1 do
@@ -194,7 +190,7 @@ if free > 0 then
   end
   if prpm > 0 then redis.call('HSET', limits, 'tat', ptat) end
   if phold > 0 and admitted_total > 0 then
-    local hn = tonumber(ph[2] or '0')
+    local hn = tonumber(ph[3] or '0')
     redis.call('HSET', limits, 'hprobe', math.floor(now + rules.probe_delay(hn, probe_base, probe_max)), 'hn', hn + 1)
   end
 end

@@ -310,7 +310,7 @@ impl RedisQueue {
             .arg(self.options.max_wait.as_millis() as u64)
             .arg(MAX_LOG)
             .arg(project)
-            .arg(crate::queue::hooks::rfc3339(now));
+            .arg(crate::queue::hooks::rfc3339(now).unwrap_or_default());
         for (_, lease, settle) in items {
             inv.arg(&lease.job).arg(&lease.token).arg(&lease.lane);
             match settle {

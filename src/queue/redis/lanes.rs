@@ -102,12 +102,11 @@ impl Lanes for RedisQueue {
             .atomic()
             .cmd("HDEL")
             .arg(self.key(project, &format!("lane:{lane}")))
-            .arg(&[
-                "park", "why", "pause", "hold", "hmsg", "hsince", "hprobe", "hn",
-            ])
+            .arg(&["park", "why", "pause"])
+            .arg(&HOLD_FIELDS)
             .cmd("HDEL")
             .arg(self.key(project, "limits"))
-            .arg(&["hold", "hmsg", "hsince", "hprobe", "hn"])
+            .arg(&HOLD_FIELDS)
             .query_async(&mut conn)
             .await?;
         Ok(lane_n + project_n > 0)
@@ -137,6 +136,10 @@ impl Lanes for RedisQueue {
             .collect())
     }
 }
+
+/// A hold's fields in a lane's or the project's limits hash (`throttle.lua` writes
+/// them, `claim.lua` moves `hprobe`/`hn`, `settle.lua` deletes them).
+const HOLD_FIELDS: [&str; 5] = ["hold", "hmsg", "hsince", "hprobe", "hn"];
 
 /// The hold kept in a lane's or a project's hash, if any.
 fn hold_view(m: &HashMap<String, String>) -> Option<HoldView> {

@@ -51,8 +51,7 @@ function rules.held_allowance(want, running, probe_ms, now)
 end
 
 function rules.probe_delay(probes, base_ms, max_ms)
-  local d = base_ms * 2 ^ math.min(probes, 20)
-  return math.max(math.min(d, max_ms), math.min(base_ms, max_ms))
+  return math.min(base_ms * 2 ^ math.min(probes, 20), max_ms)
 end
 
 -- `lane` = {run =, eff = (nil: not lowered), tat =, pause =, park =, hold =}.

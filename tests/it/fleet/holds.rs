@@ -5,14 +5,6 @@
 
 use super::*;
 
-/// Answers with `status` across every project and model of the emulator.
-fn answered(stats: &Value, status: &str) -> u64 {
-    stats["requests"]
-        .as_object()
-        .map(|m| m.values().filter_map(|codes| codes[status].as_u64()).sum())
-        .unwrap_or(0)
-}
-
 fn lane_of<'a>(status: &'a Value, model: &str) -> &'a Value {
     status["lanes"]
         .as_array()
@@ -44,14 +36,14 @@ fn a_model_answering_404_holds_its_lane_and_resumes_by_itself() {
     assert!(hold["message"].as_str().unwrap().contains("404"), "{hold}");
     // Nothing failed, nothing used an attempt: the jobs wait queued.
     assert_eq!(count(&held, "failed"), 0, "{held}");
-    let at_hold = answered(&fleet.emulator_stats(), "404");
+    let at_hold = responses(&fleet.emulator_stats(), "404");
     assert!(
         at_hold <= 8,
         "{at_hold} calls before the hold: more than were in flight"
     );
     // While held: one probe per interval (1 s, then 2 s, 4 s …), not a stream of 404s.
     std::thread::sleep(Duration::from_millis(3_500));
-    let during = answered(&fleet.emulator_stats(), "404") - at_hold;
+    let during = responses(&fleet.emulator_stats(), "404") - at_hold;
     assert!(during <= 3, "{during} probes in 3.5 s");
     let status = fleet.status(&batch);
     assert_eq!(count(&status, "failed"), 0, "{status}");
@@ -141,7 +133,7 @@ fn max_wait_still_ends_held_work_and_not_one_probe_at_a_time() {
     let batch = fleet.submit(&file, &[]);
     let done = fleet.wait_completed(&batch, Duration::from_secs(30));
     assert_eq!(count(&done, "failed"), n as u64, "{done}");
-    let called = answered(&fleet.emulator_stats(), "404");
+    let called = responses(&fleet.emulator_stats(), "404");
     assert!(called <= 9, "{called} calls: the held jobs were called");
     let failures = done["failures"].to_string();
     assert!(failures.contains("max_wait 3 s"), "{failures}");

@@ -12,10 +12,7 @@ const FAST: &str = "latency_ms = 5\n";
 
 /// Successful requests the emulator answered.
 pub fn ok_requests(stats: &Value) -> u64 {
-    stats["requests"]
-        .as_object()
-        .map(|m| m.values().filter_map(|codes| codes["200"].as_u64()).sum())
-        .unwrap_or(0)
+    responses(stats, "200")
 }
 
 #[test]
