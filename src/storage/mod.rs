@@ -102,6 +102,11 @@ impl OutputStore {
                 template: NameTemplate::default(),
             });
         }
+        if let Some((key, _)) = options.iter().find(|(k, _)| !known_option(k)) {
+            return Err(err(format!(
+                "unknown store option `output.options.{key}`: not an object_store option of S3 (aws_…), GCS (google_…) or Azure (azure_…)"
+            )));
+        }
         let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
         let (scheme, path) =
             object_store::ObjectStoreScheme::parse(&parsed).map_err(|e| err(e.to_string()))?;
@@ -318,6 +323,15 @@ impl OutputStore {
     }
 }
 
+/// True for a key some object_store backend takes (the options also serve input images
+/// on other stores, so a key need not belong to the output URL's own store).
+fn known_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok()
+        || key.parse::<object_store::gcp::GoogleConfigKey>().is_ok()
+        || key.parse::<object_store::azure::AzureConfigKey>().is_ok()
+}
+
 /// Reads any object store URL (`s3://…`, `gs://…`, `az://…`) with `options`, at most
 /// `limit` bytes.
 pub async fn read_url_capped(
@@ -415,5 +429,15 @@ mod tests {
             .await
             .unwrap();
         assert!(dir.path().join("p/_single/j2/result.json").exists());
+    }
+
+    #[test]
+    fn a_misspelt_store_option_is_refused_by_name() {
+        let opts = |k: &str| vec![(k.to_string(), "x".to_string())];
+        let e = OutputStore::from_url("s3://b/p", opts("aws_endpiont")).unwrap_err();
+        assert!(e.to_string().contains("output.options.aws_endpiont"), "{e}");
+        // Another store's keys are fine: they serve input images on that store.
+        assert!(OutputStore::from_url("s3://b/p", opts("google_base_url")).is_ok());
+        assert!(OutputStore::from_url("gs://b/p", opts("AWS_REGION")).is_ok());
     }
 }

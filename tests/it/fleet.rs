@@ -9,8 +9,8 @@ mod holds;
 mod limits;
 mod load;
 mod ops;
-mod s3;
 mod shutdown;
+mod stores;
 mod webhooks;
 
 use std::io::{BufRead as _, BufReader};

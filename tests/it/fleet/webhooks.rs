@@ -11,9 +11,9 @@ use imagegen::webhooks::Signer;
 use super::*;
 
 /// A running receiver.
-struct Receiver {
+pub(super) struct Receiver {
     child: Child,
-    url: String,
+    pub(super) url: String,
     log: PathBuf,
 }
 
@@ -24,7 +24,7 @@ impl Drop for Receiver {
     }
 }
 
-fn python() -> PathBuf {
+pub(super) fn python() -> PathBuf {
     std::env::var_os("IMAGEGEN_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
@@ -60,7 +60,7 @@ impl Receiver {
         Receiver { child, url, log }
     }
 
-    fn records(&self) -> Vec<Value> {
+    pub(super) fn records(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -69,7 +69,7 @@ impl Receiver {
     }
 
     /// Waits until `pred` holds for the records.
-    fn wait_for(
+    pub(super) fn wait_for(
         &self,
         what: &str,
         timeout: Duration,
@@ -91,14 +91,14 @@ impl Receiver {
 }
 
 /// The project config lines for webhooks to `url`, signed with the secret in `$HOOK_SECRET`.
-fn hook_config(url: &str, schedule: &str, private: bool) -> String {
+pub(super) fn hook_config(url: &str, schedule: &str, private: bool) -> String {
     format!(
         "concurrency = 64\nwebhook_url = \"{url}\"\nwebhook_secret = \"env:HOOK_SECRET\"\n\
          [webhooks]\nallow_private_networks = {private}\nretry_schedule = {schedule}\ntimeout = \"2s\"\n"
     )
 }
 
-fn of_type<'a>(records: &'a [Value], t: &str) -> Vec<&'a Value> {
+pub(super) fn of_type<'a>(records: &'a [Value], t: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["body"]["type"] == t).collect()
 }
 
@@ -109,7 +109,7 @@ fn verified_by(r: &Value, secret: &str) -> bool {
 /// A receiver answering 503 to the first `fail_first` attempts of each message, and a
 /// fleet whose workers sign with a fresh secret (`$HOOK_SECRET`); `extra` gets the
 /// receiver's URL and returns the project config lines.
-fn hooked_fleet(
+pub(super) fn hooked_fleet(
     fail_first: u32,
     scenario: &str,
     extra: impl FnOnce(&str) -> String,
