@@ -129,6 +129,25 @@ fn builtin() -> Vec<Life> {
             None,
             Some("gemini-3.1-flash-image"),
         ),
+        // Text models (segmentation; spec §11, ai.google.dev deprecations): 3.5 Flash
+        // has no shutdown announced; 3.1 Flash-Lite's Gemini API shutdown is
+        // 2027-05-07, its replacement inferred [INF].
+        life(
+            "gemini-3.5-flash",
+            Stage::Ga,
+            Some("2026-05-19"),
+            None,
+            None,
+            None,
+        ),
+        life(
+            "gemini-3.1-flash-lite",
+            Stage::Ga,
+            Some("2026-05-07"),
+            day(2027, 5, 7),
+            None,
+            Some("gemini-3.5-flash"),
+        ),
     ];
     // Every Imagen generate and capability model: shut down on both backends. Upscale,
     // product recontext, virtual try-on and segmentation are not confirmed either way

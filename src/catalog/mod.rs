@@ -7,8 +7,11 @@
 //! in its lifecycle (stage, shutdown dates, replacement) is [`lifecycle`].
 
 pub mod lifecycle;
+mod models;
 
 pub use lifecycle::{Decision, Lifecycle, Stage};
+pub use models::MODELS;
+use models::{GEMINI31_RATIOS, IMAGEN_RATIOS, gemini, imagen};
 
 /// Which Google API a project talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -47,12 +50,20 @@ pub enum Family {
     VirtualTryOn,
     /// Image segmentation over `:predict`.
     Segmentation,
+    /// Gemini text models over `:generateContent`: segmentation answered as JSON
+    /// (`box_2d`, `label`, base64 `mask` per object; spec §11), turned into masks.
+    GeminiText,
 }
 
 impl Family {
-    /// True for the `:generateContent` path.
+    /// True for Gemini image models (the fields and rules of Gemini image output).
     pub fn is_gemini(self) -> bool {
         matches!(self, Family::GeminiImage)
+    }
+
+    /// True for every model called over `:generateContent` (Gemini image and text).
+    pub fn is_generate_content(self) -> bool {
+        matches!(self, Family::GeminiImage | Family::GeminiText)
     }
 }
 
@@ -79,66 +90,6 @@ pub struct ModelInfo {
     pub thinking_levels: &'static [&'static str],
     /// True for entries `lookup_or_infer` made up for an unlisted id.
     pub inferred: bool,
-}
-
-const MB: u64 = 1_000_000;
-const GEMINI_RATIOS: &[&str] = &[
-    "1:1", "3:2", "2:3", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
-];
-const GEMINI31_RATIOS: &[&str] = &[
-    "1:1", "3:2", "2:3", "3:4", "1:4", "4:1", "4:3", "4:5", "5:4", "1:8", "8:1", "9:16", "16:9",
-    "21:9", "9:21",
-];
-/// 3.1 Flash-Lite Image: "14 aspect ratios" (ai.google.dev models page); the page's
-/// list is garbled, so these are 3.1 Flash's without 9:21 [INF].
-const LITE_RATIOS: &[&str] = &[
-    "1:1", "3:2", "2:3", "3:4", "1:4", "4:1", "4:3", "4:5", "5:4", "1:8", "8:1", "9:16", "16:9",
-    "21:9",
-];
-const IMAGEN_RATIOS: &[&str] = &["1:1", "3:4", "4:3", "9:16", "16:9"];
-
-const fn gemini(
-    id: &'static str,
-    ratios: &'static [&'static str],
-    sizes: &'static [&'static str],
-    max_in: u32,
-    max_out: u32,
-    tokens: u32,
-) -> ModelInfo {
-    ModelInfo {
-        id,
-        family: Family::GeminiImage,
-        aspect_ratios: ratios,
-        image_sizes: sizes,
-        max_input_images: max_in,
-        max_inline_bytes: 7 * MB,
-        max_outputs: max_out,
-        tokens_per_image: tokens,
-        thinking_levels: &[],
-        inferred: false,
-    }
-}
-
-const fn imagen(
-    id: &'static str,
-    family: Family,
-    ratios: &'static [&'static str],
-    sizes: &'static [&'static str],
-    max_in: u32,
-    max_out: u32,
-) -> ModelInfo {
-    ModelInfo {
-        id,
-        family,
-        aspect_ratios: ratios,
-        image_sizes: sizes,
-        max_input_images: max_in,
-        max_inline_bytes: 10 * MB,
-        max_outputs: max_out,
-        tokens_per_image: 0,
-        thinking_levels: &[],
-        inferred: false,
-    }
 }
 
 /// Image MIME types Google accepts as inputs (spec §0).
@@ -178,123 +129,6 @@ pub const HARM_THRESHOLDS: &[&str] = &[
 /// Imagen prompt languages (`parameters.language`).
 pub const IMAGEN_LANGUAGES: &[&str] = &[
     "auto", "en", "ja", "ko", "hi", "zh", "zh-tw", "pt", "es", "de", "fr", "it",
-];
-
-/// Every model the worker and the emulator know.
-pub const MODELS: &[ModelInfo] = &[
-    gemini("gemini-2.5-flash-image", GEMINI_RATIOS, &[], 3, 8, 1290),
-    gemini(
-        "gemini-3-pro-image",
-        GEMINI_RATIOS,
-        &["1K", "2K", "4K"],
-        14,
-        1,
-        1120,
-    ),
-    gemini(
-        "gemini-3.1-flash-image",
-        GEMINI31_RATIOS,
-        &["512", "1K", "2K", "4K"],
-        14,
-        1,
-        1120,
-    ),
-    // "Nano Banana 2 Lite": 1K only, thinking minimal or high, 65,536 input / 4,096
-    // output tokens (ai.google.dev/gemini-api/docs/models/gemini-3.1-flash-lite-image).
-    ModelInfo {
-        thinking_levels: &["MINIMAL", "HIGH"],
-        ..gemini(
-            "gemini-3.1-flash-lite-image",
-            LITE_RATIOS,
-            &["1K"],
-            14,
-            1,
-            1120,
-        )
-    },
-    imagen(
-        "imagen-3.0-generate-001",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &[],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-3.0-generate-002",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &[],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-3.0-fast-generate-001",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &[],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-4.0-generate-001",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &["1K", "2K"],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-4.0-fast-generate-001",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &["1K", "2K"],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-4.0-ultra-generate-001",
-        Family::ImagenGenerate,
-        IMAGEN_RATIOS,
-        &["1K", "2K"],
-        1,
-        4,
-    ),
-    imagen(
-        "imagen-3.0-capability-001",
-        Family::ImagenCapability,
-        IMAGEN_RATIOS,
-        &[],
-        4,
-        4,
-    ),
-    imagen(
-        "imagen-4.0-ingredients",
-        Family::ImagenCapability,
-        IMAGEN_RATIOS,
-        &[],
-        4,
-        4,
-    ),
-    imagen("imagen-4.0-upscale", Family::ImagenUpscale, &[], &[], 1, 1),
-    imagen("imagegeneration@002", Family::ImagenUpscale, &[], &[], 1, 1),
-    imagen(
-        "imagen-product-recontext",
-        Family::ProductRecontext,
-        &[],
-        &[],
-        3,
-        4,
-    ),
-    imagen("virtual-try-on", Family::VirtualTryOn, &[], &[], 2, 4),
-    imagen(
-        "image-segmentation-001",
-        Family::Segmentation,
-        &[],
-        &[],
-        2,
-        100,
-    ),
 ];
 
 /// Finds a model by id. Accepts the documented suffixes: `-preview`, `-preview-MM-DD`,

@@ -211,6 +211,14 @@ mod tests {
         let err = Settings::load_from(None, &env(&[("IMAGEGEN__PROJECTS__X__BACKEND", "bedrock")]))
             .unwrap_err();
         assert!(err.to_string().contains("projects.x"), "{err}");
+        let err = Settings::load_from(
+            None,
+            &env(&[("IMAGEGEN__MODELS__SEGMENT_MODEL", "gemini-3.1-flash-image")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("models.segment_model"), "{err}");
+        let s = Settings::load_from(None, &[]).unwrap();
+        assert_eq!(s.models.segment_model, "gemini-3.5-flash");
     }
 
     #[test]

@@ -470,6 +470,8 @@ mod tests {
 pub struct ModelsConfig {
     /// A job naming a model Google has shut down (on its project's backend).
     pub on_retired: OnRetired,
+    /// The model a `segment` line naming a Gemini image model (or none) runs on.
+    pub segment_model: String,
     /// Lifecycle changes by model id.
     #[serde(flatten)]
     pub lifecycle: BTreeMap<String, crate::catalog::lifecycle::LifeOverride>,
@@ -490,6 +492,21 @@ impl ModelsConfig {
         let table = crate::catalog::Lifecycle::default();
         let known =
             |id: &str| crate::catalog::lookup_or_infer(id).is_some() || table.get(id).is_some();
+        let segments = crate::catalog::lookup_or_infer(&self.segment_model).is_some_and(|m| {
+            matches!(
+                m.family,
+                crate::catalog::Family::GeminiText | crate::catalog::Family::Segmentation
+            )
+        });
+        if !segments {
+            return Err(invalid(
+                "models.segment_model",
+                format!(
+                    "`{}` does not segment: name a Gemini text model (gemini-3.5-flash) or image-segmentation-001",
+                    self.segment_model
+                ),
+            ));
+        }
         for (id, o) in &self.lifecycle {
             if !known(id) {
                 return Err(invalid(

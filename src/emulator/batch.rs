@@ -153,7 +153,7 @@ fn vertex_create(state: &AppState, loc: &VertexLoc, body: &[u8]) -> Result<Value
         .map_err(|e| ApiError::invalid_json(None, format!("Invalid JSON payload received. {e}")))?;
     let model = req.get("model").and_then(Value::as_str).unwrap_or("");
     let id = model.rsplit('/').next().unwrap_or("");
-    if catalog::lookup(model).is_none_or(|m| !m.family.is_gemini()) {
+    if catalog::lookup(model).is_none_or(|m| !m.family.is_generate_content()) {
         return Err(ApiError::field(
             "batch_prediction_job.model",
             format!("Model \"{model}\" is not supported for batch prediction."),

@@ -233,10 +233,10 @@ fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, 
     let info = info.ok_or_else(not_found)?;
     let method = t.method.as_str();
     let allowed = match (info.family, t.surface) {
-        (Family::GeminiImage, Surface::Vertex) => {
+        (Family::GeminiImage | Family::GeminiText, Surface::Vertex) => {
             matches!(method, "generateContent" | "streamGenerateContent")
         }
-        (Family::GeminiImage, Surface::Developer) => matches!(
+        (Family::GeminiImage | Family::GeminiText, Surface::Developer) => matches!(
             method,
             "generateContent" | "streamGenerateContent" | "batchGenerateContent"
         ),
@@ -247,9 +247,11 @@ fn resolve(state: &Shared, t: &ModelTarget, project: String) -> Result<CallCtx, 
     if !allowed {
         return Err(match (info.family, t.surface, method) {
             (_, Surface::Developer, _) => not_found(),
-            (Family::GeminiImage, _, "predict") => ApiError::failed_precondition(
-                "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
-            ),
+            (Family::GeminiImage | Family::GeminiText, _, "predict") => {
+                ApiError::failed_precondition(
+                    "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
+                )
+            }
             (_, _, "generateContent" | "streamGenerateContent") => ApiError::new(
                 400,
                 format!(
@@ -291,7 +293,7 @@ async fn admitted_call(
     if ctx.method == "batchGenerateContent" {
         return Ok(batch::create_dev(state, &ctx, &json));
     }
-    let planned = if ctx.info.family.is_gemini() {
+    let planned = if ctx.info.family.is_generate_content() {
         Planned::Gemini(gemini::plan(&ctx, &json)?)
     } else {
         Planned::Imagen(imagen::plan(&ctx, &json)?)

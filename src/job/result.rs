@@ -171,6 +171,10 @@ pub struct StoredImage {
     /// The file on this machine, for stores on local disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Segmentation masks: what the mask is of (`[{label, score}]` from Imagen,
+    /// `[{label, box_2d}]` from a Gemini text model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<serde_json::Value>,
 }
 
 /// Token usage (Gemini `usageMetadata`).

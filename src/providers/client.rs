@@ -113,9 +113,11 @@ impl GoogleClient {
     }
 
     async fn call(&self, spec: &JobSpec) -> Result<ProviderOutput, ProviderError> {
-        let keep_gcs = self.target.backend == Backend::Vertex;
-        let limit =
-            crate::catalog::lookup_or_infer(&spec.model).map_or(7_000_000, |m| m.max_inline_bytes);
+        let model = crate::catalog::lookup_or_infer(&spec.model);
+        // Segmentation on a text model needs the image's size, so its input is inlined.
+        let keep_gcs = self.target.backend == Backend::Vertex
+            && model.is_none_or(|m| m.family != crate::catalog::Family::GeminiText);
+        let limit = model.map_or(7_000_000, |m| m.max_inline_bytes);
         let resolved = self.inputs.resolve(spec, keep_gcs, limit).await?;
         let request =
             wire::build(&resolved, &self.target).map_err(|e| ProviderError::Permanent {

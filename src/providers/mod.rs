@@ -10,6 +10,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod inputs;
+pub mod masks;
 pub mod response;
 pub mod wire;
 

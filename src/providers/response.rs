@@ -73,6 +73,22 @@ pub enum ResponseKind {
     Images,
     /// `:predict` for segmentation: zero or more masks (finding nothing is an answer).
     Masks,
+    /// `:generateContent` on a Gemini text model asked to segment: a JSON list of boxes,
+    /// labels and masks, turned into masks of the input's size (`providers::masks`).
+    ObjectMasks(MaskAnswer),
+}
+
+/// How a segmentation answer becomes masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskAnswer {
+    /// Input image width, pixels.
+    pub width: u32,
+    /// Input image height, pixels.
+    pub height: u32,
+    /// Probabilities above it are the object (0–255); -1 keeps the probabilities.
+    pub threshold: i16,
+    /// At most this many masks.
+    pub max: u32,
 }
 
 /// Parses a 2xx body of the given kind.
@@ -80,7 +96,8 @@ pub fn parse_success(body: &[u8], kind: ResponseKind) -> Result<ProviderOutput, 
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| malformed(format!("response is not JSON: {e}")))?;
     match kind {
-        ResponseKind::Content => parse_generate_content(value),
+        ResponseKind::Content => parse_generate_content(value, None),
+        ResponseKind::ObjectMasks(answer) => parse_generate_content(value, Some(answer)),
         ResponseKind::Images => parse_predict(value, false),
         ResponseKind::Masks => parse_predict(value, true),
     }
@@ -188,7 +205,10 @@ fn image_of(part: &Part) -> Result<Option<OutputImage>, ProviderError> {
     Ok(None)
 }
 
-fn parse_generate_content(value: serde_json::Value) -> Result<ProviderOutput, ProviderError> {
+fn parse_generate_content(
+    value: serde_json::Value,
+    masks: Option<MaskAnswer>,
+) -> Result<ProviderOutput, ProviderError> {
     let resp: GenerateContentResponse = serde_json::from_value(value)
         .map_err(|e| malformed(format!("unexpected generateContent shape: {e}")))?;
     if let Some(reason) = resp
@@ -232,6 +252,14 @@ fn parse_generate_content(value: serde_json::Value) -> Result<ProviderOutput, Pr
         .finish_reason
         .clone()
         .unwrap_or_else(|| "NO_CANDIDATES".into());
+    if let Some(answer) = masks
+        && !out.text.is_empty()
+        && !SAFETY_FINISH.contains(&reason.as_str())
+    {
+        // The JSON (base64 masks and all) becomes the images; it is not kept as text.
+        out.images = super::masks::decode(&std::mem::take(&mut out.text).concat(), answer)?;
+        return Ok(out);
+    }
     let message = finish_message.or_else(|| out.text.first().cloned());
     if SAFETY_FINISH.contains(&reason.as_str()) {
         return Err(ProviderError::Blocked { reason, message });

@@ -256,6 +256,7 @@ impl OutputStore {
             sha256,
             width,
             height,
+            labels: None,
         })
     }
 

@@ -119,6 +119,8 @@ pub struct ModelPolicy {
     pub on_retired: OnRetired,
     /// The day decisions are made for.
     pub today: chrono::NaiveDate,
+    /// Where `segment` lines naming a Gemini image model (or none) run.
+    pub segment_model: String,
 }
 
 impl ModelPolicy {
@@ -128,15 +130,24 @@ impl ModelPolicy {
             lifecycle: Lifecycle::with_overrides(&c.lifecycle),
             on_retired: c.on_retired,
             today: crate::catalog::lifecycle::today(),
+            segment_model: c.segment_model.clone(),
         }
     }
 
-    /// Applies the lifecycle to `spec`: a retired model is migrated to its replacement
+    /// Routes `segment` lines on Gemini image models to the segmentation model, then
+    /// applies the lifecycle to `spec`: a retired model is migrated to its replacement
     /// (`model_requested` keeps what was named) or refused; returns a warning to show.
     /// The error is a validation message (`field: message`).
     pub fn apply(&self, spec: &mut JobSpec, backend: Backend) -> Result<Option<String>, String> {
         if spec.model_requested.is_some() {
             return Err("model_requested: is recorded by imagegen when it migrates a retired model; remove it".into());
+        }
+        // Gemini image models do not segment; a Gemini text model answers boxes and
+        // masks (spec §11). Routed before the lifecycle, which then judges that model.
+        if spec.op == crate::job::spec::Operation::Segment
+            && crate::catalog::lookup_or_infer(&spec.model).is_some_and(|m| m.family.is_gemini())
+        {
+            spec.model.clone_from(&self.segment_model);
         }
         match self.lifecycle.decide(&spec.model, backend, self.today) {
             Decision::Run => Ok(None),

@@ -98,14 +98,15 @@ pub async fn store_outputs(
                 width: 0,
                 height: 0,
                 path: None,
+                labels: img.labels.clone(),
             });
             continue;
         }
-        stored.push(
-            store
-                .put_image(loc, i, &img.mime_type, img.bytes.clone())
-                .await?,
-        );
+        let mut image = store
+            .put_image(loc, i, &img.mime_type, img.bytes.clone())
+            .await?;
+        image.labels.clone_from(&img.labels);
+        stored.push(image);
     }
     Ok(stored)
 }

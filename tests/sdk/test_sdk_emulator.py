@@ -155,6 +155,68 @@ def test_vertex_segment_image_returns_labelled_masks(vertex_client):
     assert mask.labels[0].label == "foreground"
 
 
+def png_with_square(width, height, box, ground=(128, 128, 128), ink=(220, 30, 30)):
+    """A PNG of `ground` with an `ink` rectangle box = (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    rows = b""
+    for y in range(height):
+        row = b"".join(bytes(ink if x0 <= x < x1 and y0 <= y < y1 else ground) for x in range(width))
+        rows += b"\x00" + row
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+# Google's segmentation instruction (ai.google.dev/gemini-api/docs/image-understanding).
+SEGMENT_PROMPT = (
+    "Give the segmentation masks for the red box. Output a JSON list of segmentation masks "
+    'where each entry contains the 2D bounding box in the key "box_2d", the segmentation mask '
+    'in key "mask", and the text label in the key "label". Use descriptive labels.'
+)
+
+
+@pytest.mark.parametrize("client_name", ["vertex_client", "dev_client"])
+@pytest.mark.parametrize("json_mode", [True, False])
+def test_text_model_segmentation_answers_boxes_labels_and_masks(client_name, json_mode, request):
+    import base64
+
+    client = request.getfixturevalue(client_name)
+    config = types.GenerateContentConfig(response_mime_type="application/json") if json_mode else None
+    resp = client.models.generate_content(
+        model="gemini-3.5-flash",
+        contents=[
+            types.Part.from_bytes(data=png_with_square(200, 100, (50, 20, 100, 70)), mime_type="image/png"),
+            SEGMENT_PROMPT,
+        ],
+        config=config,
+    )
+    text = resp.text.strip()
+    if not json_mode:
+        # As Google's examples parse it: the list inside a ```json fence.
+        assert text.startswith("```json") and text.endswith("```")
+        text = text.removeprefix("```json").removesuffix("```")
+    [entry] = json.loads(text)
+    assert entry["label"] == "the red box"
+    assert entry["box_2d"] == [200, 250, 700, 500]  # [y0, x0, y1, x1] per mille
+    prefix = "data:image/png;base64,"
+    assert entry["mask"].startswith(prefix)
+    assert dims(base64.b64decode(entry["mask"][len(prefix):])) == ("png", 50, 50)
+    assert not [p for p in resp.parts if p.inline_data is not None]
+
+
+def test_text_models_refuse_image_output(dev_client):
+    with pytest.raises(genai.errors.ClientError) as e:
+        dev_client.models.generate_content(
+            model="gemini-3.5-flash",
+            contents="a cat",
+            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+        )
+    assert e.value.code == 400
+
+
 def check_content_response(resp, expected):
     assert resp.text
     images = [p.inline_data for p in resp.parts if p.inline_data is not None]

@@ -8,6 +8,7 @@
 pub(super) mod proto;
 pub(super) mod response;
 mod schema;
+pub(super) mod text;
 
 use serde_json::Value;
 
@@ -45,6 +46,8 @@ pub struct GeminiPlan {
     pub prompt_text_tokens: u32,
     /// Number of input images.
     pub input_images: u32,
+    /// A text model's request: what to answer instead of images.
+    pub text: Option<text::TextAsk>,
 }
 
 struct Inputs {
@@ -58,6 +61,23 @@ struct Inputs {
 pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
     let req = normalize_generate_content(body, ctx.surface, &ctx.version)?;
     let inputs = check_contents(ctx, &req)?;
+    if ctx.info.family == catalog::Family::GeminiText {
+        let ask = text::ask(&ctx.model, &req, &inputs.prompt)?;
+        return Ok(GeminiPlan {
+            seed: 0,
+            want_text: true,
+            want_image: false,
+            candidates: 1,
+            dims: (0, 0),
+            encoding: Encoding::Png,
+            image_size: None,
+            output_uri_prefix: None,
+            prompt_text_tokens: text_tokens(&inputs.all_text),
+            input_images: inputs.images,
+            prompt: inputs.prompt,
+            text: Some(ask),
+        });
+    }
     let config = req.get("generationConfig").cloned().unwrap_or(Value::Null);
     let (want_text, want_image) = modalities(ctx, &config)?;
     let candidates = candidate_count(ctx, &config)?;
@@ -87,6 +107,7 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
         output_uri_prefix,
         prompt_text_tokens: text_tokens(&inputs.all_text),
         input_images: inputs.images,
+        text: None,
     })
 }
 

@@ -95,7 +95,10 @@ fn normal_body(
     prompt_tokens: u32,
     prompt_image_tokens: u32,
 ) -> Result<Value, ApiError> {
-    let text = format!("Here is your image: {}", short(&plan.prompt));
+    let text = match &plan.text {
+        Some(ask) => super::text::answer(ask, &plan.prompt),
+        None => format!("Here is your image: {}", short(&plan.prompt)),
+    };
     let text_tokens = crate::emulator::call::text_tokens(&text);
     let per_image = output_tokens(ctx.info, plan.image_size.as_deref());
     let mut candidates = Vec::new();

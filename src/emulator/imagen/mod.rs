@@ -125,7 +125,7 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
         Family::ProductRecontext => inputs::recontext(ctx, &instance, common),
         Family::VirtualTryOn => inputs::try_on(ctx, &instance, common),
         Family::Segmentation => crate::emulator::imagen::segment::segment(ctx, &instance, &params),
-        Family::GeminiImage => Err(ApiError::failed_precondition(
+        Family::GeminiImage | Family::GeminiText => Err(ApiError::failed_precondition(
             "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
         )),
     }

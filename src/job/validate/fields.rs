@@ -52,7 +52,8 @@ const STEPS: &[Family] = &[
     Family::VirtualTryOn,
 ];
 const UPSCALE: &[Family] = &[Family::ImagenGenerate, Family::ImagenUpscale];
-const SEGMENT: &[Family] = &[Family::Segmentation];
+const SEGMENT: &[Family] = &[Family::Segmentation, Family::GeminiText];
+const SEGMENT_IMAGEN: &[Family] = &[Family::Segmentation];
 
 impl Scope {
     fn allows(self, family: Family, backend: Backend) -> bool {
@@ -247,13 +248,13 @@ fn table(s: &JobSpec) -> Vec<(&'static str, bool, Scope, &'static [Operation])> 
         (
             "confidence_threshold",
             s.confidence_threshold.is_some(),
-            Scope::Imagen(SEGMENT),
+            Scope::Imagen(SEGMENT_IMAGEN),
             &[Segment],
         ),
         (
             "mask_dilation",
             s.mask_dilation.is_some(),
-            Scope::Imagen(SEGMENT),
+            Scope::Imagen(SEGMENT_IMAGEN),
             &[Segment],
         ),
         (
@@ -321,6 +322,7 @@ fn table(s: &JobSpec) -> Vec<(&'static str, bool, Scope, &'static [Operation])> 
                 Family::ImagenGenerate,
                 Family::ImagenUpscale,
                 Family::Segmentation,
+                Family::GeminiText,
             ]),
             &[Edit, Upscale, Segment, Compose, Chat, Recontext],
         ),

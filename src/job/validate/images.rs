@@ -48,7 +48,7 @@ pub(super) fn check_all(
     r: &mut Report,
 ) {
     let all = inputs(spec);
-    if model.family.is_gemini() {
+    if model.family.is_generate_content() {
         // Scribbles and masks are not Gemini inputs; every listed image becomes a part.
         let n = all.len() as u32;
         if n > model.max_input_images {

@@ -143,7 +143,8 @@ fn model_for(spec: &JobSpec, r: &mut Report) -> Option<ModelInfo> {
 pub fn family_supports(family: Family, op: Operation) -> bool {
     use Operation::*;
     match family {
-        Family::GeminiImage => true,
+        Family::GeminiImage => !matches!(op, Segment),
+        Family::GeminiText => matches!(op, Segment),
         Family::ImagenGenerate => matches!(op, Generate | Upscale),
         Family::ImagenCapability => matches!(op, Edit),
         Family::ImagenUpscale => matches!(op, Upscale),
@@ -157,12 +158,12 @@ fn check_operation(spec: &JobSpec, model: &ModelInfo, ctx: &ValidationContext, r
         r.err(
             "op",
             format!(
-                "model `{}` cannot run `{}`; Gemini image models (e.g. gemini-3.1-flash-image) run every operation",
+                "model `{}` cannot run `{}`; Gemini image models (e.g. gemini-3.1-flash-image) run every operation but segment, which a Gemini text model (e.g. gemini-3.5-flash) runs",
                 spec.model, spec.op
             ),
         );
     }
-    if ctx.backend == Backend::GeminiApi && !model.family.is_gemini() {
+    if ctx.backend == Backend::GeminiApi && !model.family.is_generate_content() {
         r.err(
             "model",
             format!(

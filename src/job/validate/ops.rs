@@ -65,7 +65,7 @@ fn check_prompt(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
         );
         return;
     }
-    let limit = if model.family.is_gemini() {
+    let limit = if model.family.is_generate_content() {
         GEMINI_PROMPT_TOKENS
     } else {
         IMAGEN_PROMPT_TOKENS
@@ -304,7 +304,20 @@ fn valid_label(s: &str, key: bool) -> bool {
 
 fn check_segment(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
     check_count(r, "images", spec.images.len(), 1, 1);
-    if model.family.is_gemini() {
+    if model.family == Family::GeminiText {
+        // A Gemini text model segments what the prompt names, or the prominent objects.
+        // Prompt and semantic modes need a prompt: `check_prompt` says so.
+        if let Some(m @ (SegmentMode::Background | SegmentMode::Interactive)) = spec.segment_mode {
+            let name = if m == SegmentMode::Background {
+                "background"
+            } else {
+                "interactive"
+            };
+            r.err(
+                "segment_mode",
+                format!("`{name}` is Imagen-only (image-segmentation-001 on Vertex); Gemini segmentation takes foreground, prompt or semantic"),
+            );
+        }
         return;
     }
     let interactive = spec.segment_mode == Some(SegmentMode::Interactive);

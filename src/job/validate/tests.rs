@@ -162,6 +162,47 @@ fn segmentation_modes_need_their_inputs() {
 }
 
 #[test]
+fn gemini_text_segmentation_takes_what_it_can_do_on_either_backend() {
+    let seg = |extra: &str| {
+        format!(
+            r#"{{"op":"segment","model":"gemini-3.5-flash","images":[{{"data":"{PNG_4X4}"}}]{extra}}}"#
+        )
+    };
+    for backend in [Backend::Vertex, Backend::GeminiApi] {
+        assert!(errors(&seg(""), backend).is_empty());
+        assert!(errors(&seg(r#","prompt":"the cat, the sofa""#), backend).is_empty());
+        assert!(
+            errors(
+                &seg(r#","segment_mode":"semantic","prompt":"cat","max_predictions":3,"binary_color_threshold":96"#),
+                backend
+            )
+            .is_empty()
+        );
+    }
+    let e = errors(&seg(r#","segment_mode":"background""#), Backend::Vertex);
+    assert!(
+        e[0].starts_with("segment_mode:") && e[0].contains("Imagen-only"),
+        "{e:?}"
+    );
+    assert_eq!(fields(&seg(r#","segment_mode":"prompt""#)), ["prompt"]);
+    assert_eq!(
+        fields(&seg(r#","confidence_threshold":0.5"#)),
+        ["confidence_threshold"]
+    );
+    assert_eq!(fields(&seg(r#","temperature":0.5"#)), ["temperature"]);
+    // A text model does not generate; an image model does not segment (submit routes
+    // segment lines on image models to `[models] segment_model`).
+    assert_eq!(
+        fields(r#"{"model":"gemini-3.5-flash","prompt":"a cat"}"#),
+        ["op"]
+    );
+    let on_image = format!(
+        r#"{{"op":"segment","model":"gemini-3.1-flash-image","images":[{{"data":"{PNG_4X4}"}}]}}"#
+    );
+    assert!(errors(&on_image, Backend::Vertex)[0].contains("gemini-3.5-flash"));
+}
+
+#[test]
 fn virtual_try_on_needs_a_person() {
     let json = format!(
         r#"{{"op":"recontext","model":"virtual-try-on-001","product_images":[{{"data":"{PNG_4X4}"}}]}}"#

@@ -1,6 +1,6 @@
-//! `:generateContent` bodies for Gemini image models (spec §4.1). Every operation maps to
-//! image parts followed by the instruction text, so users move off retired Imagen models
-//! by changing the model name only.
+//! `:generateContent` bodies for Gemini image models (spec §4.1). Every operation but
+//! segment (a text model's, `segment.rs`) maps to image parts followed by the instruction
+//! text, so users move off retired Imagen models by changing the model name only.
 
 use serde_json::{Value, json};
 
@@ -18,9 +18,6 @@ fn default_instruction(spec: &JobSpec) -> Option<String> {
         Operation::Upscale => Some(format!(
             "Upscale this image to {size} resolution. Keep the content, composition and colours exactly as they are; only add detail."
         )),
-        Operation::Segment => Some(
-            "Return a black-and-white segmentation mask of the main subject of this image: white for the subject, black for everything else, same framing.".into(),
-        ),
         Operation::Recontext if spec.person_image.is_some() => Some(
             "Show the person from the last image wearing the product from the first image. Keep the person's face, pose and body unchanged.".into(),
         ),
@@ -29,12 +26,9 @@ fn default_instruction(spec: &JobSpec) -> Option<String> {
 }
 
 fn instruction(spec: &JobSpec) -> Option<String> {
-    match (spec.op, spec.prompt.as_deref()) {
-        (Operation::Segment, Some(p)) => Some(format!(
-            "Return a black-and-white segmentation mask of {p} in this image: white for it, black for everything else, same framing."
-        )),
-        (_, Some(p)) => Some(p.to_string()),
-        (_, None) => default_instruction(spec),
+    match spec.prompt.as_deref() {
+        Some(p) => Some(p.to_string()),
+        None => default_instruction(spec),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod gemini;
 mod imagen;
+mod segment;
 
 use serde_json::{Map, Value};
 
@@ -63,6 +64,10 @@ pub fn build(spec: &JobSpec, target: &Target) -> Result<WireRequest, BuildError>
             ResponseKind::Content,
             gemini::body(spec, target)?,
         ),
+        Family::GeminiText => {
+            let (body, reply) = segment::body(spec, target)?;
+            (Method::GenerateContent, reply, body)
+        }
         Family::Segmentation => (
             Method::Predict,
             ResponseKind::Masks,
