@@ -20,9 +20,11 @@
 //! - [`webhooks`]: signed deliveries from the queue's outbox.
 //! - [`submit`]: checking and enqueueing a job file.
 //! - [`worker`]: running jobs (an apalis worker over the queue).
+//! - [`api`]: the HTTP API over the queue (the guide's endpoints and `/v1`).
 //! - [`emulator`]: the stand-in for Google's APIs (a server of its own).
 //! - [`cli`]: the commands, which put the pieces together.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;

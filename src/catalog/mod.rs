@@ -206,6 +206,20 @@ fn strip_preview(id: &str) -> String {
     id.to_string()
 }
 
+/// The allowed aspect ratio closest to `w:h` (used to keep an input's shape).
+pub fn nearest_ratio<'a>(w: u32, h: u32, allowed: &[&'a str]) -> Option<&'a str> {
+    let target = (w.max(1) as f64 / h.max(1) as f64).ln();
+    allowed
+        .iter()
+        .filter_map(|r| {
+            let (a, b) = r.split_once(':')?;
+            let v = (a.parse::<f64>().ok()? / b.parse::<f64>().ok()?).ln();
+            Some((*r, (v - target).abs()))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(r, _)| r)
+}
+
 /// Output dimensions `(width, height)` for a generated image, per the documented tables.
 /// `image_size` is `None` for the model's default (1K). Returns `None` for a ratio or size
 /// the model does not accept.

@@ -6,6 +6,7 @@ pub mod common;
 pub mod emulator;
 pub mod results;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod submit;
 pub mod webhooks;
@@ -49,6 +50,11 @@ enum Command {
     Webhooks(webhooks::WebhooksArgs),
     /// Run the local stand-in for Vertex AI and the Gemini Developer API.
     Emulator(emulator::EmulatorArgs),
+    /// Serve the HTTP API over Redis for the configured projects (workers run apart).
+    Api(serve::ApiArgs),
+    /// Everything in one process, no Redis: the HTTP API, a worker, and the built-in
+    /// emulator when no project is configured (prints the URL and the token).
+    Serve(serve::ServeArgs),
     /// Measure the queue and worker against the configured Redis (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
@@ -87,7 +93,11 @@ impl Command {
     fn serves(&self) -> bool {
         matches!(
             self,
-            Command::Worker(_) | Command::Emulator(_) | Command::Bench(_)
+            Command::Worker(_)
+                | Command::Emulator(_)
+                | Command::Bench(_)
+                | Command::Api(_)
+                | Command::Serve(_)
         )
     }
 }
@@ -135,6 +145,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => {
             crate::telemetry::init("warn");
             run::run(args, load(&cli.config)?).await
+        }
+        Command::Api(args) => {
+            crate::telemetry::init("info");
+            serve::api(args, load(&cli.config)?).await
+        }
+        Command::Serve(args) => {
+            crate::telemetry::init("warn");
+            serve::serve(args, load(&cli.config)?).await
         }
         Command::Worker(args) => {
             crate::telemetry::init("info");

@@ -44,13 +44,13 @@ pub struct RunArgs {
     pub out: Option<String>,
 }
 
-struct Runtime {
-    provider: Box<dyn ImageProvider>,
-    store: crate::storage::OutputStore,
-    project: String,
-    backend: Backend,
-    default_model: Option<String>,
-    _emulator: Option<EmulatorHandle>,
+pub(super) struct Runtime {
+    pub(super) provider: Box<dyn ImageProvider>,
+    pub(super) store: crate::storage::OutputStore,
+    pub(super) project: String,
+    pub(super) backend: Backend,
+    pub(super) default_model: Option<String>,
+    pub(super) _emulator: Option<EmulatorHandle>,
 }
 
 /// Runs the file.
@@ -144,7 +144,7 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
 }
 
 /// The one project of an embedded run.
-fn embedded_project(
+pub(super) fn embedded_project(
     settings: &Settings,
     name: &str,
     provider: Box<dyn ImageProvider>,
@@ -265,7 +265,7 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
 
 /// No project configured: start the emulator in-process and talk to it as the Gemini
 /// Developer API with a local key.
-async fn local_runtime(
+pub(super) async fn local_runtime(
     settings: &Settings,
     timeout: Duration,
     store: crate::storage::OutputStore,

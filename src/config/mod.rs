@@ -20,8 +20,8 @@ pub use error::{ConfigError, invalid};
 pub use project::{ModelLimits, ProjectConfig};
 pub use secrets::read_secret;
 pub use sections::{
-    EmulatorConfig, InputsConfig, ModelsConfig, OnRetired, OutputConfig, RedisConfig, ResetTime,
-    WebhooksConfig, WorkerConfig,
+    ApiConfig, EmulatorConfig, InputsConfig, ModelsConfig, OnRetired, OutputConfig, RedisConfig,
+    ResetTime, WebhooksConfig, WorkerConfig,
 };
 
 use sections::check_store_url;
@@ -47,6 +47,8 @@ pub struct Settings {
     pub emulator: EmulatorConfig,
     /// Model lifecycle: retired models, and changes to the dates.
     pub models: ModelsConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
@@ -145,6 +147,7 @@ impl Settings {
         self.webhooks.validate()?;
         self.inputs.validate()?;
         self.models.validate()?;
+        self.api.validate()?;
         for (name, p) in &self.projects {
             let key = format!("projects.{name}");
             p.validate(&key)?;

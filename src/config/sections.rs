@@ -391,6 +391,38 @@ pub struct EmulatorConfig {
     pub scenario: String,
 }
 
+/// `[api]`: the HTTP API of `imagegen api` and `imagegen serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// How long a sync request waits for its job before answering 202.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub sync_timeout: Duration,
+    /// Largest uploaded file, bytes (the guide's 20 MB).
+    pub max_file_bytes: u64,
+    /// Largest request body, bytes.
+    pub max_body_bytes: u64,
+    /// Largest `/v1/batches` upload, bytes (streamed to disk, not held in memory).
+    pub max_batch_bytes: u64,
+}
+
+impl ApiConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.sync_timeout.is_zero() || self.sync_timeout > 3600 * SECOND {
+            return Err(invalid("api.sync_timeout", "must be between 1s and 1h"));
+        }
+        if self.max_file_bytes == 0 || self.max_body_bytes < self.max_file_bytes {
+            return Err(invalid(
+                "api.max_body_bytes",
+                "must be at least api.max_file_bytes (and both above 0)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn check_store_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let ok = [
         "file://",

@@ -18,6 +18,8 @@ const CACHED_HOSTS: usize = 10_000;
 pub struct UrlChecks {
     policy: Option<Arc<NetPolicy>>,
     hosts: Arc<Mutex<HashMap<String, Result<(), String>>>>,
+    /// The producer is remote (the HTTP API): a path names nothing of its own.
+    remote: bool,
 }
 
 impl UrlChecks {
@@ -31,11 +33,28 @@ impl UrlChecks {
         UrlChecks {
             policy: Some(Arc::new(policy)),
             hosts: Arc::default(),
+            remote: false,
         }
+    }
+
+    /// The same, refusing local paths: the producer is remote (the HTTP API), so a
+    /// path would name a file of the server's.
+    pub fn remote_only(mut self) -> Self {
+        self.remote = true;
+        self
     }
 
     /// Refuses the first image URL of `spec` the policy refuses, naming its field.
     pub async fn check(&self, spec: &JobSpec) -> Result<(), String> {
+        if self.remote
+            && let Some((field, _)) = crate::job::validate::input_images(spec)
+                .into_iter()
+                .find(|(_, i)| matches!(i.source, ImageSource::Path(_)))
+        {
+            return Err(format!(
+                "{field}: server paths are not accepted over HTTP: give base64 data, a data: URL or a URL"
+            ));
+        }
         let Some(policy) = &self.policy else {
             return Ok(());
         };

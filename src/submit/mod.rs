@@ -389,8 +389,8 @@ async fn new_job(
     uploader: Option<&Uploader>,
 ) -> Result<NewJob, SubmitError> {
     let json = match uploader {
-        Some(u) if inputs::has_local_paths(&spec) => {
-            u.upload(&mut spec)
+        Some(u) if u.wants(&spec) => {
+            u.store_all(&mut spec)
                 .await
                 .map_err(|message| SubmitError::Input { line, message })?;
             serde_json::to_string(&spec).map_err(|e| SubmitError::Input {

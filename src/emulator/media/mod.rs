@@ -67,19 +67,7 @@ pub fn inspect(bytes: &[u8]) -> Option<Inspected> {
     Some(Inspected { format, dims })
 }
 
-/// The allowed aspect ratio closest to `w:h` (used to keep an input's shape).
-pub fn nearest_ratio<'a>(w: u32, h: u32, allowed: &[&'a str]) -> Option<&'a str> {
-    let target = (w.max(1) as f64 / h.max(1) as f64).ln();
-    allowed
-        .iter()
-        .filter_map(|r| {
-            let (a, b) = r.split_once(':')?;
-            let v = (a.parse::<f64>().ok()? / b.parse::<f64>().ok()?).ln();
-            Some((*r, (v - target).abs()))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(r, _)| r)
-}
+pub use crate::catalog::nearest_ratio;
 
 #[cfg(test)]
 mod tests {

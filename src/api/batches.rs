@@ -1,0 +1,307 @@
+//! `/v1/batches`: a job file over HTTP. The body (JSONL as `application/x-ndjson`, a
+//! JSON array, CSV as `text/csv`, or prompts as `text/plain`) is streamed to a spool file
+//! — a million lines in constant memory — then checked and enqueued exactly as
+//! `imagegen submit` does it: every bad line listed with its number and field and
+//! nothing enqueued (unless `?skip_invalid=true`), an `Idempotency-Key` naming the same
+//! batch for 24 h, base64 and uploaded images stored, not queued.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+use super::error::ApiError;
+use super::{ApiState, Caller};
+use crate::job::batch_file::{FileFormat, LineDefaults};
+use crate::job::validate::ValidationContext;
+use crate::queue::NewBatch;
+use crate::submit::{JobFile, SubmitError};
+
+/// Query of `POST /v1/batches`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CreateQuery {
+    /// Enqueue the valid lines even if some are invalid.
+    #[serde(default)]
+    skip_invalid: bool,
+    /// Where the batch's `batch.completed` goes.
+    #[serde(default)]
+    webhook_url: Option<String>,
+}
+
+fn format_of(headers: &HeaderMap) -> (FileFormat, bool) {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match kind.split(';').next().unwrap_or("").trim() {
+        "application/json" => (FileFormat::Jsonl, true),
+        "text/csv" => (FileFormat::Csv, false),
+        "text/plain" => (FileFormat::Text, false),
+        _ => (FileFormat::Jsonl, false),
+    }
+}
+
+/// Streams `body` into `path`, at most `limit` bytes; a JSON array becomes JSONL.
+async fn spool(
+    body: Body,
+    path: &std::path::Path,
+    array: bool,
+    limit: u64,
+) -> Result<(), ApiError> {
+    let mut out = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    let mut held = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("reading the body: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::too_large("body", size, limit));
+        }
+        if array {
+            held.extend_from_slice(&chunk);
+        } else {
+            out.write_all(&chunk).await.map_err(ApiError::internal)?;
+        }
+    }
+    if array {
+        let items: Vec<Value> = serde_json::from_slice(&held).map_err(|e| {
+            ApiError::invalid(format!("the body is not a JSON array of job specs: {e}"))
+        })?;
+        let mut text = String::new();
+        for item in items {
+            text.push_str(&item.to_string());
+            text.push('\n');
+        }
+        out.write_all(text.as_bytes())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    out.flush().await.map_err(ApiError::internal)
+}
+
+/// `POST /v1/batches`.
+pub(super) async fn create(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(query): Query<CreateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let project = &state.projects[&caller.project];
+    if let Some(url) = &query.webhook_url {
+        super::jobs::check_webhook(&state, &caller.project, "webhook_url", url).await?;
+    }
+    let (format, array) = format_of(&headers);
+    let spool_file = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
+    spool(body, spool_file.path(), array, state.max_batch_bytes).await?;
+    let file = JobFile {
+        path: spool_file.path(),
+        format,
+        defaults: LineDefaults {
+            model: Some(project.default_model.clone()),
+            op: None,
+        },
+        validation: ValidationContext {
+            backend: project.backend,
+            check_local_files: false,
+        },
+        urls: state.urls.clone().remote_only(),
+        models: state.models.clone(),
+    };
+    let checked = file.check().await.map_err(submit_error)?;
+    if checked.invalid > 0 && !query.skip_invalid {
+        let lines: Vec<Value> = checked
+            .errors
+            .iter()
+            .map(|e| {
+                let field = e
+                    .message
+                    .split_once(": ")
+                    .map(|(f, _)| f)
+                    .filter(|f| !f.contains(' '));
+                json!({"line": e.line, "field": field, "message": e.message})
+            })
+            .collect();
+        return Err(ApiError::invalid(format!(
+            "{} invalid line(s); nothing was enqueued (add ?skip_invalid=true to enqueue the {} valid line(s))",
+            checked.invalid, checked.valid
+        ))
+        .with_details(json!({"invalid": checked.invalid, "valid": checked.valid, "lines": lines})));
+    }
+    if checked.valid == 0 {
+        return Err(ApiError::invalid("the body has no jobs"));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let batch = NewBatch {
+        project: caller.project.clone(),
+        source: format!("api {}", caller.request_id),
+        webhook: query.webhook_url.clone(),
+        idempotency_key: key,
+        digest: Some(checked.digest.clone()),
+    };
+    let uploader = crate::submit::inputs::Uploader::new(project.store.clone()).with_inline();
+    let submitted =
+        crate::submit::enqueue_file(state.queue.as_ref(), &file, &batch, Some(&uploader), |_| {})
+            .await
+            .map_err(submit_error)?;
+    let status = if submitted.batch.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let id = &submitted.batch.id;
+    Ok((
+        status,
+        axum::Json(json!({
+            "batch_id": id,
+            "total": submitted.total,
+            "enqueued": submitted.enqueued_now,
+            "existing": submitted.batch.existing,
+            "invalid": checked.invalid,
+            "warnings": checked.warnings,
+            "status_url": format!("/v1/batches/{id}"),
+        })),
+    )
+        .into_response())
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Conflict { .. } => ApiError::conflict(e.to_string()),
+        SubmitError::Input { .. } => ApiError::invalid(e.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// A batch record of the caller's project, or 404.
+async fn batch(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<crate::queue::BatchRecord, ApiError> {
+    state
+        .queue
+        .batch(&caller.project, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&format!("batch {id}")))
+}
+
+/// `GET /v1/batches/{id}`: counts, progress, ETA.
+pub(super) async fn get(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let b = batch(&state, &caller, &id).await?;
+    let total = b.total.unwrap_or(b.enqueued);
+    let mut body = serde_json::to_value(&b).map_err(ApiError::internal)?;
+    body["progress"] = json!(if total == 0 {
+        0.0
+    } else {
+        b.done as f64 / total as f64
+    });
+    body["eta_s"] = json!(eta(&b, total));
+    body["results_url"] = json!(format!("/v1/batches/{id}/results"));
+    Ok(axum::Json(body).into_response())
+}
+
+/// Seconds left at the rate the batch has finished jobs so far.
+fn eta(b: &crate::queue::BatchRecord, total: u64) -> Option<u64> {
+    let (start, last) = (b.first_start_ms?, b.last_finish_ms?);
+    if b.done == 0 || b.done >= total || last <= start {
+        return None;
+    }
+    let per_job = (last - start) as f64 / b.done as f64;
+    Some(((total - b.done) as f64 * per_job / 1000.0).ceil() as u64)
+}
+
+/// Query of `GET /v1/batches/{id}/results`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    /// Position of the first job (from the previous page's `next_cursor`).
+    #[serde(default)]
+    cursor: u64,
+    /// Jobs per page (at most 1,000).
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+/// `GET /v1/batches/{id}/results?cursor=&limit=`: job records in order, paged.
+pub(super) async fn results(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let b = batch(&state, &caller, &id).await?;
+    let total = b.total.unwrap_or(b.enqueued);
+    let limit = page.limit.clamp(1, 1000);
+    let to = (page.cursor + limit).min(total);
+    let jobs = if page.cursor < to {
+        state
+            .queue
+            .batch_jobs(&caller.project, &id, page.cursor, to)
+            .await
+            .map_err(ApiError::internal)?
+    } else {
+        Vec::new()
+    };
+    let items: Vec<Value> = jobs
+        .into_iter()
+        .flatten()
+        .map(|mut r| {
+            if let Some(res) = r.result.as_mut() {
+                for img in &mut res.images {
+                    img.path = None;
+                }
+            }
+            serde_json::to_value(r).unwrap_or(Value::Null)
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "batch_id": id,
+        "jobs": items,
+        "next_cursor": (to < total).then_some(to),
+    }))
+    .into_response())
+}
+
+/// `POST /v1/batches/{id}/cancel`.
+pub(super) async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    batch(&state, &caller, &id).await?;
+    let r = state
+        .queue
+        .cancel(&caller.project, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "batch_id": id,
+        "cancelled": r.cancelled,
+        "flagged": r.flagged,
+        "already_finished": r.already_finished,
+        "batch_completed": r.batch_completed,
+    }))
+    .into_response())
+}

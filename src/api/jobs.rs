@@ -1,0 +1,373 @@
+//! One job through the API: checked like a `submit` line (lifecycle, validation, image
+//! URLs), its inline images stored (the queue holds no image bytes), enqueued as a batch
+//! of one, then waited for (sync) or pointed to (async). And the `/v1/jobs` resource.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{ApiState, Caller};
+use crate::job::validate::{ValidationContext, validate};
+use crate::job::{JobSpec, JobStatus};
+use crate::queue::{JobRecord, NewBatch, NewJob};
+
+/// Poll intervals while a sync request waits: quick at first (most answers take one
+/// provider call), then at most every 100 ms.
+const FIRST_POLL: Duration = Duration::from_millis(2);
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A job the API enqueued.
+#[derive(Debug, Clone)]
+pub(super) struct Enqueued {
+    pub job_id: String,
+    pub model: String,
+    pub model_requested: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// A validation failure in the guide's shape: the first field in `details.field`, every
+/// problem in `details.errors`.
+fn invalid(errors: &crate::job::validate::ValidationErrors) -> ApiError {
+    let first = errors.0.first();
+    let field = first.map_or("", |e| e.field.as_str());
+    ApiError::field(field, errors.to_string()).with_details(json!({
+        "field": field,
+        "errors": errors.0.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
+    }))
+}
+
+/// `field: message` (as the lifecycle and URL checks say it) → a field error.
+fn field_message(text: &str) -> ApiError {
+    match text.split_once(": ") {
+        Some((field, _)) if !field.contains(' ') => ApiError::field(field, text),
+        _ => ApiError::invalid(text),
+    }
+}
+
+/// Refuses a webhook URL the worker could not deliver to (the SSRF guard, resolved
+/// here) or could not sign for, naming `field`.
+pub(super) async fn check_webhook(
+    state: &ApiState,
+    project: &str,
+    field: &str,
+    url: &str,
+) -> Result<(), ApiError> {
+    state
+        .webhook_policy
+        .check_resolved(url)
+        .await
+        .map_err(|e| ApiError::field(field, format!("{field}: {e}")))?;
+    if !state
+        .projects
+        .get(project)
+        .is_some_and(|p| p.signs_webhooks)
+    {
+        return Err(ApiError::field(
+            field,
+            format!("project `{project}` has no webhook_secret to sign deliveries with"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `spec` for the caller's project and enqueues it.
+pub(super) async fn enqueue(
+    state: &ApiState,
+    caller: &Caller,
+    mut spec: JobSpec,
+) -> Result<Enqueued, ApiError> {
+    let project = state
+        .projects
+        .get(&caller.project)
+        .ok_or_else(|| ApiError::internal(format!("project {} has no runtime", caller.project)))?;
+    if spec.model.trim().is_empty() {
+        spec.model.clone_from(&project.default_model);
+    }
+    if crate::submit::inputs::has_local_paths(&spec) {
+        return Err(ApiError::field(
+            "image",
+            "server paths are not accepted over HTTP: upload the file, or give base64 data or a URL",
+        ));
+    }
+    let warning = state
+        .models
+        .apply(&mut spec, project.backend)
+        .map_err(|m| field_message(&m))?;
+    let ctx = ValidationContext {
+        backend: project.backend,
+        check_local_files: false,
+    };
+    validate(&spec, &ctx).map_err(|e| invalid(&e))?;
+    if let Some(url) = &spec.webhook_url {
+        check_webhook(state, &caller.project, "webhook_url", url).await?;
+    }
+    state
+        .urls
+        .check(&spec)
+        .await
+        .map_err(|m| field_message(&m))?;
+    crate::submit::inputs::Uploader::new(project.store.clone())
+        .upload_inline(&mut spec)
+        .await
+        .map_err(|m| ApiError::field("image", m))?;
+    let json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    let batch = state
+        .queue
+        .create_batch(&NewBatch {
+            project: caller.project.clone(),
+            source: format!("api {}", caller.request_id),
+            ..NewBatch::default()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let job = NewJob {
+        seq: 0,
+        line: None,
+        spec: json,
+        lane: spec.model.clone(),
+        op: spec.op.to_string(),
+        webhook: spec.webhook_url.clone(),
+        hash: None,
+    };
+    let queue = &state.queue;
+    queue
+        .enqueue(&caller.project, &batch.id, vec![job])
+        .await
+        .map_err(ApiError::internal)?;
+    queue
+        .seal(&caller.project, &batch.id, 1)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Enqueued {
+        job_id: crate::job::batch_job_id(&batch.id, 0),
+        model: spec.model,
+        model_requested: spec.model_requested,
+        warnings: warning.into_iter().collect(),
+    })
+}
+
+/// Waits until the job is terminal or `timeout` passes; the last record seen.
+pub(super) async fn wait(
+    state: &ApiState,
+    project: &str,
+    job: &str,
+    timeout: Duration,
+) -> Result<Option<JobRecord>, ApiError> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = FIRST_POLL;
+    loop {
+        let record = state
+            .queue
+            .job(project, job)
+            .await
+            .map_err(ApiError::internal)?;
+        if record.as_ref().is_some_and(|r| r.status.is_terminal()) || Instant::now() >= deadline {
+            return Ok(record);
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 3 / 2).min(MAX_POLL);
+    }
+}
+
+/// The guide's answer to a sync request: the images inline as base64.
+#[derive(Debug, Serialize)]
+pub(super) struct GuideAnswer {
+    request_id: String,
+    job_id: String,
+    status: &'static str,
+    model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_requested: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    images: Vec<String>,
+    mime_types: Vec<String>,
+    text: String,
+    image_urls: Vec<String>,
+}
+
+/// 202: still queued or running (or asked to be async).
+pub(super) fn accepted(caller: &Caller, e: &Enqueued, status: JobStatus) -> Response {
+    let body = json!({
+        "request_id": caller.request_id,
+        "job_id": e.job_id,
+        "status": status.as_str(),
+        "model": e.model,
+        "model_requested": e.model_requested,
+        "warnings": e.warnings,
+        "status_url": format!("/v1/jobs/{}", e.job_id),
+    });
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+/// A finished job as the guide's answer, or its error.
+pub(super) async fn answer(
+    state: &ApiState,
+    caller: &Caller,
+    e: &Enqueued,
+    record: Option<JobRecord>,
+) -> Result<Response, ApiError> {
+    let Some(record) = record.filter(|r| r.status.is_terminal()) else {
+        return Ok(accepted(caller, e, JobStatus::Queued));
+    };
+    let error = record.error.clone().unwrap_or_default();
+    match record.status {
+        JobStatus::Succeeded => {}
+        JobStatus::Blocked => return Err(ApiError::blocked(error)),
+        JobStatus::Cancelled => {
+            return Err(ApiError::conflict(format!(
+                "the job was cancelled: {error}"
+            )));
+        }
+        _ => return Err(ApiError::job_failed(error)),
+    }
+    let result = record.result.unwrap_or_default();
+    let store = &state.projects[&caller.project].store;
+    let mut images = Vec::new();
+    let mut urls = Vec::new();
+    for img in &result.images {
+        let key = store.own_key(&img.url).ok_or_else(|| {
+            ApiError::internal(format!("{} is not in the project's store", img.url))
+        })?;
+        let bytes = store.get(&key).await.map_err(ApiError::internal)?;
+        images.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        urls.push(
+            store
+                .signed_url(&img.url, state.signed_url_ttl)
+                .await
+                .unwrap_or_else(|| img.url.clone()),
+        );
+    }
+    let body = GuideAnswer {
+        request_id: caller.request_id.clone(),
+        job_id: e.job_id.clone(),
+        status: "succeeded",
+        model: result.model.clone(),
+        model_requested: result.model_requested.clone(),
+        warnings: e.warnings.clone(),
+        mime_types: result.images.iter().map(|i| i.mime_type.clone()).collect(),
+        images,
+        text: result.text.join("\n"),
+        image_urls: urls,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Sync or async by the request: `async: true` or a `webhook_url` answers 202 at once.
+pub(super) async fn run(
+    state: &ApiState,
+    caller: &Caller,
+    spec: JobSpec,
+    asynchronous: bool,
+) -> Result<Response, ApiError> {
+    let asynchronous = asynchronous || spec.webhook_url.is_some();
+    let e = enqueue(state, caller, spec).await?;
+    if asynchronous {
+        return Ok(accepted(caller, &e, JobStatus::Queued));
+    }
+    let record = wait(state, &caller.project, &e.job_id, state.sync_timeout).await?;
+    answer(state, caller, &e, record).await
+}
+
+/// `POST /v1/jobs`: a job spec (as a job-file line); 202 with its id.
+pub(super) async fn create(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
+    let spec = JobSpec::from_json(text).map_err(|m| field_message(&m))?;
+    let e = enqueue(&state, &caller, spec).await?;
+    Ok(accepted(&caller, &e, JobStatus::Queued))
+}
+
+/// A job record of the caller's project, or 404.
+async fn record(state: &ApiState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
+    state
+        .queue
+        .job(&caller.project, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))
+}
+
+/// `GET /v1/jobs/{id}`: the job's record, its images with signed URLs where the store
+/// signs.
+pub(super) async fn get(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = record(&state, &caller, &id).await?;
+    let store = &state.projects[&caller.project].store;
+    let mut body = serde_json::to_value(&record).map_err(ApiError::internal)?;
+    if let Some(images) = body
+        .pointer_mut("/result/images")
+        .and_then(Value::as_array_mut)
+    {
+        for (n, img) in images.iter_mut().enumerate() {
+            let url = img["url"].as_str().unwrap_or_default().to_string();
+            if let Some(signed) = store.signed_url(&url, state.signed_url_ttl).await {
+                img["signed_url"] = json!(signed);
+            }
+            img["api_url"] = json!(format!("/v1/jobs/{id}/images/{n}"));
+            if let Some(o) = img.as_object_mut() {
+                o.remove("path");
+            }
+        }
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+pub(super) async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let _ = record(&state, &caller, &id).await?;
+    let report = state
+        .queue
+        .cancel(&caller.project, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "job_id": id,
+        "cancelled": report.cancelled,
+        "flagged": report.flagged,
+        "already_finished": report.already_finished,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/jobs/{id}/images/{n}`: the image's bytes from the store.
+pub(super) async fn image(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path((id, n)): Path<(String, usize)>,
+) -> Result<Response, ApiError> {
+    let record = record(&state, &caller, &id).await?;
+    let img = record
+        .result
+        .as_ref()
+        .and_then(|r| r.images.get(n))
+        .ok_or_else(|| ApiError::not_found(&format!("image {n} of job {id}")))?;
+    let store = &state.projects[&caller.project].store;
+    let key = store.own_key(&img.url).ok_or_else(|| {
+        ApiError::not_found(&format!(
+            "image {n} of job {id} (stored by Google at {})",
+            img.url
+        ))
+    })?;
+    let bytes = store.get(&key).await.map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, img.mime_type.clone())], bytes).into_response())
+}

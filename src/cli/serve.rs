@@ -1,0 +1,173 @@
+//! `imagegen api`: the fleet's HTTP API over Redis (workers run as `imagegen worker`;
+//! any number of API processes behind a load balancer). `imagegen serve`: everything in
+//! one process with no Redis — the API, a worker over the in-memory queue, and the
+//! built-in emulator when no project is configured; what a newcomer runs to try the
+//! Gemini image guide's examples.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use secrecy::ExposeSecret as _;
+
+use super::{common, run};
+use crate::api::{ApiProject, ApiState, Tokens};
+use crate::config::Settings;
+use crate::queue::{JobQueue, MemoryQueue, QueueOptions};
+use crate::submit::{ModelPolicy, UrlChecks};
+
+/// Arguments of `imagegen api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Address to listen on (default `[api].listen`, 127.0.0.1:8000).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// Arguments of `imagegen serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default `[api].listen`, 127.0.0.1:8000).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// API token of the built-in `local` project (default `$IMAGEGEN_API_TOKEN`, else a
+    /// random one, printed once).
+    #[arg(long, env = "IMAGEGEN_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Jobs the in-process worker runs at once (default `[worker].concurrency`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+/// The API's state over `queue` for the configured projects (and `extra` ones).
+fn state(
+    settings: &Settings,
+    queue: Arc<dyn JobQueue>,
+    mut projects: HashMap<String, ApiProject>,
+    mut tokens: Tokens,
+) -> anyhow::Result<ApiState> {
+    for (name, p) in &settings.projects {
+        projects.insert(
+            name.clone(),
+            ApiProject {
+                backend: p.backend,
+                default_model: p
+                    .default_model
+                    .clone()
+                    .unwrap_or_else(|| common::DEFAULT_MODEL.into()),
+                store: common::output_store(settings, name, None)?,
+                signs_webhooks: p.webhook_secret.is_some(),
+            },
+        );
+        if let Some(source) = &p.api_tokens {
+            let key = format!("projects.{name}.api_tokens");
+            let list = crate::config::read_secret(&key, source)?;
+            tokens.add_list(name, list.expose_secret());
+        }
+    }
+    let api = &settings.api;
+    Ok(ApiState {
+        queue,
+        projects,
+        tokens,
+        models: ModelPolicy::from_config(&settings.models),
+        urls: UrlChecks::new(crate::netguard::NetPolicy::for_inputs(&settings.inputs)?),
+        sync_timeout: api.sync_timeout,
+        signed_url_ttl: settings.webhooks.signed_url_ttl,
+        max_file_bytes: api.max_file_bytes,
+        max_body_bytes: usize::try_from(api.max_body_bytes).unwrap_or(usize::MAX),
+        max_batch_bytes: api.max_batch_bytes,
+        webhook_policy: Arc::new(crate::netguard::NetPolicy::for_webhooks(
+            &settings.webhooks,
+        )?),
+    })
+}
+
+async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Runs `imagegen api`.
+pub async fn api(args: ApiArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    let queue = common::redis_queue(&settings).await?;
+    let state = state(&settings, queue, HashMap::new(), Tokens::default())?;
+    if state.tokens.is_empty() {
+        bail!("no project has api_tokens: set `api_tokens = \"env:VAR\"` under [projects.<name>]");
+    }
+    let listener = listen(args.listen.as_deref().unwrap_or(&settings.api.listen)).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "imagegen api listening on http://{addr} ({} project(s))",
+        state.projects.len()
+    );
+    crate::api::serve(listener, Arc::new(state), common::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `imagegen serve`.
+pub async fn serve(args: ServeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    let queue: Arc<MemoryQueue> = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
+        &settings.worker,
+    )));
+    let mut api_projects = HashMap::new();
+    let mut tokens = Tokens::default();
+    let mut local_runtime = None;
+    let workers = if settings.projects.is_empty() {
+        let store = common::output_store(&settings, "local", None)?;
+        let runtime = run::local_runtime(&settings, settings.worker.request_timeout, store).await?;
+        let token = args
+            .token
+            .clone()
+            .unwrap_or_else(|| format!("ig_{}", uuid::Uuid::new_v4().simple()));
+        tokens.add("local", &token);
+        api_projects.insert(
+            "local".to_string(),
+            ApiProject {
+                backend: runtime.backend,
+                default_model: common::DEFAULT_MODEL.into(),
+                store: runtime.store.clone(),
+                signs_webhooks: false,
+            },
+        );
+        let project = run::embedded_project(&settings, "local", runtime.provider, runtime.store);
+        local_runtime = Some((token, runtime._emulator));
+        HashMap::from([("local".to_string(), project)])
+    } else {
+        common::project_runtimes(&settings, &[])?
+    };
+    let state = state(&settings, queue.clone(), api_projects, tokens)?;
+    if state.tokens.is_empty() {
+        bail!("no project has api_tokens: set `api_tokens = \"env:VAR\"` under [projects.<name>]");
+    }
+    let listener = listen(args.listen.as_deref().unwrap_or(&settings.api.listen)).await?;
+    let addr = listener.local_addr()?;
+    let options = common::worker_options(&settings, args.concurrency);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_worker = stop_rx.clone();
+    let worker = tokio::spawn(crate::worker::run_worker(
+        queue,
+        workers,
+        options,
+        None,
+        async move {
+            let _ = stop_worker.wait_for(|s| *s).await;
+        },
+    ));
+    match &local_runtime {
+        Some((token, _)) => println!(
+            "imagegen serve: http://{addr} (project local on the built-in emulator; token {token})"
+        ),
+        None => println!(
+            "imagegen serve: http://{addr} ({} project(s))",
+            state.projects.len()
+        ),
+    }
+    let served = crate::api::serve(listener, Arc::new(state), common::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    worker.await??;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
