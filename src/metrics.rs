@@ -53,8 +53,15 @@ pub struct Metrics {
     lane_quota_exhausted: IntGaugeVec,
     lane_held: IntGaugeVec,
     webhooks_pending: IntGaugeVec,
+    api_requests: IntCounterVec,
+    api_duration: HistogramVec,
     up: IntGauge,
 }
+
+/// API request latencies: a sync request waits for its job, so up to minutes.
+const API_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
@@ -237,9 +244,32 @@ impl Metrics {
                 "Cluster-wide webhook deliveries not yet finished.",
                 &["project"],
             ),
+            api_requests: counter(
+                &r,
+                "imagegen_api_requests_total",
+                "HTTP API requests by route (its pattern) and status.",
+                &["route", "status"],
+            ),
+            api_duration: histogram(
+                &r,
+                "imagegen_api_request_duration_seconds",
+                "HTTP API request latency by route (sync requests include the job).",
+                &["route"],
+                API_BUCKETS,
+            ),
             up,
             registry: r,
         }
+    }
+
+    /// One HTTP API request answered.
+    pub fn api_request(&self, route: &str, status: u16, took: Duration) {
+        self.api_requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.api_duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
     }
 
     /// A job this process finished (its settle was applied).

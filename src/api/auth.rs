@@ -46,6 +46,11 @@ impl Tokens {
 
     /// The project of the request's bearer token.
     pub fn project_of(&self, headers: &HeaderMap) -> Result<&str, ApiError> {
+        self.lookup(headers).map(|(_, p)| p)
+    }
+
+    /// The request's token (as its digest) and its project.
+    pub fn lookup(&self, headers: &HeaderMap) -> Result<([u8; 32], &str), ApiError> {
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -55,9 +60,10 @@ impl Tokens {
             })
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
+        let d = digest(token);
         self.0
-            .get(&digest(token))
-            .map(String::as_str)
+            .get(&d)
+            .map(|p| (d, p.as_str()))
             .ok_or_else(ApiError::unauthorized)
     }
 }

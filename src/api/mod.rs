@@ -17,6 +17,7 @@ pub mod error;
 mod form;
 mod guide;
 mod jobs;
+mod limit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use axum::routing::{get, post};
 pub use auth::Tokens;
 pub use error::ApiError;
 pub use guide::MAX_PROMPT_CHARS;
+pub use limit::RateLimiter;
 
 use crate::catalog::Backend;
 use crate::queue::JobQueue;
@@ -76,6 +78,10 @@ pub struct ApiState {
     pub max_batch_bytes: u64,
     /// Where webhooks may go (the SSRF guard of `[webhooks]`).
     pub webhook_policy: Arc<crate::netguard::NetPolicy>,
+    /// Requests per token.
+    pub limiter: limit::RateLimiter,
+    /// The limiter's rate, for its message.
+    pub limiter_rate: f64,
 }
 
 /// The caller of a request: its project (from the bearer token) and the request's id.
@@ -103,7 +109,18 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let project = state.tokens.project_of(&parts.headers)?.to_string();
+        let (token, project) = state.tokens.lookup(&parts.headers)?;
+        let now = crate::queue::now_ms() as f64;
+        state.limiter.check(token, now).map_err(|wait| {
+            ApiError::rate_limited(
+                format!(
+                    "over {} requests per second for this token",
+                    state.limiter_rate
+                ),
+                wait,
+            )
+        })?;
+        let project = project.to_string();
         Ok(Caller {
             project,
             request_id,
@@ -116,7 +133,11 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::now_v7().simple());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
+    if resp.extensions().get::<Counted>().is_none() {
+        crate::metrics::get().api_request("unmatched", resp.status().as_u16(), started.elapsed());
+    }
     let is_error = resp.status().is_client_error() || resp.status().is_server_error();
     let json = resp
         .headers()
@@ -170,6 +191,58 @@ async fn envelope_of(resp: Response, id: &str) -> Response {
     e.for_request(id).into_response()
 }
 
+/// Marks a response whose request was counted by its route.
+#[derive(Clone, Copy)]
+struct Counted;
+
+/// Counts a routed request by its route pattern, status and latency.
+async fn count_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).await;
+    crate::metrics::get().api_request(&route, resp.status().as_u16(), started.elapsed());
+    resp.extensions_mut().insert(Counted);
+    resp
+}
+
+/// `/metrics`: the process's series and the cluster-wide ones of its projects.
+async fn metrics(axum::extract::State(state): axum::extract::State<Arc<ApiState>>) -> Response {
+    let mut projects: Vec<String> = state.projects.keys().cloned().collect();
+    projects.sort();
+    if let Err(e) = crate::health::refresh(state.queue.as_ref(), &projects).await {
+        tracing::warn!(error = %e, "reading queue counters for /metrics");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::get().render(),
+    )
+        .into_response()
+}
+
+/// `/readyz`: the queue answers.
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<ApiState>>) -> Response {
+    let Some(p) = state.projects.keys().next() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no projects\n").into_response();
+    };
+    match state.queue.project_counts(p).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readyz: queue unreachable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "queue unreachable\n",
+            )
+                .into_response()
+        }
+    }
+}
+
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     let body_limit = state.max_body_bytes;
@@ -192,6 +265,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/batches/{id}/results", get(batches::results))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn(count_route))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)

@@ -81,6 +81,8 @@ fn state(
         webhook_policy: Arc::new(crate::netguard::NetPolicy::for_webhooks(
             &settings.webhooks,
         )?),
+        limiter: crate::api::RateLimiter::new(api.requests_per_second, api.burst),
+        limiter_rate: api.requests_per_second,
     })
 }
 

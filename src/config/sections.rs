@@ -406,6 +406,10 @@ pub struct ApiConfig {
     pub max_body_bytes: u64,
     /// Largest `/v1/batches` upload, bytes (streamed to disk, not held in memory).
     pub max_batch_bytes: u64,
+    /// Requests per second per token, sustained (0: no limit).
+    pub requests_per_second: f64,
+    /// Requests a token may send at once above the rate.
+    pub burst: u32,
 }
 
 impl ApiConfig {

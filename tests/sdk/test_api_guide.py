@@ -311,3 +311,32 @@ def test_advanced_inpaint_outpaint_and_style_transfer(api):
         r = requests.post(f"{api}/advanced/outpaint", headers=headers(), files={"image": f},
                           data={"prompt": "more", "direction": "up"})
     assert r.status_code == 400 and r.json()["details"]["field"] == "direction"
+
+
+def test_metrics_health_and_readiness(api):
+    requests.post(f"{api}/generate-image", headers=headers(), json={"prompt": "counted"})
+    assert requests.get(f"{api}/healthz").text == "ok\n"
+    assert requests.get(f"{api}/readyz").status_code == 200
+    text = requests.get(f"{api}/metrics").text
+    assert 'imagegen_api_requests_total{route="/generate-image",status="200"}' in text
+    assert 'imagegen_api_request_duration_seconds_bucket{route="/generate-image"' in text
+    promtool = os.environ.get("PROMTOOL")
+    if promtool:
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_token_over_its_rate_gets_429_with_retry_after(tmp_path):
+    proc, api = start(
+        ["serve", "--listen", "127.0.0.1:0"],
+        env={"IMAGEGEN_API_TOKEN": "guide-token", "IMAGEGEN__OUTPUT__URL": f"file://{tmp_path}",
+             "IMAGEGEN__API__REQUESTS_PER_SECOND": "0.5", "IMAGEGEN__API__BURST": "2"},
+    )
+    try:
+        codes = [requests.get(f"{api}/v1/jobs/x.000000", headers=headers()).status_code for _ in range(3)]
+        assert codes == [404, 404, 429]
+        r = requests.get(f"{api}/v1/jobs/x.000000", headers=headers())
+        assert r.status_code == 429 and r.json()["error"] == "rate_limit_exceeded"
+        assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        stop(proc)
