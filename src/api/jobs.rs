@@ -136,6 +136,8 @@ pub(super) async fn enqueue(
         op: spec.op.to_string(),
         webhook: spec.webhook_url.clone(),
         hash: None,
+        // A request waiting for its answer goes ahead of its lane's backlog.
+        interactive: true,
     };
     let queue = &state.queue;
     queue

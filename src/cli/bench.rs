@@ -175,6 +175,7 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 op: "generate".into(),
                 webhook: None,
                 hash: None,
+                interactive: false,
             })
             .collect();
         in_flight.push(queue.enqueue("bench", &batch.id, chunk));

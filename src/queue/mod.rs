@@ -157,6 +157,9 @@ pub struct NewJob {
     /// A short hash of the job's spec, kept per position when the submit has an
     /// idempotency key (a conflicting resubmit names the first line that differs).
     pub hash: Option<u32>,
+    /// Interactive (an HTTP API request waiting for its answer): claimed ahead of its
+    /// lane's backlog, under the same limits.
+    pub interactive: bool,
 }
 
 /// A job handed to a worker.

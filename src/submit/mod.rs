@@ -408,6 +408,7 @@ async fn new_job(
         webhook: spec.webhook_url,
         lane: spec.model,
         hash,
+        interactive: false,
     })
 }
 

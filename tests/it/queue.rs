@@ -63,6 +63,7 @@ async fn batch(q: &dyn JobQueue, n: u64) -> String {
             op: "generate".into(),
             webhook: None,
             hash: None,
+            interactive: false,
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -253,6 +254,7 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
             op: "generate".into(),
             webhook: None,
             hash: None,
+            interactive: false,
         }],
     )
     .await
@@ -418,6 +420,7 @@ async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
         op: "generate".into(),
         webhook: webhook.map(str::to_string),
         hash: None,
+        interactive: false,
     };
     q.enqueue(
         "p",
@@ -566,6 +569,98 @@ async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
     assert_eq!(counts.by_status[&JobStatus::Cancelled], 1);
 }
 
+/// One interactive job (a batch of one, as the HTTP API enqueues it).
+async fn interactive(q: &dyn JobQueue) -> String {
+    let b = q
+        .create_batch(&NewBatch {
+            project: "p".into(),
+            source: "api".into(),
+            ..NewBatch::default()
+        })
+        .await
+        .unwrap();
+    let job = NewJob {
+        seq: 0,
+        line: None,
+        spec: SPEC.into(),
+        lane: "gemini-2.5-flash-image".into(),
+        op: "generate".into(),
+        webhook: None,
+        hash: None,
+        interactive: true,
+    };
+    assert_eq!(q.enqueue("p", &b.id, vec![job]).await.unwrap(), 1);
+    q.seal("p", &b.id, 1).await.unwrap();
+    imagegen::job::batch_job_id(&b.id, 0)
+}
+
+async fn interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits(q: &dyn JobQueue) {
+    q.set_limits("p", limited(2, 0));
+    let backlog = batch(q, 50).await;
+    let busy = q.claim("p", "w", 2).await.unwrap();
+    assert_eq!(busy.len(), 2, "the lane is full");
+    let first = interactive(q).await;
+    assert!(
+        q.claim("p", "w", 5).await.unwrap().is_empty(),
+        "the limit holds for interactive jobs too"
+    );
+    q.settle(&[(busy[0].lease.clone(), finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    let next = q.claim("p", "w", 5).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0].lease.job, first,
+        "the first free slot is the interactive job's"
+    );
+    // A retry keeps its place ahead; extend and settle find its stream.
+    q.extend("w", &[next[0].lease.clone()]).await.unwrap();
+    q.settle(&[(
+        next[0].lease.clone(),
+        Settle::Retry {
+            delay: Duration::ZERO,
+            count: true,
+            error: "503".into(),
+        },
+    )])
+    .await
+    .unwrap();
+    let again = q.claim("p", "w", 5).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].lease.job, first, "retried ahead of the backlog");
+    // A worker that dies holding it: recovery takes it over like any job.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let r = q.recover("p", "rescuer").await.unwrap();
+    let rescued: Vec<&str> = r.claimed.iter().map(|c| c.lease.job.as_str()).collect();
+    assert!(rescued.contains(&first.as_str()), "{rescued:?}");
+    let lease = r
+        .claimed
+        .iter()
+        .find(|c| c.lease.job == first)
+        .unwrap()
+        .lease
+        .clone();
+    let done = q
+        .settle(&[(lease, finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    assert!(done[0].applied && done[0].batch_completed);
+    assert_eq!(
+        q.job("p", &first).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+    // A queued interactive job is cancelled with its batch.
+    let queued = interactive(q).await;
+    let (batch_id, _) = imagegen::job::split_job_id(&queued).unwrap();
+    let report = q.cancel("p", batch_id).await.unwrap();
+    assert_eq!(report.cancelled, 1);
+    let b = q.batch("p", &backlog).await.unwrap().unwrap();
+    assert_eq!(
+        b.done, 1,
+        "only the one settled: the backlog still waits: {b:?}"
+    );
+}
+
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -593,6 +688,7 @@ both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
+both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);
 
 /// A cancel from another process reaches a running job's safe point once the cached
 /// cancel generation (100 ms) has expired.

@@ -340,3 +340,45 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(tmp_path):
         assert int(r.headers["Retry-After"]) >= 1
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("mode", ["serve", "fleet"])
+def test_a_sync_request_does_not_wait_behind_the_backlog(mode, tmp_path):
+    latency = 0.3
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(f"latency_ms = {int(latency * 1000)}\n")
+    emulator, emulator_url = start(["emulator", "--listen", "127.0.0.1:0", "--scenario", str(scenario)])
+    config = tmp_path / "imagegen.toml"
+    config.write_text(
+        f'[redis]\nkey_prefix = "backlog-{os.getpid()}-{time.time_ns()}"\n'
+        f'[output]\nurl = "file://{tmp_path}/out"\n'
+        f'[projects.a]\nbackend = "gemini-api"\nendpoint = "{emulator_url}"\n'
+        'credentials = "env:KEY"\napi_tokens = "env:TOKEN_A"\nconcurrency = 4\n'
+    )
+    env = {"KEY": "k", "TOKEN_A": "guide-token"}
+    procs = [emulator]
+    if mode == "fleet":
+        procs += [subprocess.Popen([BINARY, "--config", str(config), "worker", "--concurrency", "8"],
+                                   env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+    api_proc, api = start(["--config", str(config), "serve" if mode == "serve" else "api", "--listen", "127.0.0.1:0"], env=env)
+    procs.insert(0, api_proc)
+    try:
+        lines = "".join(f'{{"prompt": "backlog {i}"}}\n' for i in range(5000))
+        made = requests.post(f"{api}/v1/batches", headers={**headers(), "Content-Type": "application/x-ndjson"}, data=lines)
+        assert made.status_code == 201, made.text
+        batch = made.json()["batch_id"]
+        time.sleep(1.0)  # the lane is busy: 4 in flight, the rest queued
+        b = requests.get(f"{api}/v1/batches/{batch}", headers=headers()).json()
+        assert b["done"] < 100, b
+        took = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = requests.post(f"{api}/generate-image", headers=headers(), json={"prompt": "now, please"})
+            took.append(time.monotonic() - t0)
+            assert r.status_code == 200, r.text
+        # At most one slot to wait for, then the call itself.
+        assert max(took) < 3 * latency, took
+        requests.post(f"{api}/v1/batches/{batch}/cancel", headers=headers())
+    finally:
+        stop(*procs)

@@ -16,21 +16,24 @@ impl Project {
             && *at <= now
         {
             let (_, job) = self.delayed.pop_first().expect("first");
-            let lane = self
+            let (lane, urgent) = self
                 .jobs
                 .get(&job)
-                .map(|j| j.lane.clone())
+                .map(|j| (j.lane.clone(), j.urgent))
                 .unwrap_or_default();
-            self.lane(&lane).ready.push_back(job);
+            self.lane(&lane).ready.push(job, urgent);
         }
     }
 
-    /// Takes up to `allow` of the lane's queued jobs: each either starts (a lease for
-    /// `worker`) or fails on the way as the rules say. Returns those that started.
+    /// Takes up to `allow` of the lane's queued jobs (interactive ones first, or only
+    /// of the kind `only` names): each either starts (a lease for `worker`) or fails on
+    /// the way as the rules say. Returns those that started.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &mut self,
         lane: &str,
         allow: u64,
+        only: Option<bool>,
         worker: &str,
         next: &mut u64,
         o: &QueueOptions,
@@ -40,7 +43,7 @@ impl Project {
         let mut completed = Vec::new();
         let mut admitted = 0;
         while admitted < allow {
-            let Some(id) = self.lane(lane).ready.pop_front() else {
+            let Some(id) = self.lane(lane).ready.pop(only) else {
                 break;
             };
             let Some(j) = self.jobs.get_mut(&id) else {
@@ -105,20 +108,28 @@ impl Project {
         if max_wait == 0 {
             return;
         }
-        let ready = &self.lanes[lane].ready;
-        let n = ready
-            .iter()
-            .take(1000)
-            .take_while(|id| {
-                self.jobs
-                    .get(*id)
-                    .is_none_or(|j| now.saturating_sub(j.enqueued_ms) > max_wait)
-            })
-            .count();
-        if n > 0 {
-            let (started, completed) = self.take(lane, n as u64, worker, next, o, now);
-            claim.jobs.extend(started);
-            claim.completed.extend(completed);
+        for urgent in [true, false] {
+            let ready = &self.lanes[lane].ready;
+            let queue = if urgent {
+                &ready.urgent
+            } else {
+                &ready.backlog
+            };
+            let n = queue
+                .iter()
+                .take(1000)
+                .take_while(|id| {
+                    self.jobs
+                        .get(*id)
+                        .is_none_or(|j| now.saturating_sub(j.enqueued_ms) > max_wait)
+                })
+                .count();
+            if n > 0 {
+                let (started, completed) =
+                    self.take(lane, n as u64, Some(urgent), worker, next, o, now);
+                claim.jobs.extend(started);
+                claim.completed.extend(completed);
+            }
         }
     }
 
@@ -167,7 +178,7 @@ impl Project {
             if allow == 0 && self.hold.is_none() && (s.hold_ms > 0 || s.park_ms > now) {
                 self.sweep(name, worker, next, o, now, &mut claim);
             }
-            let (started, completed) = self.take(name, allow, worker, next, o, now);
+            let (started, completed) = self.take(name, allow, None, worker, next, o, now);
             claim.completed.extend(completed);
             let got = started.len() as u64;
             claim.jobs.extend(started);

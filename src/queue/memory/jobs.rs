@@ -285,13 +285,14 @@ impl Jobs for MemoryQueue {
             for job in jobs {
                 let id = batch_job_id(batch, job.seq);
                 *p.enqueued_by_op.entry(job.op).or_default() += 1;
-                p.lane(&job.lane).ready.push_back(id.clone());
+                p.lane(&job.lane).ready.push(id.clone(), job.interactive);
                 let state = JobState {
                     spec: Some(job.spec),
                     lane: job.lane,
                     line: job.line,
                     webhook: job.webhook,
                     enqueued_ms: now,
+                    urgent: job.interactive,
                     ..JobState::default()
                 };
                 p.jobs.insert(id, state);

@@ -36,6 +36,8 @@ pub(super) struct JobState {
     pub token: Option<String>,
     pub worker: Option<String>,
     pub cancel: bool,
+    /// Interactive: queued ahead of the lane's backlog (and again after a retry).
+    pub urgent: bool,
 }
 
 impl JobState {
@@ -139,10 +141,47 @@ impl BatchState {
     }
 }
 
+/// A lane's queued jobs: interactive ones (the HTTP API's) are taken first.
+#[derive(Debug, Default)]
+pub(super) struct Ready {
+    pub urgent: VecDeque<String>,
+    pub backlog: VecDeque<String>,
+}
+
+impl Ready {
+    /// Queues `id` (at the back of its kind).
+    pub fn push(&mut self, id: String, urgent: bool) {
+        if urgent {
+            self.urgent.push_back(id);
+        } else {
+            self.backlog.push_back(id);
+        }
+    }
+
+    /// The next job: interactive first, or only of one kind.
+    pub fn pop(&mut self, only: Option<bool>) -> Option<String> {
+        match only {
+            Some(true) => self.urgent.pop_front(),
+            Some(false) => self.backlog.pop_front(),
+            None => self.urgent.pop_front().or_else(|| self.backlog.pop_front()),
+        }
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.backlog.is_empty()
+    }
+
+    /// Queued jobs.
+    pub fn len(&self) -> usize {
+        self.urgent.len() + self.backlog.len()
+    }
+}
+
 /// One project + model: its queue and admission state.
 #[derive(Debug, Default)]
 pub(super) struct Lane {
-    pub ready: VecDeque<String>,
+    pub ready: Ready,
     pub state: LaneState,
     pub why: String,
     /// Last AIMD decrease, ms.
@@ -433,11 +472,11 @@ impl Project {
         j.status = JobStatus::Queued;
         j.token = None;
         j.worker = None;
-        let lane = j.lane.clone();
+        let (lane, urgent) = (j.lane.clone(), j.urgent);
         if from != JobStatus::Queued {
             self.move_status(job, from, JobStatus::Queued);
         }
-        self.lane(&lane).ready.push_back(job.to_string());
+        self.lane(&lane).ready.push(job.to_string(), urgent);
     }
 
     pub fn dead_letter(&mut self, job: &str, reason: &str, now: u64) {

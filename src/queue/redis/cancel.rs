@@ -63,7 +63,8 @@ impl RedisQueue {
         let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;
         lanes.sort();
         let mut scanned = 0;
-        for lane in &lanes {
+        let streams = lanes.iter().flat_map(|l| [(l, 0), (l, 1)]);
+        for (lane, urgent) in streams {
             let mut start = "-".to_string();
             loop {
                 let (next, n, done): (String, u64, u64) = self
@@ -76,6 +77,7 @@ impl RedisQueue {
                     .arg(lane)
                     .arg(&start)
                     .arg(500)
+                    .arg(urgent)
                     .invoke_async(&mut conn)
                     .await?;
                 scanned += n;

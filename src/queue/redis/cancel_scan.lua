@@ -3,11 +3,12 @@
 -- removes the entries. Jobs with a record (running, waiting for a retry) are left to
 -- cancel.lua, which the caller runs next over the batch's ids.
 -- KEYS: (none; base-relative)
--- ARGV: base, now_ms, retention_s, batch id, lane, start id (exclusive; '-' first), count
+-- ARGV: base, now_ms, retention_s, batch id, lane, start id (exclusive; '-' first), count,
+--       1 for the lane's interactive stream
 -- Returns {next start id ('' when the stream is done), cancelled, batch completed (0/1)}.
 local base, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local batch, lane, start, count = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
-local stream = lane_stream(base, lane)
+local stream = ARGV[8] == '1' and urgent_stream(base, lane) or lane_stream(base, lane)
 local from = start == '-' and '-' or ('(' .. start)
 local entries = redis.call('XRANGE', stream, from, '+', 'COUNT', count)
 local d, touched = {}, {}

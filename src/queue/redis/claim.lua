@@ -28,8 +28,9 @@ local limits = base .. ':limits'
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 for i = 1, #due do
   local jid = due[i]
-  local lane = redis.call('HGET', base .. ':job:' .. jid, 'm') or '_'
-  redis.call('XADD', lane_stream(base, lane), '*', 'j', jid)
+  local r = redis.call('HMGET', base .. ':job:' .. jid, 'm', 'pu')
+  local lane = r[1] or '_'
+  redis.call('XADD', r[2] == '1' and urgent_stream(base, lane) or lane_stream(base, lane), '*', 'j', jid)
   bump(d, lane_key(base, lane), 'qd', 1)
   redis.call('ZREM', delayed, jid)
 end
@@ -49,22 +50,19 @@ hold_until(pwake)
 local admitted_total = 0
 local pinterval = prpm > 0 and 60000 / prpm or 0
 
--- Reads up to n new entries of one lane and turns them into deliveries.
+-- Reads up to n new entries of one of a lane's streams (`urgent`: its interactive
+-- one) and turns them into deliveries; returns {admitted, entries read}.
 local out = {}
-local function take(lane, n)
-  local stream = lane_stream(base, lane)
+local function take_from(lane, n, urgent)
+  local stream = urgent and urgent_stream(base, lane) or lane_stream(base, lane)
+  local prefix = urgent and 'u' or ''
   local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
   if not ok then
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
     res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
   end
-  local lk = lane_key(base, lane)
-  if not res then
-    redis.call('HSET', lk, 'qd', 0) -- nothing undelivered: the count is exact again
-    return 0
-  end
+  if not res then return 0, 0 end
   local entries = res[1][2]
-  if #entries < n then redis.call('HSET', lk, 'qd', 0) else bump(d, lk, 'qd', -#entries) end
   local admitted = 0
   for i = 1, #entries do
     local eid, fields = entries[i][1], entries[i][2]
@@ -88,7 +86,8 @@ local function take(lane, n)
       local q0 = tonumber(v[6] or string.match(eid, '^(%d+)'))
       local dlv = tonumber(v[4] or '0') + 1
       local line = v[5] or eline or ''
-      local f = {'st', 'running', 't1', now, 'e', eid, 'w', consumer, 'dlv', dlv}
+      local f = {'st', 'running', 't1', now, 'e', prefix .. eid, 'w', consumer, 'dlv', dlv}
+      if urgent then f[#f + 1] = 'pu'; f[#f + 1] = 1 end
       if not v[2] then
         f[#f + 1] = 'spec'; f[#f + 1] = spec
         f[#f + 1] = 'm'; f[#f + 1] = lane
@@ -112,7 +111,7 @@ local function take(lane, n)
         if bk then touched[bk] = jid end
       else
         admitted = admitted + 1
-        out[#out + 1] = eid
+        out[#out + 1] = prefix .. eid
         out[#out + 1] = jid
         out[#out + 1] = spec
         out[#out + 1] = v[3] or '0'
@@ -122,15 +121,31 @@ local function take(lane, n)
       end
     end
   end
+  return admitted, #entries
+end
+
+-- Up to n deliveries of a lane: its interactive stream first, then its backlog. The
+-- lane's undelivered count is exact again when both ran dry.
+local function take(lane, n)
+  local lk = lane_key(base, lane)
+  local admitted, read, dry = 0, 0, true
+  if redis.call('EXISTS', urgent_stream(base, lane)) == 1 then
+    local a, r = take_from(lane, n, true)
+    admitted, read, dry = a, r, r < n
+  end
+  if read < n then
+    local a, r = take_from(lane, n - read, false)
+    admitted, read, dry = admitted + a, read + r, r < n - read
+  end
+  if dry then redis.call('HSET', lk, 'qd', 0) else bump(d, lk, 'qd', -read) end
   return admitted
 end
 
 -- Held or parked work still ends at max_wait: the lane's oldest undelivered entries
 -- that waited past it (entry time before now - max_wait, so their enqueue time is too)
 -- are taken, and fail at claim with the reason (at most 1,000 per call).
-local function sweep(lane)
-  if max_wait <= 0 then return end
-  local stream = lane_stream(base, lane)
+local function sweep_one(lane, urgent)
+  local stream = urgent and urgent_stream(base, lane) or lane_stream(base, lane)
   local last = '0-0'
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
   if not ok then return end
@@ -143,7 +158,15 @@ local function sweep(lane)
   end
   -- Only entries older than the cutoff (an end id of `ms` means up to ms-<max seq>).
   local n = #redis.call('XRANGE', stream, '(' .. last, tostring(now - max_wait - 1), 'COUNT', 1000)
-  if n > 0 then take(lane, n) end
+  if n > 0 then
+    local _, read = take_from(lane, n, urgent)
+    bump(d, lane_key(base, lane), 'qd', -read)
+  end
+end
+local function sweep(lane)
+  if max_wait <= 0 then return end
+  sweep_one(lane, true)
+  sweep_one(lane, false)
 end
 
 local lanes = (free > 0 or phold > 0) and redis.call('SMEMBERS', base .. ':lanes') or {}

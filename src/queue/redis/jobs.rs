@@ -105,9 +105,14 @@ impl Jobs for RedisQueue {
                 )
                 .ignore();
             }
+            let stream = if job.interactive {
+                self.urgent_stream(project, &job.lane)
+            } else {
+                self.lane_stream(project, &job.lane)
+            };
             let cmd = pipe
                 .cmd("XADD")
-                .arg(self.lane_stream(project, &job.lane))
+                .arg(stream)
                 .arg("*")
                 .arg("j")
                 .arg(batch_job_id(batch, job.seq))
@@ -200,17 +205,26 @@ impl Jobs for RedisQueue {
         let mut pipe = redis::pipe();
         for ((project, lane), tokens) in by_lane {
             // XCLAIM … JUSTID with min-idle 0 resets the idle time without counting
-            // a delivery; entries no longer pending (recovered) are ignored.
-            let cmd = pipe
-                .cmd("XCLAIM")
-                .arg(self.lane_stream(project, lane))
-                .arg(GROUP)
-                .arg(worker)
-                .arg(0);
-            for t in tokens {
-                cmd.arg(t);
+            // a delivery; entries no longer pending (recovered) are ignored. Tokens of
+            // interactive jobs (`u` + entry id) are entries of the lane's urgent stream.
+            let (urgent, backlog): (Vec<&str>, Vec<&str>) =
+                tokens.into_iter().partition(|t| t.starts_with('u'));
+            for (stream, ids) in [
+                (self.lane_stream(project, lane), backlog),
+                (
+                    self.urgent_stream(project, lane),
+                    urgent.iter().map(|t| &t[1..]).collect(),
+                ),
+            ] {
+                if ids.is_empty() {
+                    continue;
+                }
+                let cmd = pipe.cmd("XCLAIM").arg(stream).arg(GROUP).arg(worker).arg(0);
+                for t in ids {
+                    cmd.arg(t);
+                }
+                cmd.arg("JUSTID").ignore();
             }
-            cmd.arg("JUSTID").ignore();
         }
         let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await?;

@@ -44,6 +44,14 @@ end
 
 local function lane_stream(base, lane) return base .. ':q:' .. lane end
 local function lane_key(base, lane) return base .. ':lane:' .. lane end
+-- Interactive jobs (the HTTP API's single requests) wait in a second stream of their
+-- lane, read first: under the lane's limits, ahead of its backlog. Their delivery tokens
+-- carry a `u` before the entry id, so a settle, extend or recover finds the stream.
+local function urgent_stream(base, lane) return base .. ':q:' .. lane .. '!' end
+local function token_stream(base, lane, token)
+  if string.sub(token, 1, 1) == 'u' then return urgent_stream(base, lane), string.sub(token, 2) end
+  return lane_stream(base, lane), token
+end
 
 -- Counter deltas, applied once per script call: one HINCRBY per key and field however
 -- many jobs moved.
@@ -169,7 +177,8 @@ local function requeue(d, base, jid, from, lane)
   redis.call('HSET', rk, 'st', 'queued')
   redis.call('HDEL', rk, 'e', 'w')
   if from ~= 'queued' then move(d, base, jid, from, 'queued', lane) end
-  redis.call('XADD', lane_stream(base, lane), '*', 'j', jid)
+  local urgent = redis.call('HGET', rk, 'pu') == '1'
+  redis.call('XADD', urgent and urgent_stream(base, lane) or lane_stream(base, lane), '*', 'j', jid)
   bump(d, lane_key(base, lane), 'qd', 1)
 end
 

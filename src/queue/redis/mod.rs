@@ -169,6 +169,11 @@ impl RedisQueue {
         self.key(project, &format!("q:{lane}"))
     }
 
+    /// A lane's stream of interactive jobs (read first; `urgent_stream` in lib.lua).
+    pub fn urgent_stream(&self, project: &str, lane: &str) -> String {
+        self.key(project, &format!("q:{lane}!"))
+    }
+
     /// Creates a lane's stream and consumer group once per process (claim and recover
     /// recreate them if Redis lost them).
     async fn ensure_group(&self, project: &str, lane: &str) -> Result<(), QueueError> {

@@ -18,10 +18,10 @@ while i + 7 <= #ARGV do
   local status, err, extra, counted = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   i = i + 8
   item = item + 1
-  local stream = lane_stream(base, lane)
+  local stream, eid = token_stream(base, lane, token)
   local a = acks[stream]
   if not a then a = {}; acks[stream] = a end
-  a[#a + 1] = token
+  a[#a + 1] = eid
   local rk = base .. ':job:' .. jid
   local cur = redis.call('HMGET', rk, 'e', 'st', 'att', 'q0', 'wh')
   if not rules.fenced(cur[1], cur[2] == 'running', token) then

@@ -95,6 +95,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     op: "generate".into(),
                     webhook: None,
                     hash: None,
+                    interactive: false,
                 })
                 .collect();
             jobs.insert(
@@ -107,6 +108,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     op: "generate".into(),
                     webhook: None,
                     hash: None,
+                    interactive: false,
                 },
             );
             queue.enqueue("acme", &b.id, jobs).await?;
