@@ -46,6 +46,11 @@ async fn cleanup(q: &RedisQueue) {
 }
 
 async fn batch(q: &dyn JobQueue, n: u64) -> String {
+    batch_of(q, n, false).await
+}
+
+/// A batch of `n` jobs (`interactive`: as the HTTP API enqueues its requests).
+async fn batch_of(q: &dyn JobQueue, n: u64, interactive: bool) -> String {
     let b = q
         .create_batch(&NewBatch {
             project: "p".into(),
@@ -63,7 +68,7 @@ async fn batch(q: &dyn JobQueue, n: u64) -> String {
             op: "generate".into(),
             webhook: None,
             hash: None,
-            interactive: false,
+            interactive,
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -571,27 +576,7 @@ async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
 
 /// One interactive job (a batch of one, as the HTTP API enqueues it).
 async fn interactive(q: &dyn JobQueue) -> String {
-    let b = q
-        .create_batch(&NewBatch {
-            project: "p".into(),
-            source: "api".into(),
-            ..NewBatch::default()
-        })
-        .await
-        .unwrap();
-    let job = NewJob {
-        seq: 0,
-        line: None,
-        spec: SPEC.into(),
-        lane: "gemini-2.5-flash-image".into(),
-        op: "generate".into(),
-        webhook: None,
-        hash: None,
-        interactive: true,
-    };
-    assert_eq!(q.enqueue("p", &b.id, vec![job]).await.unwrap(), 1);
-    q.seal("p", &b.id, 1).await.unwrap();
-    imagegen::job::batch_job_id(&b.id, 0)
+    imagegen::job::batch_job_id(&batch_of(q, 1, true).await, 0)
 }
 
 async fn interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits(q: &dyn JobQueue) {
