@@ -74,12 +74,23 @@ fn flag(form: &mut Form, field: &str) -> Result<bool, ApiError> {
 fn text(form: &mut Form, field: &str) -> Result<Option<String>, ApiError> {
     match form.take(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(v) => Err(ApiError::field(field, format!("must be text, got {v}"))),
     }
 }
 
 /// `POST /advanced/inpaint`.
+#[utoipa::path(
+    post,
+    path = "/advanced/inpaint",
+    request_body(content = super::openapi::InpaintForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn inpaint(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -185,6 +196,16 @@ fn nearest_ratio(model: &str, w: u32, h: u32) -> Option<&'static str> {
 }
 
 /// `POST /advanced/outpaint`.
+#[utoipa::path(
+    post,
+    path = "/advanced/outpaint",
+    request_body(content = super::openapi::OutpaintForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn outpaint(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -240,6 +261,16 @@ pub async fn outpaint(
 }
 
 /// `POST /advanced/style-transfer`.
+#[utoipa::path(
+    post,
+    path = "/advanced/style-transfer",
+    request_body(content = super::openapi::StyleForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn style_transfer(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

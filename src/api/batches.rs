@@ -90,6 +90,17 @@ async fn spool(
 }
 
 /// `POST /v1/batches`.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    params(("skip_invalid" = Option<bool>, Query, description = "Enqueue the valid lines even if some are invalid"), ("Idempotency-Key" = Option<String>, Header, description = "The same key within 24 h names the same batch")),
+    request_body(content = super::openapi::BatchBody, content_type = "application/json", description = "Job specs (a JSON array; JSONL as application/x-ndjson, CSV as text/csv and prompts as text/plain are read too)"),
+    responses(
+        (status = 201, description = "Enqueued", body = super::openapi::BatchCreatedDoc),
+        (status = 200, description = "The batch the Idempotency-Key names", body = super::openapi::BatchCreatedDoc),
+        super::openapi::UploadErrors
+    )
+)]
 pub(super) async fn create(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -201,6 +212,15 @@ async fn batch(
 }
 
 /// `GET /v1/batches/{id}`: counts, progress, ETA.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "Counts, progress, ETA", body = Object),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn get(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -230,21 +250,36 @@ fn eta(b: &crate::queue::BatchRecord, total: u64) -> Option<u64> {
 }
 
 /// Query of `GET /v1/batches/{id}/results`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageQuery {
     /// Position of the first job (from the previous page's `next_cursor`).
     #[serde(default)]
+    #[param(maximum = 9_007_199_254_740_991_u64)]
     cursor: u64,
-    /// Jobs per page (at most 1,000).
+    /// Jobs per page.
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: u64,
 }
+
+/// The largest cursor (2^53 - 1: exact in every JSON client).
+const MAX_CURSOR: u64 = 9_007_199_254_740_991;
 
 fn default_limit() -> u64 {
     100
 }
 
 /// `GET /v1/batches/{id}/results?cursor=&limit=`: job records in order, paged.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/results",
+    params(("id" = String, Path, description = "Batch id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of job records", body = super::openapi::ResultsPageDoc),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn results(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -253,7 +288,16 @@ pub(super) async fn results(
 ) -> Result<Response, ApiError> {
     let b = batch(&state, &caller, &id).await?;
     let total = b.total.unwrap_or(b.enqueued);
-    let limit = page.limit.clamp(1, 1000);
+    if !(1..=1000).contains(&page.limit) {
+        return Err(ApiError::field(
+            "limit",
+            format!("must be 1 to 1000, got {}", page.limit),
+        ));
+    }
+    if page.cursor > MAX_CURSOR {
+        return Err(ApiError::field("cursor", "not a cursor of this batch"));
+    }
+    let limit = page.limit;
     let to = (page.cursor + limit).min(total);
     let jobs = if page.cursor < to {
         state
@@ -285,6 +329,15 @@ pub(super) async fn results(
 }
 
 /// `POST /v1/batches/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "What the cancel did", body = super::openapi::CancelDoc),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn cancel(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -138,11 +138,14 @@ impl Form {
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            form.files.push(Upload {
-                field: name,
-                bytes,
-                content_type,
-            });
+            // An empty file part is what a browser sends for a file input left empty.
+            if !bytes.is_empty() {
+                form.files.push(Upload {
+                    field: name,
+                    bytes,
+                    content_type,
+                });
+            }
         }
         Ok(form)
     }
@@ -192,6 +195,7 @@ mod tests {
             typed("composition_style", "blend".into()),
             Value::from("blend")
         );
+        assert_eq!(typed("prompt", "null".into()), Value::from("null"));
         let mut f = Form::default();
         f.push_text("direction".into(), "top".into());
         f.push_text("direction".into(), "right".into());

@@ -80,6 +80,8 @@ fn spec_of(
             }
         }
     }
+    // A null is an absent field (clients send `"model": null` for "the default").
+    fields.retain(|_, v| !v.is_null());
     fields.insert("op".into(), json!(op));
     fields.insert("prompt".into(), json!(instruction));
     let text = Value::Object(fields).to_string();
@@ -139,6 +141,16 @@ pub(super) async fn submit(
 
 /// `POST /generate-image`: `{prompt, model?, response_modalities?, temperature?}` and
 /// job fields (`aspect_ratio`, `image_size`, `number_of_images`, `seed`, …).
+#[utoipa::path(
+    post,
+    path = "/generate-image",
+    request_body(content = super::openapi::GenerateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn generate(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -150,7 +162,7 @@ pub async fn generate(
 
 /// `edit_strength` (0.1–1.0) and `preserve_subject` in words, after the instruction.
 fn edit_instruction(form: &mut Form, mut text: String) -> Result<String, ApiError> {
-    if let Some(v) = form.take("edit_strength") {
+    if let Some(v) = form.take("edit_strength").filter(|v| !v.is_null()) {
         let s = v
             .as_f64()
             .filter(|s| (0.1..=1.0).contains(s))
@@ -168,7 +180,7 @@ fn edit_instruction(form: &mut Form, mut text: String) -> Result<String, ApiErro
         text.push_str(&format!("\nEdit strength {s:.1} ({how})."));
     }
     match form.take("preserve_subject") {
-        None | Some(Value::Bool(false)) => {}
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => text.push_str(
             "\nKeep the main subject exactly as it is: the same identity, shape, pose, proportions and details.",
         ),
@@ -193,6 +205,19 @@ pub(super) fn images(form: &mut Form, field: &str, list: bool) -> Result<Vec<Val
 
 /// `POST /edit-image`: multipart (`image` file, `prompt`, `preserve_subject`,
 /// `edit_strength`) or JSON with `image` as base64, a `data:` URL or a URL.
+#[utoipa::path(
+    post,
+    path = "/edit-image",
+    request_body(content(
+        (super::openapi::EditForm = "multipart/form-data"),
+        (super::openapi::EditJson = "application/json")
+    )),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn edit(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -217,6 +242,16 @@ pub async fn edit(
 
 /// `POST /compose-images`: repeated `images` files (2 or more), `prompt`,
 /// `composition_style`.
+#[utoipa::path(
+    post,
+    path = "/compose-images",
+    request_body(content = super::openapi::ComposeForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The finished job, images inline as base64", body = super::openapi::GuideAnswerDoc),
+        (status = 202, description = "Queued or still running: poll `status_url`", body = super::openapi::AcceptedDoc),
+        super::openapi::SyncErrors
+    )
+)]
 pub async fn compose(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -233,7 +268,8 @@ pub async fn compose(
     form.fields.insert("images".into(), Value::Array(list));
     run(&state, &caller, form, "compose", |form, mut text| {
         match form.take("composition_style") {
-            None => {}
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.trim().is_empty() => {}
             Some(Value::String(s)) => text.push_str(&format!("\nComposition style: {s}.")),
             Some(v) => {
                 return Err(ApiError::field(

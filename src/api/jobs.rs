@@ -188,7 +188,6 @@ pub(super) struct GuideAnswer {
     model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_requested: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
     images: Vec<String>,
     mime_types: Vec<String>,
@@ -280,14 +279,27 @@ pub(super) async fn run(
 }
 
 /// `POST /v1/jobs`: a job spec (as a job-file line); 202 with its id.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    request_body(content = super::openapi::JobLineDoc, content_type = "application/json", description = "A job spec, as a line of a job file (docs/job-spec.md)"),
+    responses(
+        (status = 202, description = "Queued", body = super::openapi::AcceptedDoc),
+        super::openapi::SubmitErrors
+    )
+)]
 pub(super) async fn create(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
-    let spec = JobSpec::from_json(text).map_err(|m| field_message(&m))?;
+    let mut value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
+    if let Some(o) = value.as_object_mut() {
+        // A null is an absent field.
+        o.retain(|_, v| !v.is_null());
+    }
+    let spec = JobSpec::from_json(&value.to_string()).map_err(|m| field_message(&m))?;
     let e = enqueue(&state, &caller, spec).await?;
     Ok(accepted(&caller, &e, JobStatus::Queued))
 }
@@ -304,6 +316,15 @@ async fn record(state: &ApiState, caller: &Caller, id: &str) -> Result<JobRecord
 
 /// `GET /v1/jobs/{id}`: the job's record, its images with signed URLs where the store
 /// signs.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job's record", body = Object),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn get(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -331,6 +352,15 @@ pub(super) async fn get(
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "What the cancel did", body = super::openapi::CancelDoc),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn cancel(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -352,6 +382,15 @@ pub(super) async fn cancel(
 }
 
 /// `GET /v1/jobs/{id}/images/{n}`: the image's bytes from the store.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/images/{n}",
+    params(("id" = String, Path, description = "Job id"), ("n" = u32, Path, description = "Image index")),
+    responses(
+        (status = 200, description = "The image's bytes", content_type = "image/*", body = Vec<u8>),
+        super::openapi::LookupErrors
+    )
+)]
 pub(super) async fn image(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

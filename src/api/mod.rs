@@ -18,6 +18,7 @@ mod form;
 mod guide;
 mod jobs;
 mod limit;
+pub mod openapi;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -264,6 +265,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/batches/{id}", get(batches::get))
         .route("/v1/batches/{id}/results", get(batches::results))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -94,6 +94,11 @@ impl std::str::FromStr for Operation {
     }
 }
 
+/// A string field where `null` means "not given".
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
 /// One image job. See `docs/job-spec.md` for every field with examples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,9 +109,9 @@ pub struct JobSpec {
     /// The operation.
     #[serde(default)]
     pub op: Operation,
-    /// Model id, e.g. `gemini-3.1-flash-image` or `gemini-3-pro-image`; empty means
-    /// the project's default model.
-    #[serde(default)]
+    /// Model id, e.g. `gemini-3.1-flash-image` or `gemini-3-pro-image`; empty (or
+    /// null) means the project's default model.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub model: String,
     /// The model the job named when submit migrated it from a retired one (set by
     /// imagegen, never by the user: `[models] on_retired = "migrate"`).

@@ -382,3 +382,30 @@ def test_a_sync_request_does_not_wait_behind_the_backlog(mode, tmp_path):
         requests.post(f"{api}/v1/batches/{batch}/cancel", headers=headers())
     finally:
         stop(*procs)
+
+
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
+    """`schemathesis run /openapi.json`: no server error, every answer within its
+    documented status codes, content types, headers and schemas, auth enforced, no
+    resource of another request leaking. Binary fields get real PNGs (st_hooks.py).
+
+    Two checks are left out, and why: `negative_data_rejection` and
+    `positive_data_acceptance` judge whether the server takes exactly what the schema
+    allows. A multipart form has no null (schemathesis sends "null" text for null) and
+    its pattern mutations flag strings that match the pattern, so those two report
+    requests that are in fact handled as documented; they stay for the next round."""
+    proc, api = start(
+        ["serve", "--listen", "127.0.0.1:0"],
+        env={"IMAGEGEN_API_TOKEN": "guide-token", "IMAGEGEN__OUTPUT__URL": f"file://{tmp_path}"},
+    )
+    try:
+        run = subprocess.run(
+            [str(Path(os.sys.executable).parent / "schemathesis"), "run", f"{api}/openapi.json",
+             "--checks", "all", "--exclude-checks", "negative_data_rejection,positive_data_acceptance",
+             "-H", "Authorization: Bearer guide-token", "-n", "25", "--seed", "1"],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), "SCHEMATHESIS_HOOKS": "st_hooks"},
+        )
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    finally:
+        stop(proc)

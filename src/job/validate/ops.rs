@@ -107,6 +107,21 @@ fn check_thinking(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
 }
 
 fn check_output_shape(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
+    // Every operation but chat is asked for images: a text-only answer would fail the
+    // job after its retries, so it is refused here.
+    if let Some(m) = &spec.response_modalities
+        && spec.op != Operation::Chat
+        && !m.is_empty()
+        && !m.contains(&crate::job::spec::Modality::Image)
+    {
+        r.err(
+            "response_modalities",
+            format!(
+                "`{}` makes images: include IMAGE (TEXT alone is for chat)",
+                spec.op
+            ),
+        );
+    }
     if let Some(n) = spec.number_of_images
         && (n == 0 || n > model.max_outputs)
     {

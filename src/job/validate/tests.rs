@@ -203,6 +203,18 @@ fn gemini_text_segmentation_takes_what_it_can_do_on_either_backend() {
 }
 
 #[test]
+fn image_operations_need_image_output() {
+    let f = |m: &str| {
+        fields(&format!(
+            r#"{{"model":"gemini-3.1-flash-image","prompt":"x","response_modalities":{m}}}"#
+        ))
+    };
+    assert_eq!(f(r#"["TEXT"]"#), ["response_modalities"]);
+    assert!(f(r#"["TEXT","IMAGE"]"#).is_empty());
+    assert!(f(r#"["IMAGE"]"#).is_empty());
+}
+
+#[test]
 fn virtual_try_on_needs_a_person() {
     let json = format!(
         r#"{{"op":"recontext","model":"virtual-try-on-001","product_images":[{{"data":"{PNG_4X4}"}}]}}"#

@@ -1,0 +1,475 @@
+//! `GET /openapi.json`: the API's OpenAPI 3.1 document, generated from the code
+//! (`utoipa`): every route, its request and response schemas and the error envelope.
+//! The request types here document the bodies the handlers read field by field (the
+//! guide's endpoints also take any job field, e.g. `seed`; those listed are the ones a
+//! client of the guide uses).
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The error envelope of the guide.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// `invalid_request`, `unauthorized`, `not_found`, `conflict`, `file_too_large`,
+    /// `content_blocked`, `rate_limit_exceeded`, `server_error`.
+    pub error: String,
+    /// What went wrong.
+    pub message: String,
+    /// `field` and the limits or lines concerned.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+    /// The request's id.
+    pub request_id: String,
+}
+
+/// `POST /generate-image`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    /// What to make (at most 2,000 characters).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Model (default: the project's; retired ids run on their replacement).
+    pub model: Option<ModelDoc>,
+    /// Sampling temperature.
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f64>,
+    /// e.g. `16:9`.
+    pub aspect_ratio: Option<AspectRatio>,
+    /// Answer 202 at once with the job's status URL.
+    #[serde(rename = "async")]
+    pub asynchronous: Option<bool>,
+}
+
+/// Models of the guide's requests (any catalog id is accepted; these are the current
+/// Gemini image models and the guide's own, retired, id).
+#[derive(Debug, Deserialize, ToSchema)]
+pub enum ModelDoc {
+    /// The default.
+    #[serde(rename = "gemini-3.1-flash-image")]
+    Flash,
+    /// Higher quality, 4K.
+    #[serde(rename = "gemini-3-pro-image")]
+    Pro,
+    /// The guide's id: runs on gemini-3.1-flash-image, with `model_requested`.
+    #[serde(rename = "gemini-2.5-flash-image-preview")]
+    GuidePreview,
+}
+
+/// A job line (`POST /v1/jobs`, `POST /v1/batches`): any JobSpec field is accepted
+/// (docs/job-spec.md); these are a generate's.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobLineDoc {
+    /// What to make (up to the model's prompt limit, about 130,000 characters).
+    #[schema(min_length = 1, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Model.
+    pub model: Option<ModelDoc>,
+    /// e.g. `16:9`.
+    pub aspect_ratio: Option<AspectRatio>,
+}
+
+/// A batch as a JSON array of job lines (JSONL as `application/x-ndjson` too, for
+/// millions of lines).
+#[derive(Debug)]
+pub struct BatchBody;
+
+impl utoipa::PartialSchema for BatchBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("JobLineDoc"))
+            .min_items(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for BatchBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema as _;
+        schemas.push(("JobLineDoc".into(), JobLineDoc::schema()));
+    }
+}
+
+/// A side of an image.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Top.
+    Top,
+    /// Bottom.
+    Bottom,
+    /// Left.
+    Left,
+    /// Right.
+    Right,
+}
+
+/// Aspect ratios every current Gemini image model takes.
+#[derive(Debug, Deserialize, ToSchema)]
+pub enum AspectRatio {
+    /// Square.
+    #[serde(rename = "1:1")]
+    Square,
+    /// Landscape.
+    #[serde(rename = "16:9")]
+    Wide,
+    /// Portrait.
+    #[serde(rename = "9:16")]
+    Tall,
+    /// 4:3.
+    #[serde(rename = "4:3")]
+    Photo,
+}
+
+/// `POST /edit-image` as JSON.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditJson {
+    /// The edit (at most 2,000 characters).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// The image: base64 (or a `data:` URL or a store URL).
+    #[schema(format = Byte)]
+    pub image: String,
+    /// Keep the main subject intact.
+    pub preserve_subject: Option<bool>,
+    /// Editing intensity.
+    #[schema(minimum = 0.1, maximum = 1.0)]
+    pub edit_strength: Option<f64>,
+}
+
+/// `POST /edit-image` as a multipart form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditForm {
+    /// The image file.
+    #[schema(value_type = String, format = Binary, content_media_type = "image/png", min_length = 1)]
+    pub image: Vec<u8>,
+    /// The edit.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Keep the main subject intact.
+    #[schema(nullable = false)]
+    pub preserve_subject: Option<bool>,
+    /// Editing intensity.
+    #[schema(minimum = 0.1, maximum = 1.0, nullable = false)]
+    pub edit_strength: Option<f64>,
+}
+
+/// `POST /compose-images` (multipart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeForm {
+    /// Two or more image files.
+    #[schema(value_type = Vec<String>, format = Binary, content_media_type = "image/png", min_items = 2, max_items = 14)]
+    pub images: Vec<Vec<u8>>,
+    /// How to combine them.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Blending method.
+    #[schema(nullable = false)]
+    pub composition_style: Option<String>,
+}
+
+/// `POST /advanced/inpaint` (multipart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InpaintForm {
+    /// The image file.
+    #[schema(value_type = String, format = Binary, content_media_type = "image/png", min_length = 1)]
+    pub image: Vec<u8>,
+    /// What to put there.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Which region.
+    #[schema(nullable = false)]
+    pub region_description: Option<String>,
+    /// A mask file, white where to change.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "image/png", min_length = 1, nullable = false)]
+    pub mask: Option<Vec<u8>>,
+}
+
+/// `POST /advanced/outpaint` (multipart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutpaintForm {
+    /// The image file.
+    #[schema(value_type = String, format = Binary, content_media_type = "image/png", min_length = 1)]
+    pub image: Vec<u8>,
+    /// What the new areas show.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub prompt: String,
+    /// Sides to grow (repeated).
+    #[schema(nullable = false)]
+    pub direction: Option<Vec<Side>>,
+    /// How much to grow each named side, relative to the image.
+    #[schema(minimum = 0.05, maximum = 2.0, nullable = false)]
+    pub extension_ratio: Option<f64>,
+}
+
+/// `POST /advanced/style-transfer` (multipart).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StyleForm {
+    /// The image file.
+    #[schema(value_type = String, format = Binary, content_media_type = "image/png", min_length = 1)]
+    pub image: Vec<u8>,
+    /// e.g. `van_gogh`.
+    #[schema(min_length = 1, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub style: String,
+    /// How strongly to apply the style.
+    #[schema(minimum = 0.0, maximum = 1.0, nullable = false)]
+    pub style_strength: Option<f64>,
+    /// Keep the content.
+    #[schema(nullable = false)]
+    pub preserve_content: Option<bool>,
+}
+
+/// A finished request: the guide's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GuideAnswerDoc {
+    /// The request's id.
+    pub request_id: String,
+    /// The job's id (`GET /v1/jobs/{id}`).
+    pub job_id: String,
+    /// `succeeded`.
+    pub status: String,
+    /// The model that ran.
+    pub model: String,
+    /// The retired model the request named, when it was migrated.
+    pub model_requested: Option<String>,
+    /// What the caller should know (a migrated model).
+    pub warnings: Vec<String>,
+    /// The images, base64.
+    pub images: Vec<String>,
+    /// Their MIME types.
+    pub mime_types: Vec<String>,
+    /// The model's text.
+    pub text: String,
+    /// Where they are stored (signed where the store signs).
+    pub image_urls: Vec<String>,
+}
+
+/// 202: queued (or still running); poll `status_url`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedDoc {
+    /// The request's id.
+    pub request_id: String,
+    /// The job's id.
+    pub job_id: String,
+    /// `queued`.
+    pub status: String,
+    /// The model it runs on.
+    pub model: String,
+    /// The retired model the request named, when it was migrated.
+    pub model_requested: Option<String>,
+    /// What the caller should know.
+    pub warnings: Vec<String>,
+    /// `/v1/jobs/{id}`.
+    pub status_url: String,
+}
+
+/// A created batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchCreatedDoc {
+    /// Its id.
+    pub batch_id: String,
+    /// Jobs in it.
+    pub total: u64,
+    /// Jobs this request enqueued.
+    pub enqueued: u64,
+    /// True when the `Idempotency-Key` named an existing batch.
+    pub existing: bool,
+    /// Invalid lines skipped (`?skip_invalid=true`).
+    pub invalid: u64,
+    /// What the caller should know.
+    pub warnings: Vec<String>,
+    /// `/v1/batches/{id}`.
+    pub status_url: String,
+}
+
+/// A page of a batch's job records.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultsPageDoc {
+    /// The batch.
+    pub batch_id: String,
+    /// Job records in order.
+    #[schema(value_type = Vec<Object>)]
+    pub jobs: Vec<serde_json::Value>,
+    /// The next page's `cursor`, when there is one.
+    pub next_cursor: Option<u64>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelDoc {
+    /// Queued jobs cancelled at once.
+    pub cancelled: u64,
+    /// Running jobs told to stop.
+    pub flagged: u64,
+    /// Jobs already finished.
+    pub already_finished: u64,
+}
+
+/// The error answers of lookup routes (the guide's envelope).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum LookupErrors {
+    /// Invalid request: `details.field` names the field.
+    #[response(
+        status = 400,
+        description = "Invalid request: `details.field` names the field"
+    )]
+    Invalid(ErrorBody),
+    /// Missing or unknown token.
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthorized(ErrorBody),
+    /// Not found (or another project's).
+    #[response(status = 404, description = "Not found (or another project's)")]
+    NotFound(ErrorBody),
+    /// Over the token's rate (`Retry-After`).
+    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
+    RateLimited(ErrorBody),
+    /// Internal error, or the job failed (its error).
+    #[response(
+        status = 500,
+        description = "Internal error, or the job failed (its error)"
+    )]
+    ServerError(ErrorBody),
+}
+
+/// The error answers of submit routes (the guide's envelope).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum SubmitErrors {
+    /// Invalid request: `details.field` names the field.
+    #[response(
+        status = 400,
+        description = "Invalid request: `details.field` names the field"
+    )]
+    Invalid(ErrorBody),
+    /// Missing or unknown token.
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthorized(ErrorBody),
+    /// Over the token's rate (`Retry-After`).
+    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
+    RateLimited(ErrorBody),
+    /// Internal error, or the job failed (its error).
+    #[response(
+        status = 500,
+        description = "Internal error, or the job failed (its error)"
+    )]
+    ServerError(ErrorBody),
+}
+
+/// The error answers of sync routes (the guide's envelope).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum SyncErrors {
+    /// Invalid request: `details.field` names the field.
+    #[response(
+        status = 400,
+        description = "Invalid request: `details.field` names the field"
+    )]
+    Invalid(ErrorBody),
+    /// Missing or unknown token.
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthorized(ErrorBody),
+    /// Conflict.
+    #[response(status = 409, description = "Conflict")]
+    Conflict(ErrorBody),
+    /// A file or the body over its limit.
+    #[response(status = 413, description = "A file or the body over its limit")]
+    TooLarge(ErrorBody),
+    /// The model refused on policy grounds.
+    #[response(status = 422, description = "The model refused on policy grounds")]
+    Blocked(ErrorBody),
+    /// Over the token's rate (`Retry-After`).
+    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
+    RateLimited(ErrorBody),
+    /// Internal error, or the job failed (its error).
+    #[response(
+        status = 500,
+        description = "Internal error, or the job failed (its error)"
+    )]
+    ServerError(ErrorBody),
+}
+
+/// The error answers of upload routes (the guide's envelope).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum UploadErrors {
+    /// Invalid request: `details.field` names the field.
+    #[response(
+        status = 400,
+        description = "Invalid request: `details.field` names the field"
+    )]
+    Invalid(ErrorBody),
+    /// Missing or unknown token.
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthorized(ErrorBody),
+    /// Conflict.
+    #[response(status = 409, description = "Conflict")]
+    Conflict(ErrorBody),
+    /// A file or the body over its limit.
+    #[response(status = 413, description = "A file or the body over its limit")]
+    TooLarge(ErrorBody),
+    /// Over the token's rate (`Retry-After`).
+    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
+    RateLimited(ErrorBody),
+    /// Internal error, or the job failed (its error).
+    #[response(
+        status = 500,
+        description = "Internal error, or the job failed (its error)"
+    )]
+    ServerError(ErrorBody),
+}
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "imagegen", description = "Batch and interactive image jobs on Google's image models: the Gemini image guide's endpoints and the /v1 resources."),
+    paths(
+        super::guide::generate,
+        super::guide::edit,
+        super::guide::compose,
+        super::advanced::inpaint,
+        super::advanced::outpaint,
+        super::advanced::style_transfer,
+        super::jobs::create,
+        super::jobs::get,
+        super::jobs::cancel,
+        super::jobs::image,
+        super::batches::create,
+        super::batches::get,
+        super::batches::results,
+        super::batches::cancel,
+    ),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
