@@ -126,7 +126,7 @@ pub(super) async fn create(
             backend: project.backend,
             check_local_files: false,
         },
-        urls: state.urls.clone().remote_only(),
+        urls: state.urls.clone(),
         models: state.models.clone(),
     };
     let checked = file.check().await.map_err(submit_error)?;
@@ -135,12 +135,7 @@ pub(super) async fn create(
             .errors
             .iter()
             .map(|e| {
-                let field = e
-                    .message
-                    .split_once(": ")
-                    .map(|(f, _)| f)
-                    .filter(|f| !f.contains(' '));
-                json!({"line": e.line, "field": field, "message": e.message})
+                json!({"line": e.line, "field": super::error::field_of(&e.message), "message": e.message})
             })
             .collect();
         return Err(ApiError::invalid(format!(
@@ -227,26 +222,12 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let b = batch(&state, &caller, &id).await?;
-    let total = b.total.unwrap_or(b.enqueued);
     let mut body = serde_json::to_value(&b).map_err(ApiError::internal)?;
-    body["progress"] = json!(if total == 0 {
-        0.0
-    } else {
-        b.done as f64 / total as f64
-    });
-    body["eta_s"] = json!(eta(&b, total));
+    // The same progress and ETA as `imagegen status`.
+    body["progress"] = json!(b.progress());
+    body["eta_s"] = json!(b.eta_ms(crate::queue::now_ms()).map(|ms| ms.div_ceil(1000)));
     body["results_url"] = json!(format!("/v1/batches/{id}/results"));
     Ok(axum::Json(body).into_response())
-}
-
-/// Seconds left at the rate the batch has finished jobs so far.
-fn eta(b: &crate::queue::BatchRecord, total: u64) -> Option<u64> {
-    let (start, last) = (b.first_start_ms?, b.last_finish_ms?);
-    if b.done == 0 || b.done >= total || last <= start {
-        return None;
-    }
-    let per_job = (last - start) as f64 / b.done as f64;
-    Some(((total - b.done) as f64 * per_job / 1000.0).ceil() as u64)
 }
 
 /// Query of `GET /v1/batches/{id}/results`.

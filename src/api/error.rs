@@ -47,6 +47,16 @@ impl ApiError {
         e
     }
 
+    /// 400 from a `field: message` text (validation, the lifecycle, the URL checks, the
+    /// spec parser), blaming the field it names.
+    pub fn from_message(text: impl Into<String>) -> Self {
+        let text = text.into();
+        match field_of(&text).map(str::to_string) {
+            Some(f) => Self::field(&f, text),
+            None => Self::invalid(text),
+        }
+    }
+
     /// 400 without one field to blame.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -145,6 +155,20 @@ impl ApiError {
     }
 }
 
+/// The field a `field: message` text blames (`images[0]: …`, or the spec parser's
+/// "unknown field `x`, expected …"), when it names one.
+pub fn field_of(text: &str) -> Option<&str> {
+    if let Some(f) = text
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return Some(f);
+    }
+    text.split_once(": ")
+        .map(|(f, _)| f.trim_start_matches('.'))
+        .filter(|f| !f.is_empty() && !f.contains(' '))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(&self)).into_response();
@@ -153,5 +177,24 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blamed_field_is_read_from_the_message() {
+        assert_eq!(field_of("images[0]: not an image"), Some("images[0]"));
+        assert_eq!(
+            field_of("unknown field `colour`, expected one of `v`"),
+            Some("colour")
+        );
+        assert_eq!(field_of("the body has no jobs: none"), None);
+        assert_eq!(
+            ApiError::from_message("model: unknown").details["field"],
+            "model"
+        );
     }
 }

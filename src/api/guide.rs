@@ -85,21 +85,7 @@ fn spec_of(
     fields.insert("op".into(), json!(op));
     fields.insert("prompt".into(), json!(instruction));
     let text = Value::Object(fields).to_string();
-    JobSpec::from_json(&text).map_err(|m| {
-        match m
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split('`').next())
-        {
-            Some(f) => ApiError::field(f, format!("unknown field `{f}`"))
-                .with_details(json!({"field": f, "message": m})),
-            None => match m.split_once(": ") {
-                Some((f, _)) if !f.contains(' ') => {
-                    ApiError::field(f.trim_start_matches('.'), m.clone())
-                }
-                _ => ApiError::invalid(m),
-            },
-        }
-    })
+    JobSpec::from_json(&text).map_err(ApiError::from_message)
 }
 
 /// Reads the request, runs the job sync or async.

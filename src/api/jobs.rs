@@ -44,14 +44,6 @@ fn invalid(errors: &crate::job::validate::ValidationErrors) -> ApiError {
     }))
 }
 
-/// `field: message` (as the lifecycle and URL checks say it) → a field error.
-fn field_message(text: &str) -> ApiError {
-    match text.split_once(": ") {
-        Some((field, _)) if !field.contains(' ') => ApiError::field(field, text),
-        _ => ApiError::invalid(text),
-    }
-}
-
 /// Refuses a webhook URL the worker could not deliver to (the SSRF guard, resolved
 /// here) or could not sign for, naming `field`.
 pub(super) async fn check_webhook(
@@ -91,16 +83,10 @@ pub(super) async fn enqueue(
     if spec.model.trim().is_empty() {
         spec.model.clone_from(&project.default_model);
     }
-    if crate::submit::inputs::has_local_paths(&spec) {
-        return Err(ApiError::field(
-            "image",
-            "server paths are not accepted over HTTP: upload the file, or give base64 data or a URL",
-        ));
-    }
     let warning = state
         .models
         .apply(&mut spec, project.backend)
-        .map_err(|m| field_message(&m))?;
+        .map_err(ApiError::from_message)?;
     let ctx = ValidationContext {
         backend: project.backend,
         check_local_files: false,
@@ -113,7 +99,7 @@ pub(super) async fn enqueue(
         .urls
         .check(&spec)
         .await
-        .map_err(|m| field_message(&m))?;
+        .map_err(ApiError::from_message)?;
     crate::submit::inputs::Uploader::new(project.store.clone())
         .upload_inline(&mut spec)
         .await
@@ -299,7 +285,7 @@ pub(super) async fn create(
         // A null is an absent field.
         o.retain(|_, v| !v.is_null());
     }
-    let spec = JobSpec::from_json(&value.to_string()).map_err(|m| field_message(&m))?;
+    let spec = JobSpec::from_json(&value.to_string()).map_err(ApiError::from_message)?;
     let e = enqueue(&state, &caller, spec).await?;
     Ok(accepted(&caller, &e, JobStatus::Queued))
 }

@@ -65,7 +65,7 @@ pub struct ApiState {
     pub tokens: Tokens,
     /// Model lifecycle and segmentation routing, as `submit` applies them.
     pub models: ModelPolicy,
-    /// Image URL checks (the SSRF guard of `[inputs]`).
+    /// Image URL checks (the SSRF guard of `[inputs]`), refusing server paths.
     pub urls: UrlChecks,
     /// How long a sync request waits for its job before answering 202.
     pub sync_timeout: Duration,

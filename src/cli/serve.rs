@@ -72,7 +72,9 @@ fn state(
         projects,
         tokens,
         models: ModelPolicy::from_config(&settings.models),
-        urls: UrlChecks::new(crate::netguard::NetPolicy::for_inputs(&settings.inputs)?),
+        // Remote producers: a path would name a file of the server's.
+        urls: UrlChecks::new(crate::netguard::NetPolicy::for_inputs(&settings.inputs)?)
+            .remote_only(),
         sync_timeout: api.sync_timeout,
         signed_url_ttl: settings.webhooks.signed_url_ttl,
         max_file_bytes: api.max_file_bytes,

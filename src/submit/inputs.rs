@@ -22,13 +22,6 @@ pub struct Uploader {
     inline: bool,
 }
 
-/// True when `spec` names a local file anywhere.
-pub fn has_local_paths(spec: &JobSpec) -> bool {
-    crate::job::validate::input_images(spec)
-        .iter()
-        .any(|(_, i)| matches!(i.source, ImageSource::Path(_)))
-}
-
 fn extension(mime: &str) -> &'static str {
     match mime {
         "image/jpeg" => "jpg",
