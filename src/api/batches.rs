@@ -339,3 +339,92 @@ pub(super) async fn cancel(
     }))
     .into_response())
 }
+
+/// How often a batch's event stream reads its record.
+const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A batch's progress as its events carry it.
+fn progress_of(b: &crate::queue::BatchRecord) -> Value {
+    let counts: serde_json::Map<String, Value> = b
+        .counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    json!({
+        "batch_id": b.id,
+        "total": b.total.unwrap_or(b.enqueued),
+        "done": b.done,
+        "counts": counts,
+        "progress": b.progress(),
+        "eta_s": b.eta_ms(crate::queue::now_ms()).map(|ms| ms.div_ceil(1000)),
+        "completed": b.completed_ms.is_some(),
+        "manifest_url": b.manifest,
+    })
+}
+
+/// `GET /v1/batches/{id}/events`: Server-Sent Events as the batch progresses — a
+/// `progress` event at once and whenever its counts change, then one `completed` event
+/// (with its manifest) and the end of the stream. Keep-alive comments every 15 s; the
+/// stream reads the batch's record (no state of its own), so any API process serves it
+/// and a client that reconnects gets the current state first.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/events",
+    params(("id" = String, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "`progress` events, then `completed`", content_type = "text/event-stream", body = super::openapi::BatchEventDoc),
+        super::openapi::LookupErrors
+    )
+)]
+pub(super) async fn events(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let first = batch(&state, &caller, &id).await?;
+    let (mut tx, rx) =
+        futures::channel::mpsc::channel::<Result<Event, std::convert::Infallible>>(8);
+    let project = caller.project;
+    tokio::spawn(async move {
+        use futures::SinkExt as _;
+        let mut record = Some(first);
+        let mut said: Option<(u64, Value)> = None;
+        loop {
+            let Some(b) = record.take() else {
+                tokio::time::sleep(EVENT_POLL).await;
+                match state.queue.batch(&project, &id).await {
+                    Ok(Some(b)) => record = Some(b),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(batch = %id, error = %e, "reading a batch for its event stream");
+                    }
+                }
+                continue;
+            };
+            // A manifest is written just after completion: wait for it (briefly).
+            let done = b.completed_ms.is_some()
+                && (b.manifest.is_some()
+                    || crate::queue::now_ms().saturating_sub(b.completed_ms.unwrap_or(0)) > 5000);
+            let data = progress_of(&b);
+            let key = (b.done, data["counts"].clone());
+            if done || said.as_ref() != Some(&key) {
+                let name = if done { "completed" } else { "progress" };
+                let event = Event::default()
+                    .event(name)
+                    .id(b.done.to_string())
+                    .data(data.to_string());
+                if tx.send(Ok(event)).await.is_err() {
+                    return; // the client left
+                }
+                said = Some(key);
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(rx)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}

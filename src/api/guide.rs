@@ -20,21 +20,26 @@ pub const MAX_PROMPT_CHARS: usize = 2000;
 
 /// The prompt: required, at most [`MAX_PROMPT_CHARS`].
 pub(super) fn prompt(fields: &Map<String, Value>) -> Result<String, ApiError> {
-    let p = match fields.get("prompt") {
+    text_field(fields, "prompt")
+}
+
+/// A required text of at most [`MAX_PROMPT_CHARS`] (a prompt, a chat message).
+pub(super) fn text_field(fields: &Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    let p = match fields.get(field) {
         Some(Value::String(p)) if !p.trim().is_empty() => p.clone(),
         Some(Value::String(_)) | None => {
-            return Err(ApiError::field("prompt", "a prompt is required"));
+            return Err(ApiError::field(field, format!("a {field} is required")));
         }
-        Some(_) => return Err(ApiError::field("prompt", "the prompt must be text")),
+        Some(_) => return Err(ApiError::field(field, format!("the {field} must be text"))),
     };
     let n = p.chars().count();
     if n > MAX_PROMPT_CHARS {
         return Err(ApiError::field(
-            "prompt",
-            format!("The prompt is too long. Maximum length is {MAX_PROMPT_CHARS} characters."),
+            field,
+            format!("The {field} is too long. Maximum length is {MAX_PROMPT_CHARS} characters."),
         )
         .with_details(
-            json!({"field": "prompt", "max_length": MAX_PROMPT_CHARS, "current_length": n}),
+            json!({"field": field, "max_length": MAX_PROMPT_CHARS, "current_length": n}),
         ));
     }
     Ok(p)
@@ -106,10 +111,21 @@ async fn run(
 pub(super) async fn submit(
     state: &ApiState,
     caller: &Caller,
-    mut form: Form,
+    form: Form,
     op: &str,
     instruction: String,
 ) -> Result<Response, ApiError> {
+    let (spec, asynchronous) = job_of(form, op, instruction)?;
+    jobs::run(state, caller, spec, asynchronous).await
+}
+
+/// The job of a request's remaining fields, and whether it asked to be async (`async`
+/// or a `webhook_url`); a file left over is named.
+pub(super) fn job_of(
+    mut form: Form,
+    op: &str,
+    instruction: String,
+) -> Result<(JobSpec, bool), ApiError> {
     let asynchronous = match form.take("async") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => b,
@@ -122,7 +138,8 @@ pub(super) async fn submit(
         ));
     }
     let spec = spec_of(op, instruction, form.fields)?;
-    jobs::run(state, caller, spec, asynchronous).await
+    let asynchronous = asynchronous || spec.webhook_url.is_some();
+    Ok((spec, asynchronous))
 }
 
 /// `POST /generate-image`: `{prompt, model?, response_modalities?, temperature?}` and

@@ -31,6 +31,8 @@ pub(super) struct Enqueued {
     pub model: String,
     pub model_requested: Option<String>,
     pub warnings: Vec<String>,
+    /// The chat session and turn (1-based) it answers.
+    pub session: Option<(String, usize)>,
 }
 
 /// A validation failure in the guide's shape: the first field in `details.field`, every
@@ -57,10 +59,10 @@ pub(super) async fn check_webhook(
         .check_resolved(url)
         .await
         .map_err(|e| ApiError::field(field, format!("{field}: {e}")))?;
-    if !state
+    if state
         .projects
         .get(project)
-        .is_some_and(|p| p.signs_webhooks)
+        .is_none_or(|p| p.webhooks.is_none())
     {
         return Err(ApiError::field(
             field,
@@ -70,12 +72,19 @@ pub(super) async fn check_webhook(
     Ok(())
 }
 
-/// Checks `spec` for the caller's project and enqueues it.
-pub(super) async fn enqueue(
+/// A job checked for the caller's project: lifecycle applied, validated, its image
+/// URLs checked and its inline images stored.
+pub(super) struct Checked {
+    pub spec: JobSpec,
+    pub warnings: Vec<String>,
+}
+
+/// Checks `spec` for the caller's project as `submit` checks a line.
+pub(super) async fn check(
     state: &ApiState,
     caller: &Caller,
     mut spec: JobSpec,
-) -> Result<Enqueued, ApiError> {
+) -> Result<Checked, ApiError> {
     let project = state
         .projects
         .get(&caller.project)
@@ -104,6 +113,29 @@ pub(super) async fn enqueue(
         .upload_inline(&mut spec)
         .await
         .map_err(|m| ApiError::field("image", m))?;
+    Ok(Checked {
+        spec,
+        warnings: warning.into_iter().collect(),
+    })
+}
+
+/// Checks `spec` for the caller's project and enqueues it.
+pub(super) async fn enqueue(
+    state: &ApiState,
+    caller: &Caller,
+    spec: JobSpec,
+) -> Result<Enqueued, ApiError> {
+    let checked = check(state, caller, spec).await?;
+    enqueue_checked(state, caller, checked).await
+}
+
+/// Enqueues a checked job as a batch of one, ahead of its lane's backlog.
+pub(super) async fn enqueue_checked(
+    state: &ApiState,
+    caller: &Caller,
+    Checked { mut spec, warnings }: Checked,
+) -> Result<Enqueued, ApiError> {
+    spec.request_id = Some(caller.request_id.clone());
     let json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
     let batch = state
         .queue
@@ -138,7 +170,8 @@ pub(super) async fn enqueue(
         job_id: crate::job::batch_job_id(&batch.id, 0),
         model: spec.model,
         model_requested: spec.model_requested,
-        warnings: warning.into_iter().collect(),
+        warnings,
+        session: None,
     })
 }
 
@@ -179,11 +212,15 @@ pub(super) struct GuideAnswer {
     mime_types: Vec<String>,
     text: String,
     image_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turn: Option<usize>,
 }
 
 /// 202: still queued or running (or asked to be async).
 pub(super) fn accepted(caller: &Caller, e: &Enqueued, status: JobStatus) -> Response {
-    let body = json!({
+    let mut body = json!({
         "request_id": caller.request_id,
         "job_id": e.job_id,
         "status": status.as_str(),
@@ -192,6 +229,10 @@ pub(super) fn accepted(caller: &Caller, e: &Enqueued, status: JobStatus) -> Resp
         "warnings": e.warnings,
         "status_url": format!("/v1/jobs/{}", e.job_id),
     });
+    if let Some((session, turn)) = &e.session {
+        body["session_id"] = json!(session);
+        body["turn"] = json!(turn);
+    }
     (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
 
@@ -244,6 +285,8 @@ pub(super) async fn answer(
         images,
         text: result.text.join("\n"),
         image_urls: urls,
+        session_id: e.session.as_ref().map(|s| s.0.clone()),
+        turn: e.session.as_ref().map(|s| s.1),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -257,11 +300,22 @@ pub(super) async fn run(
 ) -> Result<Response, ApiError> {
     let asynchronous = asynchronous || spec.webhook_url.is_some();
     let e = enqueue(state, caller, spec).await?;
+    respond(state, caller, &e, asynchronous).await
+}
+
+/// 202 at once when `asynchronous`, else the answer once the job has finished (202
+/// after `sync_timeout`).
+pub(super) async fn respond(
+    state: &ApiState,
+    caller: &Caller,
+    e: &Enqueued,
+    asynchronous: bool,
+) -> Result<Response, ApiError> {
     if asynchronous {
-        return Ok(accepted(caller, &e, JobStatus::Queued));
+        return Ok(accepted(caller, e, JobStatus::Queued));
     }
     let record = wait(state, &caller.project, &e.job_id, state.sync_timeout).await?;
-    answer(state, caller, &e, record).await
+    answer(state, caller, e, record).await
 }
 
 /// `POST /v1/jobs`: a job spec (as a job-file line); 202 with its id.
@@ -382,13 +436,76 @@ pub(super) async fn image(
     caller: Caller,
     Path((id, n)): Path<(String, usize)>,
 ) -> Result<Response, ApiError> {
-    let record = record(&state, &caller, &id).await?;
+    image_bytes(&state, &caller.project, &id, n).await
+}
+
+/// The query of an image link.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct LinkQuery {
+    expires: u64,
+    signature: String,
+}
+
+/// `GET /files/{project}/{id}/{n}?expires=&signature=`: an image by the time-limited
+/// link a webhook carried (signed with the project's webhook secret), with no token.
+/// A link that is expired, altered or of an unknown project answers 404.
+#[utoipa::path(
+    get,
+    path = "/files/{project}/{id}/{n}",
+    params(
+        ("project" = String, Path, description = "Project"),
+        ("id" = String, Path, description = "Job id"),
+        ("n" = u32, Path, description = "Image index"),
+        ("expires" = u64, Query, description = "Unix seconds the link is valid until"),
+        ("signature" = String, Query, description = "The link's signature")
+    ),
+    security(()),
+    responses(
+        (status = 200, description = "The image's bytes", content_type = "image/*", body = Vec<u8>),
+        (status = 400, description = "Invalid request", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such image, or the link expired or is not valid", body = super::openapi::ErrorBody)
+    )
+)]
+pub(super) async fn linked_image(
+    State(state): State<Arc<ApiState>>,
+    Path((project, id, n)): Path<(String, String, usize)>,
+    axum::extract::Query(q): axum::extract::Query<LinkQuery>,
+) -> Result<Response, ApiError> {
+    let what = format!("image {n} of job {id}");
+    let signer = state
+        .projects
+        .get(&project)
+        .and_then(|p| p.webhooks.as_ref())
+        .ok_or_else(|| ApiError::not_found(&what))?;
+    let message = crate::webhooks::payload::link_message(&project, &id, n, q.expires);
+    let live = q.expires >= crate::queue::now_ms() / 1000;
+    if !live || !signer.verify_mac(message.as_bytes(), &q.signature) {
+        return Err(ApiError::not_found(&what).with_message(format!(
+            "{what} not found, or the link has expired or is not valid"
+        )));
+    }
+    image_bytes(&state, &project, &id, n).await
+}
+
+/// Image `n` of a job of `project`, streamed from the store.
+async fn image_bytes(
+    state: &ApiState,
+    project: &str,
+    id: &str,
+    n: usize,
+) -> Result<Response, ApiError> {
+    let record = state
+        .queue
+        .job(project, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
     let img = record
         .result
         .as_ref()
         .and_then(|r| r.images.get(n))
         .ok_or_else(|| ApiError::not_found(&format!("image {n} of job {id}")))?;
-    let store = &state.projects[&caller.project].store;
+    let store = &state.projects[project].store;
     let key = store.own_key(&img.url).ok_or_else(|| {
         ApiError::not_found(&format!(
             "image {n} of job {id} (stored by Google at {})",

@@ -13,6 +13,7 @@
 mod advanced;
 pub mod auth;
 mod batches;
+mod chat;
 pub mod error;
 mod form;
 mod guide;
@@ -51,8 +52,8 @@ pub struct ApiProject {
     pub default_model: String,
     /// Its output store (uploaded inputs go there too).
     pub store: OutputStore,
-    /// True when it has a webhook secret to sign deliveries with.
-    pub signs_webhooks: bool,
+    /// Its webhook secret (signs deliveries and the image links they carry), if any.
+    pub webhooks: Option<Arc<crate::webhooks::Signer>>,
 }
 
 /// Everything a request needs.
@@ -254,10 +255,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/advanced/inpaint", post(advanced::inpaint))
         .route("/advanced/outpaint", post(advanced::outpaint))
         .route("/advanced/style-transfer", post(advanced::style_transfer))
+        .route("/chat/create", post(chat::create))
+        .route("/chat/{id}/message", post(chat::message))
         .route("/v1/jobs", post(jobs::create))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/images/{n}", get(jobs::image))
+        .route("/files/{project}/{id}/{n}", get(jobs::linked_image))
         .route(
             "/v1/batches",
             post(batches::create).layer(DefaultBodyLimit::disable()),
@@ -265,6 +269,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/batches/{id}", get(batches::get))
         .route("/v1/batches/{id}/results", get(batches::results))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .route("/v1/batches/{id}/events", get(batches::events))
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -255,6 +255,12 @@ pub struct GuideAnswerDoc {
     pub text: String,
     /// Where they are stored (signed where the store signs).
     pub image_urls: Vec<String>,
+    /// The chat session the answer belongs to (`/chat/{id}/message`).
+    #[schema(nullable = false)]
+    pub session_id: Option<String>,
+    /// Its turn in the session, from 1.
+    #[schema(nullable = false)]
+    pub turn: Option<u64>,
 }
 
 /// 202: queued (or still running); poll `status_url`.
@@ -274,6 +280,80 @@ pub struct AcceptedDoc {
     pub warnings: Vec<String>,
     /// `/v1/jobs/{id}`.
     pub status_url: String,
+    /// The chat session the job answers (`/chat/{id}/message`).
+    #[schema(nullable = false)]
+    pub session_id: Option<String>,
+    /// Its turn in the session, from 1.
+    #[schema(nullable = false)]
+    pub turn: Option<u64>,
+}
+
+/// One Server-Sent Event of `GET /v1/batches/{id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchEventDoc {
+    /// `progress`, or `completed` (the last).
+    #[schema(pattern = "^(progress|completed)$")]
+    pub event: String,
+    /// Jobs done so far.
+    pub id: String,
+    /// JSON: `{batch_id, total, done, counts, progress, eta_s, completed, manifest_url}`.
+    pub data: String,
+}
+
+/// `POST /chat/create`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCreateDoc {
+    /// The model of every turn (the project's default when absent).
+    pub model: Option<String>,
+    /// The system instruction of every turn.
+    pub system_prompt: Option<String>,
+}
+
+/// A new chat session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDoc {
+    /// `ses_…`: `POST /chat/{session_id}/message`.
+    pub session_id: String,
+    /// The model every turn runs on.
+    pub model: String,
+    /// The retired model the request named, when it was migrated.
+    pub model_requested: Option<String>,
+    /// What the caller should know (a migrated model).
+    pub warnings: Vec<String>,
+    /// The system instruction.
+    pub system_prompt: Option<String>,
+    /// `/chat/{session_id}/message`.
+    pub messages_url: String,
+}
+
+/// `POST /chat/{id}/message` as JSON.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatMessageDoc {
+    /// What the user says (at most 2,000 characters).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub message: String,
+    /// An image sent with it: base64, a `data:` URL or a URL.
+    #[schema(format = Byte, nullable = false)]
+    pub image: Option<String>,
+    /// Answer 202 at once and poll `status_url`.
+    #[schema(nullable = false)]
+    pub r#async: Option<bool>,
+    /// Where to deliver the signed `job.*` webhook.
+    #[schema(nullable = false)]
+    pub webhook_url: Option<String>,
+}
+
+/// `POST /chat/{id}/message` as a multipart form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessageForm {
+    /// What the user says.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub message: String,
+    /// An image file sent with it.
+    #[schema(value_type = Option<String>, format = Binary, content_media_type = "image/png", min_length = 1, nullable = false)]
+    pub image: Option<Vec<u8>>,
 }
 
 /// A created batch.
@@ -318,119 +398,82 @@ pub struct CancelDoc {
     pub already_finished: u64,
 }
 
-/// The error answers of lookup routes (the guide's envelope).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum LookupErrors {
-    /// Invalid request: `details.field` names the field.
-    #[response(
-        status = 400,
-        description = "Invalid request: `details.field` names the field"
-    )]
-    Invalid(ErrorBody),
-    /// Missing or unknown token.
-    #[response(status = 401, description = "Missing or unknown token")]
-    Unauthorized(ErrorBody),
-    /// Not found (or another project's).
-    #[response(status = 404, description = "Not found (or another project's)")]
-    NotFound(ErrorBody),
-    /// Over the token's rate (`Retry-After`).
-    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
-    RateLimited(ErrorBody),
-    /// Internal error, or the job failed (its error).
-    #[response(
-        status = 500,
-        description = "Internal error, or the job failed (its error)"
-    )]
-    ServerError(ErrorBody),
+/// Declares an enum of error answers (the guide's envelope), one variant per status, for
+/// a route's `responses(...)`.
+macro_rules! error_answers {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $status:literal, $text:literal;)+ }) => {
+        $(#[$doc])*
+        #[derive(utoipa::IntoResponses)]
+        #[allow(dead_code)]
+        pub enum $name {
+            $(
+                #[doc = $text]
+                #[response(status = $status, description = $text)]
+                $variant(ErrorBody),
+            )+
+        }
+    };
 }
 
-/// The error answers of submit routes (the guide's envelope).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum SubmitErrors {
-    /// Invalid request: `details.field` names the field.
-    #[response(
-        status = 400,
-        description = "Invalid request: `details.field` names the field"
-    )]
-    Invalid(ErrorBody),
-    /// Missing or unknown token.
-    #[response(status = 401, description = "Missing or unknown token")]
-    Unauthorized(ErrorBody),
-    /// Over the token's rate (`Retry-After`).
-    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
-    RateLimited(ErrorBody),
-    /// Internal error, or the job failed (its error).
-    #[response(
-        status = 500,
-        description = "Internal error, or the job failed (its error)"
-    )]
-    ServerError(ErrorBody),
-}
+error_answers!(
+    /// The error answers of lookup routes.
+    LookupErrors {
+        Invalid = 400, "Invalid request: `details.field` names the field";
+        Unauthorized = 401, "Missing or unknown token";
+        NotFound = 404, "Not found (or another project's)";
+        RateLimited = 429, "Over the token's rate (`Retry-After`)";
+        ServerError = 500, "Internal error, or the job failed (its error)";
+    }
+);
 
-/// The error answers of sync routes (the guide's envelope).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum SyncErrors {
-    /// Invalid request: `details.field` names the field.
-    #[response(
-        status = 400,
-        description = "Invalid request: `details.field` names the field"
-    )]
-    Invalid(ErrorBody),
-    /// Missing or unknown token.
-    #[response(status = 401, description = "Missing or unknown token")]
-    Unauthorized(ErrorBody),
-    /// Conflict.
-    #[response(status = 409, description = "Conflict")]
-    Conflict(ErrorBody),
-    /// A file or the body over its limit.
-    #[response(status = 413, description = "A file or the body over its limit")]
-    TooLarge(ErrorBody),
-    /// The model refused on policy grounds.
-    #[response(status = 422, description = "The model refused on policy grounds")]
-    Blocked(ErrorBody),
-    /// Over the token's rate (`Retry-After`).
-    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
-    RateLimited(ErrorBody),
-    /// Internal error, or the job failed (its error).
-    #[response(
-        status = 500,
-        description = "Internal error, or the job failed (its error)"
-    )]
-    ServerError(ErrorBody),
-}
+error_answers!(
+    /// The error answers of submit routes.
+    SubmitErrors {
+        Invalid = 400, "Invalid request: `details.field` names the field";
+        Unauthorized = 401, "Missing or unknown token";
+        RateLimited = 429, "Over the token's rate (`Retry-After`)";
+        ServerError = 500, "Internal error, or the job failed (its error)";
+    }
+);
 
-/// The error answers of upload routes (the guide's envelope).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum UploadErrors {
-    /// Invalid request: `details.field` names the field.
-    #[response(
-        status = 400,
-        description = "Invalid request: `details.field` names the field"
-    )]
-    Invalid(ErrorBody),
-    /// Missing or unknown token.
-    #[response(status = 401, description = "Missing or unknown token")]
-    Unauthorized(ErrorBody),
-    /// Conflict.
-    #[response(status = 409, description = "Conflict")]
-    Conflict(ErrorBody),
-    /// A file or the body over its limit.
-    #[response(status = 413, description = "A file or the body over its limit")]
-    TooLarge(ErrorBody),
-    /// Over the token's rate (`Retry-After`).
-    #[response(status = 429, description = "Over the token's rate (`Retry-After`)")]
-    RateLimited(ErrorBody),
-    /// Internal error, or the job failed (its error).
-    #[response(
-        status = 500,
-        description = "Internal error, or the job failed (its error)"
-    )]
-    ServerError(ErrorBody),
-}
+error_answers!(
+    /// The error answers of sync routes.
+    SyncErrors {
+        Invalid = 400, "Invalid request: `details.field` names the field";
+        Unauthorized = 401, "Missing or unknown token";
+        Conflict = 409, "Conflict";
+        TooLarge = 413, "A file or the body over its limit";
+        Blocked = 422, "The model refused on policy grounds";
+        RateLimited = 429, "Over the token's rate (`Retry-After`)";
+        ServerError = 500, "Internal error, or the job failed (its error)";
+    }
+);
+
+error_answers!(
+    /// The error answers of a chat message.
+    ChatErrors {
+        Invalid = 400, "Invalid request: `details.field` names the field";
+        Unauthorized = 401, "Missing or unknown token";
+        NotFound = 404, "No such session (or another project's)";
+        Conflict = 409, "The previous turn is still running, or another message came first";
+        TooLarge = 413, "A file or the body over its limit";
+        Blocked = 422, "The model refused on policy grounds";
+        RateLimited = 429, "Over the token's rate (`Retry-After`)";
+        ServerError = 500, "Internal error, or the job failed (its error)";
+    }
+);
+
+error_answers!(
+    /// The error answers of upload routes.
+    UploadErrors {
+        Invalid = 400, "Invalid request: `details.field` names the field";
+        Unauthorized = 401, "Missing or unknown token";
+        Conflict = 409, "Conflict";
+        TooLarge = 413, "A file or the body over its limit";
+        RateLimited = 429, "Over the token's rate (`Retry-After`)";
+        ServerError = 500, "Internal error, or the job failed (its error)";
+    }
+);
 
 struct Bearer;
 
@@ -455,14 +498,18 @@ impl Modify for Bearer {
         super::advanced::inpaint,
         super::advanced::outpaint,
         super::advanced::style_transfer,
+        super::chat::create,
+        super::chat::message,
         super::jobs::create,
         super::jobs::get,
         super::jobs::cancel,
         super::jobs::image,
+        super::jobs::linked_image,
         super::batches::create,
         super::batches::get,
         super::batches::results,
         super::batches::cancel,
+        super::batches::events,
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),

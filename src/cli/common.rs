@@ -256,10 +256,11 @@ pub fn worker_options(settings: &Settings, concurrency: Option<usize>) -> Worker
         retry: RetryPolicy::from_settings(w),
         shutdown_grace: w.shutdown_grace,
         quota_reset_utc: w.quota_reset_utc,
-        webhooks: Some(
-            crate::webhooks::Settings::from_config(&settings.webhooks)
-                .expect("validated with the settings"),
-        ),
+        webhooks: Some(crate::webhooks::Settings {
+            api_url: Some(settings.api.public_url.clone()).filter(|u| !u.is_empty()),
+            ..crate::webhooks::Settings::from_config(&settings.webhooks)
+                .expect("validated with the settings")
+        }),
     }
 }
 

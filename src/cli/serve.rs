@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// random one, printed once).
     #[arg(long, env = "IMAGEGEN_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Webhook secret of the built-in `local` project, `whsec_<base64>` (default
+    /// `$IMAGEGEN_WEBHOOK_SECRET`, else a random one, printed once).
+    #[arg(long, env = "IMAGEGEN_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
     /// Jobs the in-process worker runs at once (default `[worker].concurrency`).
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -57,7 +61,7 @@ fn state(
                     .clone()
                     .unwrap_or_else(|| common::DEFAULT_MODEL.into()),
                 store: common::output_store(settings, name, None)?,
-                signs_webhooks: p.webhook_secret.is_some(),
+                webhooks: crate::webhooks::project_signer(name, p)?.map(Arc::new),
             },
         );
         if let Some(source) = &p.api_tokens {
@@ -127,17 +131,32 @@ pub async fn serve(args: ServeArgs, settings: Settings) -> anyhow::Result<ExitCo
             .clone()
             .unwrap_or_else(|| format!("ig_{}", uuid::Uuid::new_v4().simple()));
         tokens.add("local", &token);
+        let secret = args
+            .webhook_secret
+            .clone()
+            .unwrap_or_else(crate::webhooks::Signer::generate);
+        let signer = Arc::new(
+            crate::webhooks::Signer::parse(&secret)
+                .map_err(|e| anyhow::anyhow!("--webhook-secret: {e} (expected whsec_<base64>)"))?,
+        );
         api_projects.insert(
             "local".to_string(),
             ApiProject {
                 backend: runtime.backend,
                 default_model: common::DEFAULT_MODEL.into(),
                 store: runtime.store.clone(),
-                signs_webhooks: false,
+                webhooks: Some(signer.clone()),
             },
         );
-        let project = run::embedded_project(&settings, "local", runtime.provider, runtime.store);
-        local_runtime = Some((token, runtime._emulator));
+        let mut project =
+            run::embedded_project(&settings, "local", runtime.provider, runtime.store);
+        project.webhook = Some(crate::worker::ProjectWebhook {
+            signer,
+            default_url: None,
+        });
+        // Printed once, like the token, unless the caller chose it.
+        let shown = args.webhook_secret.is_none().then_some(secret);
+        local_runtime = Some((token, shown, runtime._emulator));
         HashMap::from([("local".to_string(), project)])
     } else {
         common::project_runtimes(&settings, &[])?
@@ -148,7 +167,11 @@ pub async fn serve(args: ServeArgs, settings: Settings) -> anyhow::Result<ExitCo
     }
     let listener = listen(args.listen.as_deref().unwrap_or(&settings.api.listen)).await?;
     let addr = listener.local_addr()?;
-    let options = common::worker_options(&settings, args.concurrency);
+    let mut options = common::worker_options(&settings, args.concurrency);
+    if let Some(w) = options.webhooks.as_mut() {
+        // Webhooks link images through this process when the store cannot sign.
+        w.api_url.get_or_insert_with(|| format!("http://{addr}"));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_worker = stop_rx.clone();
     let worker = tokio::spawn(crate::worker::run_worker(
@@ -161,9 +184,14 @@ pub async fn serve(args: ServeArgs, settings: Settings) -> anyhow::Result<ExitCo
         },
     ));
     match &local_runtime {
-        Some((token, _)) => println!(
-            "imagegen serve: http://{addr} (project local on the built-in emulator; token {token})"
-        ),
+        Some((token, secret, _)) => {
+            println!(
+                "imagegen serve: http://{addr} (project local on the built-in emulator; token {token})"
+            );
+            if let Some(secret) = secret {
+                println!("webhook secret of project local (verify deliveries with it): {secret}");
+            }
+        }
         None => println!(
             "imagegen serve: http://{addr} ({} project(s))",
             state.projects.len()

@@ -410,12 +410,22 @@ pub struct ApiConfig {
     pub requests_per_second: f64,
     /// Requests a token may send at once above the rate.
     pub burst: u32,
+    /// The API's URL as webhook receivers reach it: image links of API requests'
+    /// webhooks go through it when the store cannot sign (empty: none).
+    pub public_url: String,
 }
 
 impl ApiConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.sync_timeout.is_zero() || self.sync_timeout > 3600 * SECOND {
             return Err(invalid("api.sync_timeout", "must be between 1s and 1h"));
+        }
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "api.public_url",
+                "must be an http(s) URL (e.g. https://images.example.com) or empty",
+            ));
         }
         if self.max_file_bytes == 0 || self.max_body_bytes < self.max_file_bytes {
             return Err(invalid(

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::JobStatus;
+use super::content::{Content, Part};
 use super::spec::JobSpec;
 use serde::Deserializer;
 
@@ -48,6 +49,11 @@ pub struct JobResult {
     /// Token usage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// A chat job's answer as the next turn's history needs it: the model's turn as
+    /// returned, `thoughtSignature`s kept, each image part by reference to its stored
+    /// copy (`fileData`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_turn: Option<Content>,
     /// Attempts made.
     pub attempts: u32,
     /// Last error (blocked reason or failure).
@@ -88,12 +94,18 @@ pub struct CompactResult {
     /// Token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// A chat job's answer as the next turn's history needs it ([`JobResult::model_turn`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_turn: Option<Content>,
     /// Wall time of the delivery that finished the job.
     #[serde(default)]
     pub duration_ms: u64,
     /// The job's `metadata`, echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// The HTTP API request that enqueued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl CompactResult {
@@ -107,13 +119,53 @@ impl CompactResult {
             images: result.images.clone(),
             text: result.text.clone(),
             usage: result.usage.clone(),
+            model_turn: result.model_turn.clone(),
             duration_ms: result.duration_ms,
             metadata: result
                 .request
                 .get("metadata")
                 .filter(|m| !m.is_null())
                 .cloned(),
+            request_id: result
+                .request
+                .get("request_id")
+                .and_then(|r| r.as_str())
+                .map(str::to_string),
         }
+    }
+}
+
+/// The model's turn with each output image part replaced by a reference to its stored
+/// copy (`images`, in the order of the turn's non-thought image parts) and thought
+/// images dropped (they are not outputs and are not sent back); text, thoughts and
+/// `thoughtSignature`s are kept as returned.
+pub fn turn_by_reference(turn: &Content, images: &[StoredImage]) -> Content {
+    let mut stored = images.iter();
+    let parts = turn
+        .parts
+        .iter()
+        .filter_map(|part| {
+            let is_image = part.inline_data.is_some() || part.file_data.is_some();
+            if !is_image {
+                return Some(part.clone());
+            }
+            if part.is_thought() {
+                return None;
+            }
+            let img = stored.next()?;
+            Some(Part {
+                file_data: Some(super::content::FileData {
+                    mime_type: img.mime_type.clone(),
+                    file_uri: img.url.clone(),
+                }),
+                inline_data: None,
+                ..part.clone()
+            })
+        })
+        .collect();
+    Content {
+        role: Some("model".into()),
+        parts,
     }
 }
 

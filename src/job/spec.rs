@@ -268,6 +268,10 @@ pub struct JobSpec {
     /// of the project's default, signed with the project's secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// The HTTP API request that enqueued it (`req_…`, set by the API): its webhook
+    /// carries it, with the image URLs, at the top level of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Gemini response modality.

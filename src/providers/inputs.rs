@@ -136,7 +136,56 @@ impl InputResolver {
             self.resolve_one("scribble_image", img, keep_gcs, limit)
                 .await?;
         }
+        for (i, turn) in out.history.iter_mut().enumerate() {
+            for (j, part) in turn.parts.iter_mut().enumerate() {
+                let field = format!("history[{i}].parts[{j}].file_data");
+                self.resolve_part(&field, part, keep_gcs, limit).await?;
+            }
+        }
         Ok(out)
+    }
+
+    /// A history part naming a file (a chat session's earlier images, by the URL of
+    /// their stored copy or as the user gave them): read like an input image, its bytes
+    /// inline, unless it is `gs://` and Google reads it. Files API URIs go to Google as
+    /// they are.
+    async fn resolve_part(
+        &self,
+        field: &str,
+        part: &mut crate::job::Part,
+        keep_gcs: bool,
+        limit: u64,
+    ) -> Result<(), ProviderError> {
+        let Some(file) = &part.file_data else {
+            return Ok(());
+        };
+        if file
+            .file_uri
+            .starts_with("https://generativelanguage.googleapis.com/")
+        {
+            return Ok(());
+        }
+        let own = self
+            .options
+            .store
+            .as_ref()
+            .and_then(|s| s.own_key(&file.file_uri));
+        let mut img = ImageInput {
+            source: own.map_or_else(
+                || ImageSource::Url(file.file_uri.clone()),
+                ImageSource::Stored,
+            ),
+            mime_type: Some(file.mime_type.clone()).filter(|m| !m.is_empty()),
+        };
+        self.resolve_one(field, &mut img, keep_gcs, limit).await?;
+        if let ImageSource::Inline(data) = img.source {
+            part.inline_data = Some(crate::job::Blob {
+                mime_type: img.mime_type.unwrap_or_default(),
+                data,
+            });
+            part.file_data = None;
+        }
+        Ok(())
     }
 
     async fn resolve_one(

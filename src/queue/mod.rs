@@ -32,7 +32,9 @@ use async_trait::async_trait;
 use crate::job::JobStatus;
 
 pub use memory::MemoryQueue;
-pub use records::{AttemptEntry, BatchRecord, CancelReport, DeadLetter, JobRecord};
+pub use records::{
+    AttemptEntry, BatchRecord, CancelReport, DeadLetter, JobRecord, SessionRecord, SessionTurn,
+};
 
 /// Retries and deferrals a job record keeps in its `attempts_log` (the newest).
 pub const MAX_LOG: usize = 20;
@@ -425,10 +427,33 @@ pub trait Records: Send + Sync {
     async fn workers(&self, project: &str, live_ms: u64) -> Result<Vec<WorkerInfo>, QueueError>;
 }
 
-/// The whole queue, every role: what workers and the CLI hold (`Arc<dyn JobQueue>`).
-pub trait JobQueue: Jobs + Lanes + Outbox + Records + 'static {}
+/// Chat sessions: their settings and ordered turns (the API's `/chat/...`).
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Stores a new session (its `turns` are ignored: it starts with none).
+    async fn create_session(
+        &self,
+        project: &str,
+        session: &SessionRecord,
+    ) -> Result<(), QueueError>;
+    /// A session with its turns, oldest first.
+    async fn session(&self, project: &str, id: &str) -> Result<Option<SessionRecord>, QueueError>;
+    /// Appends `turn` if the session has exactly `expected` turns (so two messages sent
+    /// at once cannot both follow the same turn); false otherwise or when it is gone.
+    /// Refreshes the session's retention.
+    async fn append_turn(
+        &self,
+        project: &str,
+        id: &str,
+        expected: usize,
+        turn: &SessionTurn,
+    ) -> Result<bool, QueueError>;
+}
 
-impl<T: Jobs + Lanes + Outbox + Records + 'static> JobQueue for T {}
+/// The whole queue, every role: what workers and the CLI hold (`Arc<dyn JobQueue>`).
+pub trait JobQueue: Jobs + Lanes + Outbox + Records + Sessions + 'static {}
+
+impl<T: Jobs + Lanes + Outbox + Records + Sessions + 'static> JobQueue for T {}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

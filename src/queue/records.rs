@@ -351,3 +351,40 @@ pub struct DeadLetter {
     /// When (ms since epoch).
     pub at_ms: u64,
 }
+
+/// A chat session (`/chat/create`, `/chat/{id}/message`): its settings and its turns in
+/// order. A turn is a job; its answer (the model's turn, thought signatures included,
+/// images by reference) is in that job's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// `ses_…`.
+    pub id: String,
+    /// The model every turn runs on.
+    pub model: String,
+    /// The retired model the session named, when it was migrated to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requested: Option<String>,
+    /// The system instruction of every turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// When it was created (ms since epoch).
+    pub created_ms: u64,
+    /// The turns, oldest first.
+    #[serde(default)]
+    pub turns: Vec<SessionTurn>,
+}
+
+/// One user turn of a session and the job that answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTurn {
+    /// The job answering it.
+    pub job_id: String,
+    /// What the user said.
+    pub message: String,
+    /// The image the user sent with it, by URL (uploads are stored first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Its MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_mime_type: Option<String>,
+}

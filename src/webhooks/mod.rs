@@ -52,6 +52,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Lifetime of signed output URLs in payloads.
     pub signed_url_ttl: Duration,
+    /// The HTTP API's public URL (`[api] public_url`): where payloads link the images of
+    /// API requests when the store cannot sign URLs ([`payload::ApiLinks`]).
+    pub api_url: Option<String>,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             max_response_bytes: c.max_response_bytes,
             concurrency: c.concurrency.max(1),
             signed_url_ttl: c.signed_url_ttl,
+            api_url: None,
         })
     }
 
@@ -454,6 +458,12 @@ impl Dispatcher {
         if let Some(b) = &d.body {
             return Ok(b.clone());
         }
+        let links = self
+            .settings
+            .api_url
+            .as_deref()
+            .zip(hooks.signer.as_deref())
+            .map(|(base, signer)| payload::ApiLinks { base, signer });
         let built = match payload::build(
             self.queue.as_ref(),
             &hooks.store,
@@ -461,6 +471,7 @@ impl Dispatcher {
             d,
             self.settings.signed_url_ttl,
             MANIFEST_GRACE_MS,
+            links,
         )
         .await
         {

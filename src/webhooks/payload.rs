@@ -151,7 +151,39 @@ pub struct BatchEvent {
     pub error: Option<String>,
 }
 
-/// Builds the body of delivery `d` from the records it is about.
+/// The HTTP API's time-limited links to a job's images (`GET /files/…?expires=&signature=`),
+/// signed with the project's webhook secret: what a payload links when the store cannot
+/// sign URLs (local disk), so a receiver fetches the image with no other credentials.
+#[derive(Clone, Copy)]
+pub struct ApiLinks<'a> {
+    /// The API's public URL.
+    pub base: &'a str,
+    /// The project's webhook signer.
+    pub signer: &'a crate::webhooks::Signer,
+}
+
+impl ApiLinks<'_> {
+    /// The link to image `n` of `job`, valid until `expires` (Unix seconds).
+    pub fn image(&self, project: &str, job: &str, n: usize, expires: u64) -> String {
+        let signature = self
+            .signer
+            .mac(link_message(project, job, n, expires).as_bytes());
+        format!(
+            "{}/files/{project}/{job}/{n}?expires={expires}&signature={signature}",
+            self.base.trim_end_matches('/')
+        )
+    }
+}
+
+/// What an image link's signature covers.
+pub fn link_message(project: &str, job: &str, n: usize, expires: u64) -> String {
+    format!("{project}/{job}/{n}/{expires}")
+}
+
+/// Builds the body of delivery `d` from the records it is about. A job the HTTP API
+/// enqueued also carries, at the top level, the API request's `request_id` and its
+/// `images` as URLs a receiver can fetch with no other credentials (signed by the store,
+/// else [`ApiLinks`]).
 pub async fn build(
     queue: &dyn JobQueue,
     store: &OutputStore,
@@ -159,6 +191,7 @@ pub async fn build(
     d: &DueDelivery,
     signed_ttl: Duration,
     manifest_grace_ms: u64,
+    links: Option<ApiLinks<'_>>,
 ) -> anyhow::Result<Built> {
     if d.event == "batch.completed" {
         let Some(b) = queue.batch(project, &d.subject).await? else {
@@ -194,8 +227,34 @@ pub async fn build(
         return Ok(Built::Body(body(&d.event, d.created_ms, &data)));
     };
     let at = r.finished_ms.unwrap_or(d.created_ms);
+    let request_id = r.result.as_ref().and_then(|res| res.request_id.clone());
     let data = job_event(project, r, store, signed_ttl).await;
-    Ok(Built::Body(body(&d.event, at, &data)))
+    let Some(request_id) = request_id else {
+        return Ok(Built::Body(body(&d.event, at, &data)));
+    };
+    let expires = now_ms() / 1000 + signed_ttl.as_secs();
+    let images: Vec<String> = data
+        .images
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(n, i)| {
+            i.signed_url.clone().unwrap_or_else(|| match links {
+                Some(l) if store.own_key(&i.image.url).is_some() => {
+                    l.image(project, &data.job_id, n, expires)
+                }
+                _ => i.image.url.clone(),
+            })
+        })
+        .collect();
+    let mut value = serde_json::to_value(Event {
+        event: d.event.clone(),
+        timestamp: rfc3339(at).unwrap_or_default(),
+        data: &data,
+    })?;
+    value["request_id"] = serde_json::json!(request_id);
+    value["images"] = serde_json::json!(images);
+    Ok(Built::Body(value.to_string()))
 }
 
 async fn batch_event(

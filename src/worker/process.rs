@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder as _;
 
-use crate::job::result::{CompactResult, JobResult, redacted_request};
+use crate::job::result::{CompactResult, JobResult, redacted_request, turn_by_reference};
 use crate::job::{JobSpec, JobStatus, split_job_id};
 use crate::limits::Throttle;
 use crate::providers::{ImageProvider, ProviderError, ProviderOutput, TransientKind};
@@ -277,6 +277,7 @@ fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobR
         rai_filtered_reasons: Vec::new(),
         safety_attributes: Vec::new(),
         usage: None,
+        model_turn: None,
         attempts: claimed.attempts + 1,
         error: None,
         started_at: chrono::Utc::now().to_rfc3339(),
@@ -387,6 +388,13 @@ async fn store(
         Ok(images) => {
             for img in images.iter().filter(|i| i.bytes > 0) {
                 metrics.image_written(ctx.project, img.bytes);
+            }
+            // A chat answer is kept as the next turn's history needs it.
+            if result.operation == crate::job::Operation::Chat.as_str() {
+                result.model_turn = out
+                    .model_turn
+                    .as_ref()
+                    .map(|turn| turn_by_reference(turn, &images));
             }
             result.images = images;
             record(ctx, loc, result, JobStatus::Succeeded, None, started).await

@@ -646,6 +646,39 @@ async fn interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits(q: &dyn 
     );
 }
 
+/// Chat sessions keep their turns in order: a turn is appended only after the number of
+/// turns its sender saw, so two messages sent at once cannot both follow one turn.
+async fn session_turns_are_appended_in_order_once(q: &dyn JobQueue) {
+    use imagegen::queue::{SessionRecord, SessionTurn};
+    let session = SessionRecord {
+        id: "ses_1".into(),
+        model: "gemini-3.1-flash-image".into(),
+        model_requested: None,
+        system_prompt: Some("be brief".into()),
+        created_ms: 1,
+        turns: Vec::new(),
+    };
+    q.create_session("p", &session).await.unwrap();
+    let turn = |n: u32| SessionTurn {
+        job_id: format!("job{n}"),
+        message: format!("message {n}"),
+        image: (n == 2).then(|| "file:///out/in.png".to_string()),
+        image_mime_type: (n == 2).then(|| "image/png".to_string()),
+    };
+    assert!(q.append_turn("p", "ses_1", 0, &turn(1)).await.unwrap());
+    // A second sender that also saw no turn loses its place.
+    assert!(!q.append_turn("p", "ses_1", 0, &turn(9)).await.unwrap());
+    assert!(q.append_turn("p", "ses_1", 1, &turn(2)).await.unwrap());
+    assert!(!q.append_turn("p", "ses_1", 5, &turn(3)).await.unwrap());
+    assert!(!q.append_turn("p", "ses_nope", 0, &turn(1)).await.unwrap());
+    let got = q.session("p", "ses_1").await.unwrap().unwrap();
+    assert_eq!(got.turns, vec![turn(1), turn(2)]);
+    assert_eq!(got.system_prompt.as_deref(), Some("be brief"));
+    // Another project sees nothing of it.
+    assert!(q.session("other", "ses_1").await.unwrap().is_none());
+    assert!(q.session("p", "ses_nope").await.unwrap().is_none());
+}
+
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -674,6 +707,7 @@ both!(rpm_spaces_admissions);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);
+both!(session_turns_are_appended_in_order_once);
 
 /// A cancel from another process reaches a running job's safe point once the cached
 /// cancel generation (100 ms) has expired.

@@ -7,20 +7,29 @@ an `imagegen emulator` of its own.
 """
 
 import base64
+import json
 import os
+import queue
 import re
+import socket
 import struct
 import subprocess
+import threading
 import time
 import zlib
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("IMAGEGEN_BIN", str(ROOT / "target" / "debug" / "imagegen"))
 EXAMPLES = ROOT / "examples"
+# Where each API under test writes its outputs (by URL).
+OUTPUTS = {}
 
 
 def png_size(data):
@@ -46,23 +55,36 @@ def stop(*procs):
         p.wait(timeout=15)
 
 
+# The project's webhook secret (Standard Webhooks), on both set-ups.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def fleet(tmp):
     """`imagegen api` + 2 `imagegen worker`s on Redis ($REDIS_URL), an emulator."""
     emulator, emulator_url = start(["emulator", "--listen", "127.0.0.1:0"])
+    port = free_port()
     config = tmp / "imagegen.toml"
     config.write_text(
         f'[redis]\nkey_prefix = "api-{os.getpid()}-{time.time_ns()}"\n'
         f'[output]\nurl = "file://{tmp}/out"\n'
+        '[webhooks]\nallow_private_networks = true\n'
+        f'[api]\npublic_url = "http://127.0.0.1:{port}"\n'
         f'[projects.guide]\nbackend = "gemini-api"\nendpoint = "{emulator_url}"\n'
-        'credentials = "env:KEY"\napi_tokens = "env:GUIDE_TOKEN"\n'
+        'credentials = "env:KEY"\napi_tokens = "env:GUIDE_TOKEN"\nwebhook_secret = "env:WH_SECRET"\n'
     )
-    env = {"KEY": "k", "GUIDE_TOKEN": "guide-token"}
+    env = {"KEY": "k", "GUIDE_TOKEN": "guide-token", "WH_SECRET": WEBHOOK_SECRET}
     workers = [
         subprocess.Popen([BINARY, "--config", str(config), "worker", "--concurrency", "8"],
                          env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(2)
     ]
-    api, url = start(["--config", str(config), "api", "--listen", "127.0.0.1:0"], env=env)
+    api, url = start(["--config", str(config), "api", "--listen", f"127.0.0.1:{port}"], env=env)
     return url, [api, *workers, emulator]
 
 
@@ -72,11 +94,13 @@ def api(request, tmp_path_factory):
     if request.param == "serve":
         proc, url = start(
             ["serve", "--listen", "127.0.0.1:0"],
-            env={"IMAGEGEN_API_TOKEN": "guide-token", "IMAGEGEN__OUTPUT__URL": f"file://{tmp}"},
+            env={"IMAGEGEN_API_TOKEN": "guide-token", "IMAGEGEN__OUTPUT__URL": f"file://{tmp}",
+                 "IMAGEGEN_WEBHOOK_SECRET": WEBHOOK_SECRET, "IMAGEGEN__WEBHOOKS__ALLOW_PRIVATE_NETWORKS": "true"},
         )
         procs = [proc]
     else:
         url, procs = fleet(tmp)
+    OUTPUTS[url] = tmp
     yield url
     stop(*procs)
 
@@ -202,6 +226,125 @@ def test_async_request_is_polled_and_its_image_fetched(api):
     assert png_size(got.content) == (1024, 1024)
 
 
+def result_json(api, job_id):
+    """The `result.json` a job wrote (outputs are on local disk in these tests)."""
+    import json
+    for path in OUTPUTS[api].rglob("result.json"):
+        data = json.loads(path.read_text())
+        if data["job_id"] == job_id:
+            return data
+    raise AssertionError(f"no result.json for {job_id}")
+
+
+def test_chat_mode_workflow_three_turns_round_trip_thought_signatures(api):
+    # "Chat Mode Workflow", as written (the retired preview model included).
+    session_response = requests.post(f"{api}/chat/create", headers=headers(), json={
+        "model": "gemini-2.5-flash-image-preview",
+        "system_prompt": "You are a professional photographer helping to refine and improve images.",
+    })
+    assert session_response.status_code == 200, session_response.text
+    session_id = session_response.json()["session_id"]
+    assert session_response.json()["model"] == "gemini-3.1-flash-image"
+
+    first_message = {"message": "Create a professional headshot of a business executive"}
+    response1 = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json=first_message)
+    second_message = {"message": "Make the lighting softer and add more warmth to create a more approachable feeling"}
+    response2 = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json=second_message)
+    third_message = {"message": "Change the background to a modern office setting with blurred city views"}
+    response3 = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json=third_message)
+
+    answers = [r.json() for r in (response1, response2, response3)]
+    for n, (r, a) in enumerate(zip((response1, response2, response3), answers), start=1):
+        assert r.status_code == 200, r.text
+        assert a["session_id"] == session_id and a["turn"] == n
+        assert png_size(base64.b64decode(a["images"][0]))[0] > 0
+    # Each turn's answer kept the model's turn with its signatures, images by reference.
+    turns = [requests.get(f"{api}/v1/jobs/{a['job_id']}", headers=headers()).json()["result"]["model_turn"] for a in answers]
+    signatures = [[p["thoughtSignature"] for p in t["parts"] if "thoughtSignature" in p] for t in turns]
+    assert all(signatures), turns
+    assert all("fileData" in p and "inlineData" not in p for t in turns for p in t["parts"] if "thoughtSignature" in p and "text" not in p)
+    # The third turn sent the whole conversation: both earlier messages and both answers
+    # with the signatures Google gave them (Gemini 3 refuses a history without them).
+    third = result_json(api, answers[2]["job_id"])
+    history = third["request"]["history"]
+    assert [c["role"] for c in history] == ["user", "model", "user", "model"]
+    assert history[0]["parts"][0]["text"] == first_message["message"]
+    assert history[2]["parts"][0]["text"] == second_message["message"]
+    for sent, got in ((history[1], signatures[0]), (history[3], signatures[1])):
+        assert [p["thoughtSignature"] for p in sent["parts"] if "thoughtSignature" in p] == got
+    assert third["request"]["system_instruction"].startswith("You are a professional photographer")
+    assert third["request"]["prompt"] == third_message["message"]
+
+
+def test_chat_message_takes_an_image_and_names_bad_fields(api):
+    session_id = requests.post(f"{api}/chat/create", headers=headers(), json={}).json()["session_id"]
+    image = requests.post(f"{api}/generate-image", headers=headers(), json={"prompt": "a red kite"}).json()["images"][0]
+    r = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json={"message": "Make it blue", "image": image})
+    assert r.status_code == 200, r.text
+    # The next turn sends that image again, by its stored copy.
+    r2 = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), files={"image": ("k.png", base64.b64decode(image), "image/png")}, data={"message": "Now add a second kite"})
+    assert r2.status_code == 200, r2.text
+    history = result_json(api, r2.json()["job_id"])["request"]["history"]
+    assert history[0]["parts"][1]["fileData"]["fileUri"].startswith("file://")
+    bad = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json={"message": "x" * 2150})
+    assert bad.status_code == 400
+    assert bad.json()["details"] == {"field": "message", "max_length": 2000, "current_length": 2150}
+    bad = requests.post(f"{api}/chat/{session_id}/message", headers=headers(), json={"message": "hi", "model": "imagen-4.0-generate-001"})
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "model"
+    bad = requests.post(f"{api}/chat/create", headers=headers(), json={"model": "imagen-4.0-upscale-preview"})
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "model", bad.text
+    bad = requests.post(f"{api}/chat/create", headers=headers(), json={"system": "x"})
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "system"
+    missing = requests.post(f"{api}/chat/ses_nope/message", headers=headers(), json={"message": "hi"})
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+@contextmanager
+def receiver():
+    """A webhook endpoint on loopback: yields its URL and a queue of (headers, body)."""
+    got = queue.Queue()
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got.put(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    finally:
+        server.shutdown()
+
+
+def test_async_webhook_is_signed_and_links_its_images(api):
+    # "Async Processing" with a webhook: the 202 now, the signed event later.
+    with receiver() as (hook_url, deliveries):
+        data = {"prompt": "A lighthouse at dusk, long exposure", "webhook_url": hook_url}
+        response = requests.post(f"{api}/generate-image", headers=headers(), json=data)
+        assert response.status_code == 202, response.text
+        request_id = response.json()["request_id"]
+        hook_headers, body = deliveries.get(timeout=60)
+    payload = Webhook(WEBHOOK_SECRET).verify(body, hook_headers)
+    assert payload["type"] == "job.succeeded", payload
+    assert payload["request_id"] == request_id
+    assert payload["data"]["job_id"] == response.json()["job_id"]
+    [link] = payload["images"]
+    image = requests.get(link)  # no token: the link itself is the credential
+    assert image.status_code == 200, image.text
+    assert png_size(image.content) == (1024, 1024)
+    forged = re.sub(r"signature=[^&]+", "signature=AAAA", link)
+    assert requests.get(forged).status_code == 404
+    expired = re.sub(r"expires=\d+", "expires=1", link)
+    assert requests.get(expired).status_code == 404
+
+
 def test_v1_jobs_takes_a_job_line_and_cancels(api):
     response = requests.post(f"{api}/v1/jobs", headers=headers(), json={"prompt": "an owl", "number_of_images": 1})
     assert response.status_code == 202, response.text
@@ -230,11 +373,13 @@ def test_tenants_see_only_their_own_jobs(tmp_path):
         assert requests.get(f"{api}/v1/jobs/{job}", headers=headers("token-a")).status_code == 200
         batch = requests.post(f"{api}/v1/batches", headers=headers("token-a"), data='{"prompt": "x"}\n').json()["batch_id"]
         assert requests.get(f"{api}/v1/batches/{batch}", headers=headers("token-a")).status_code == 200
-        paths = [("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/images/0"), ("POST", f"/v1/jobs/{job}/cancel"),
-                 ("GET", f"/v1/batches/{batch}"), ("GET", f"/v1/batches/{batch}/results"), ("POST", f"/v1/batches/{batch}/cancel")]
+        session = requests.post(f"{api}/chat/create", headers=headers("token-a"), json={}).json()["session_id"]
+        paths = [("POST", f"/chat/{session}/message"), ("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/images/0"), ("POST", f"/v1/jobs/{job}/cancel"),
+                 ("GET", f"/v1/batches/{batch}"), ("GET", f"/v1/batches/{batch}/results"), ("GET", f"/v1/batches/{batch}/events"), ("POST", f"/v1/batches/{batch}/cancel")]
         for token in ("token-b1", "token-b2"):
             for method, path in paths:
-                r = requests.request(method, f"{api}{path}", headers=headers(token))
+                body = {"message": "hi"} if "/chat/" in path else None
+                r = requests.request(method, f"{api}{path}", headers=headers(token), json=body)
                 assert r.status_code == 404, (token, path, r.text)
                 assert r.json()["error"] == "not_found"
     finally:
@@ -269,6 +414,41 @@ def test_v1_batches_jsonl_results_paged_and_idempotent(api):
     assert [j["line"] for j in page["jobs"]] == [1, 2] and page["next_cursor"] == 2
     rest = requests.get(f"{api}/v1/batches/{batch['batch_id']}/results?cursor=4", headers=headers()).json()
     assert [j["line"] for j in rest["jobs"]] == [5] and rest["next_cursor"] is None
+
+
+def sse(response):
+    """The (event, data) pairs of a Server-Sent Events stream, as they arrive."""
+    event, data = None, []
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = None, []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def test_v1_batch_events_stream_progress_until_completed(api):
+    lines = "".join(f'{{"prompt": "event prompt {i}"}}\n' for i in range(12))
+    h = {**headers(), "Content-Type": "application/x-ndjson"}
+    batch_id = requests.post(f"{api}/v1/batches", headers=h, data=lines).json()["batch_id"]
+    with requests.get(f"{api}/v1/batches/{batch_id}/events", headers=headers(), stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = list(sse(r))
+    names = [e for e, _ in events]
+    assert names[-1] == "completed" and set(names[:-1]) <= {"progress"}, names
+    done = [d["done"] for _, d in events]
+    assert done == sorted(done) and done[-1] == 12, done
+    last = events[-1][1]
+    assert last["counts"]["succeeded"] == 12 and last["progress"] == 1.0
+    assert last["manifest_url"]
+    # A finished batch's stream says so at once; another project's or a missing one is 404.
+    with requests.get(f"{api}/v1/batches/{batch_id}/events", headers=headers(), stream=True, timeout=30) as r:
+        assert [e for e, _ in sse(r)] == ["completed"]
+    assert requests.get(f"{api}/v1/batches/nope/events", headers=headers()).status_code == 404
 
 
 def test_v1_batches_refuses_bad_lines_naming_them_and_takes_json_arrays(api):

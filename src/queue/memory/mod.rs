@@ -4,7 +4,7 @@
 //! process, which is the point of embedded mode: the job file is the durable input.
 //!
 //! One file per role, as the traits: [`jobs`](self::jobs), [`lanes`](self::lanes),
-//! [`outbox`](self::outbox), [`records`](self::records); the typed state in `state`.
+//! [`outbox`](self::outbox), [`records`](self::records), [`sessions`](self::sessions); the typed state in `state`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +16,7 @@ mod jobs;
 mod lanes;
 mod outbox;
 mod records;
+mod sessions;
 mod state;
 
 use state::Project;

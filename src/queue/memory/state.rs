@@ -334,6 +334,8 @@ pub(super) struct Project {
     /// The project's hold (credentials), and when its next probe may go.
     pub hold: Option<Hold>,
     pub hold_ms: u64,
+    /// Chat sessions by id.
+    pub sessions: HashMap<String, crate::queue::SessionRecord>,
 }
 
 fn bump(counts: &mut BTreeMap<JobStatus, i64>, status: JobStatus, by: i64) {

@@ -23,6 +23,7 @@ mod jobs;
 mod lanes;
 mod outbox;
 mod records;
+mod sessions;
 
 impl From<redis::RedisError> for QueueError {
     fn from(e: redis::RedisError) -> Self {
@@ -52,6 +53,7 @@ struct Scripts {
     throttle: Script,
     hooks_claim: Script,
     hooks_settle: Script,
+    session_append: Script,
 }
 
 impl Scripts {
@@ -67,6 +69,7 @@ impl Scripts {
             throttle: s(include_str!("throttle.lua")),
             hooks_claim: s(include_str!("hooks_claim.lua")),
             hooks_settle: s(include_str!("hooks_settle.lua")),
+            session_append: Script::new(include_str!("session_append.lua")),
         }
     }
 }
