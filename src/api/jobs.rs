@@ -156,6 +156,7 @@ pub(super) async fn enqueue_checked(
         hash: None,
         // A request waiting for its answer goes ahead of its lane's backlog.
         interactive: true,
+        deps: Vec::new(),
     };
     let queue = &state.queue;
     queue

@@ -176,6 +176,7 @@ async fn enqueue(queue: &RedisQueue, jobs: u64) -> anyhow::Result<(String, f64)>
                 webhook: None,
                 hash: None,
                 interactive: false,
+                deps: Vec::new(),
             })
             .collect();
         in_flight.push(queue.enqueue("bench", &batch.id, chunk));

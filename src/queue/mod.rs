@@ -162,6 +162,31 @@ pub struct NewJob {
     /// Interactive (an HTTP API request waiting for its answer): claimed ahead of its
     /// lane's backlog, under the same limits.
     pub interactive: bool,
+    /// Jobs of the same batch it waits for (enqueued before it): it is released to its
+    /// lane when all have succeeded, and cancelled, naming the one, when one did not.
+    pub deps: Vec<Dependency>,
+}
+
+/// Dependencies come earlier in their batch (so they are enqueued first).
+pub(crate) fn check_deps(jobs: &[NewJob]) -> Result<(), QueueError> {
+    for job in jobs {
+        if let Some(dep) = job.deps.iter().find(|d| d.seq >= job.seq) {
+            return Err(QueueError::Invalid(format!(
+                "job {} depends on job {} ({}): a dependency must come earlier in its batch",
+                job.seq, dep.seq, dep.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A job another waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// Its position in the batch.
+    pub seq: u64,
+    /// What to call it in the waiting job's reason ("frame 3").
+    pub name: String,
 }
 
 /// A job handed to a worker.

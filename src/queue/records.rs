@@ -45,6 +45,8 @@ pub mod job_fields {
     /// Retries and deferrals so far, one JSON object per line (newest last, at most
     /// [`super::MAX_LOG`]).
     pub const LOG: &str = "log";
+    /// A waiting job's dependencies still pending (`NewJob::deps`).
+    pub const DEPS_LEFT: &str = "dl";
 }
 
 /// One retry or deferral of a job, as its record keeps it.
@@ -104,6 +106,9 @@ pub struct JobRecord {
     /// Its retries and deferrals, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts_log: Vec<AttemptEntry>,
+    /// Dependencies it still waits for (queued, in no lane yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<u64>,
     /// Compact result (images, usage) once finished.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<CompactResult>,
@@ -149,6 +154,7 @@ impl JobRecord {
                 .get(LOG)
                 .map(|l| AttemptEntry::parse_log(l))
                 .unwrap_or_default(),
+            waiting_for: num(map, DEPS_LEFT).filter(|n: &u64| *n > 0),
             result: map.get(RESULT).and_then(|r| serde_json::from_str(r).ok()),
             worker: map.get(WORKER).cloned(),
             cancel_requested: map.get(CANCEL).is_some_and(|v| v == "1"),

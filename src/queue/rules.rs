@@ -7,7 +7,8 @@
 //! effective limit, pauses and parking), the AIMD steps and the 429 window, what
 //! happens to a delivery at claim, at recovery and at a deferral (run, fail past
 //! `max_wait`, dead-letter after `max_deliveries`, with the messages users read),
-//! settle fencing, where a webhook event goes, and when a batch is complete.
+//! settle fencing, where a webhook event goes, when a batch is complete, and what a job
+//! waiting for its dependencies does when one ends.
 //! Counter bookkeeping and storage layout are the backends' business.
 
 use crate::limits::Limit;
@@ -373,6 +374,36 @@ pub fn hook_target<'a>(own: Option<&'a str>, default: Option<&'a str>) -> Option
 /// terminal, and it has not completed before.
 pub fn batch_complete(total: Option<u64>, done: u64, completed: bool) -> bool {
     !completed && total.is_some_and(|t| done >= t)
+}
+
+/// What a job waiting for its dependencies does when one of them ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterDependency {
+    /// Others are still pending: keep waiting.
+    Wait,
+    /// That was the last one and they all succeeded: the job goes to its lane.
+    Release,
+    /// It did not succeed: the job cannot run and is cancelled with this reason, which
+    /// names the dependency ("frame 3 was blocked: …").
+    Cancel(String),
+}
+
+/// A dependency called `name` ended `status` (with `error`) while `left` dependencies
+/// (this one included) were pending.
+pub fn after_dependency(left: u64, status: &str, name: &str, error: &str) -> AfterDependency {
+    if status != "succeeded" {
+        let why = if error.is_empty() {
+            String::new()
+        } else {
+            format!(": {error}")
+        };
+        return AfterDependency::Cancel(format!("{name} was {status}{why}"));
+    }
+    if left <= 1 {
+        AfterDependency::Release
+    } else {
+        AfterDependency::Wait
+    }
 }
 
 #[cfg(test)]

@@ -409,6 +409,7 @@ async fn new_job(
         lane: spec.model,
         hash,
         interactive: false,
+        deps: Vec::new(),
     })
 }
 

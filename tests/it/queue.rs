@@ -6,7 +6,8 @@ use std::time::Duration;
 use imagegen::job::JobStatus;
 use imagegen::limits::{Limit, ProjectLimits, Throttle};
 use imagegen::queue::{
-    JobQueue, Jobs as _, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue, Settle,
+    Dependency, JobQueue, Jobs as _, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue,
+    Settle,
 };
 
 const SPEC: &str = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"x"}"#;
@@ -61,14 +62,8 @@ async fn batch_of(q: &dyn JobQueue, n: u64, interactive: bool) -> String {
         .unwrap();
     let jobs = (0..n)
         .map(|seq| NewJob {
-            seq,
-            line: Some(seq + 1),
-            spec: SPEC.into(),
-            lane: "gemini-2.5-flash-image".into(),
-            op: "generate".into(),
-            webhook: None,
-            hash: None,
             interactive,
+            ..waiting(seq, &[])
         })
         .collect();
     assert_eq!(q.enqueue("p", &b.id, jobs).await.unwrap(), n);
@@ -260,6 +255,7 @@ async fn idempotency_key_resumes(q: &dyn JobQueue) {
             webhook: None,
             hash: None,
             interactive: false,
+            deps: Vec::new(),
         }],
     )
     .await
@@ -426,6 +422,7 @@ async fn webhook_events_are_enqueued_leased_and_recorded(q: &dyn JobQueue) {
         webhook: webhook.map(str::to_string),
         hash: None,
         interactive: false,
+        deps: Vec::new(),
     };
     q.enqueue(
         "p",
@@ -646,6 +643,163 @@ async fn interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits(q: &dyn 
     );
 }
 
+/// The job at `seq` of a test batch, waiting for `deps` (seq, name).
+fn waiting(seq: u64, deps: &[(u64, &str)]) -> NewJob {
+    NewJob {
+        seq,
+        line: Some(seq + 1),
+        spec: SPEC.into(),
+        lane: "gemini-2.5-flash-image".into(),
+        op: "generate".into(),
+        webhook: None,
+        hash: None,
+        interactive: false,
+        deps: deps
+            .iter()
+            .map(|(seq, name)| Dependency {
+                seq: *seq,
+                name: name.to_string(),
+            })
+            .collect(),
+    }
+}
+
+async fn new_batch(q: &dyn JobQueue) -> String {
+    q.create_batch(&NewBatch {
+        project: "p".into(),
+        source: "deps".into(),
+        ..NewBatch::default()
+    })
+    .await
+    .unwrap()
+    .id
+}
+
+async fn claim_ids(q: &dyn JobQueue) -> Vec<imagegen::queue::Claimed> {
+    q.claim("p", "w", 100).await.unwrap()
+}
+
+/// A chain (`previous`): each job waits for the one before; a blocked one cancels every
+/// job after it, naming it, and the batch completes.
+async fn a_chain_runs_in_order_and_a_failure_cancels_the_rest(q: &dyn JobQueue) {
+    let b = new_batch(q).await;
+    let jobs = vec![
+        waiting(0, &[]),
+        waiting(1, &[(0, "frame 1")]),
+        waiting(2, &[(1, "frame 2")]),
+        waiting(3, &[(2, "frame 3")]),
+    ];
+    q.enqueue("p", &b, jobs).await.unwrap();
+    q.seal("p", &b, 4).await.unwrap();
+    let first = claim_ids(q).await;
+    assert_eq!(first.len(), 1, "only the first frame is ready");
+    let r = q
+        .job("p", &imagegen::job::batch_job_id(&b, 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, r.waiting_for), (JobStatus::Queued, Some(1)));
+    q.settle(&[(first[0].lease.clone(), finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    let second = claim_ids(q).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].lease.job, imagegen::job::batch_job_id(&b, 1));
+    assert_eq!(second[0].payload, SPEC);
+    assert_eq!(second[0].line, Some(2));
+    assert!(claim_ids(q).await.is_empty(), "frame 3 waits for frame 2");
+    let report = q
+        .settle(&[(second[0].lease.clone(), finish(JobStatus::Blocked))])
+        .await
+        .unwrap();
+    assert!(
+        report[0].batch_completed,
+        "the rest were cancelled: the batch is done"
+    );
+    for (seq, why) in [
+        (2, "frame 2 was blocked: why"),
+        (3, "frame 3 was cancelled: frame 2 was blocked: why"),
+    ] {
+        let r = q
+            .job("p", &imagegen::job::batch_job_id(&b, seq))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, JobStatus::Cancelled, "{seq}");
+        assert_eq!(r.error.as_deref(), Some(why));
+        assert_eq!(r.waiting_for, None);
+    }
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert_eq!(rec.done, 4);
+    assert_eq!(rec.counts[&JobStatus::Cancelled], 2);
+    assert_eq!(rec.counts[&JobStatus::Queued], 0);
+    assert!(claim_ids(q).await.is_empty());
+}
+
+/// An anchor: every other job waits for the first, then all run at once; a job
+/// enqueued after its dependency ended is settled at enqueue.
+async fn an_anchor_releases_its_dependents_together(q: &dyn JobQueue) {
+    let b = new_batch(q).await;
+    let mut jobs = vec![waiting(0, &[])];
+    jobs.extend((1..6).map(|s| waiting(s, &[(0, "frame 1")])));
+    q.enqueue("p", &b, jobs).await.unwrap();
+    let first = claim_ids(q).await;
+    assert_eq!(first.len(), 1);
+    q.settle(&[(first[0].lease.clone(), finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    let rest = claim_ids(q).await;
+    assert_eq!(rest.len(), 5, "all five released at once");
+    // Enqueued later: frame 1 succeeded (runs at once), frame 2 failed (cancelled).
+    let late = vec![waiting(6, &[(0, "frame 1")]), waiting(7, &[(1, "frame 2")])];
+    let frame2 = rest
+        .iter()
+        .find(|c| c.lease.job == imagegen::job::batch_job_id(&b, 1))
+        .unwrap();
+    q.settle(&[(frame2.lease.clone(), finish(JobStatus::Failed))])
+        .await
+        .unwrap();
+    q.enqueue("p", &b, late).await.unwrap();
+    let now = claim_ids(q).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].lease.job, imagegen::job::batch_job_id(&b, 6));
+    let r = q
+        .job("p", &imagegen::job::batch_job_id(&b, 7))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, JobStatus::Cancelled);
+    assert_eq!(r.error.as_deref(), Some("frame 2 was failed: why"));
+    // A dependency must come earlier in its batch.
+    let e = q.enqueue("p", &b, vec![waiting(8, &[(9, "later")])]).await;
+    assert!(e.is_err(), "{e:?}");
+}
+
+/// Cancelling a batch cancels its waiting jobs too, and a dependency that succeeds
+/// after the cancel releases nothing.
+async fn a_cancelled_batch_releases_no_waiting_job(q: &dyn JobQueue) {
+    let b = new_batch(q).await;
+    let jobs = vec![
+        waiting(0, &[]),
+        waiting(1, &[(0, "frame 1")]),
+        waiting(2, &[(1, "frame 2")]),
+    ];
+    q.enqueue("p", &b, jobs).await.unwrap();
+    q.seal("p", &b, 3).await.unwrap();
+    let first = claim_ids(q).await;
+    let report = q.cancel("p", &b).await.unwrap();
+    assert_eq!(report.flagged, 1, "{report:?}");
+    let settled = q
+        .settle(&[(first[0].lease.clone(), finish(JobStatus::Succeeded))])
+        .await
+        .unwrap();
+    assert!(settled[0].batch_completed);
+    assert!(claim_ids(q).await.is_empty(), "nothing released");
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert_eq!(rec.counts[&JobStatus::Cancelled], 2);
+    assert_eq!(rec.counts[&JobStatus::Succeeded], 1);
+}
+
 /// Chat sessions keep their turns in order: a turn is appended only after the number of
 /// turns its sender saw, so two messages sent at once cannot both follow one turn.
 async fn session_turns_are_appended_in_order_once(q: &dyn JobQueue) {
@@ -708,6 +862,9 @@ both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);
 both!(session_turns_are_appended_in_order_once);
+both!(a_chain_runs_in_order_and_a_failure_cancels_the_rest);
+both!(an_anchor_releases_its_dependents_together);
+both!(a_cancelled_batch_releases_no_waiting_job);
 
 /// A cancel from another process reaches a running job's safe point once the cached
 /// cancel generation (100 ms) has expired.

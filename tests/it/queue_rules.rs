@@ -4,7 +4,7 @@
 
 use imagegen::limits::Limit;
 use imagegen::queue::redis::RULES_LUA;
-use imagegen::queue::rules::{self, Aimd, LaneState, Window};
+use imagegen::queue::rules::{self, AfterDependency, Aimd, LaneState, Window};
 use serde_json::{Value, json};
 
 /// Calls `rules[name](args…)` and returns its answers as a JSON array (nil → null).
@@ -126,6 +126,13 @@ fn rust(name: &str, a: &[Value]) -> Vec<Value> {
             u(1),
             a[2].as_bool().unwrap()
         ))],
+        "after_dependency" => {
+            match rules::after_dependency(u(0), s(1).unwrap(), s(2).unwrap(), s(3).unwrap()) {
+                AfterDependency::Wait => vec![json!("wait"), Value::Null],
+                AfterDependency::Release => vec![json!("release"), Value::Null],
+                AfterDependency::Cancel(reason) => vec![json!("cancel"), json!(reason)],
+            }
+        }
         other => panic!("no rule {other}"),
     }
 }
@@ -506,6 +513,31 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
         ("jobs still running", "batch_complete", json!([5, 4, false])),
         ("completes only once", "batch_complete", json!([5, 5, true])),
         ("empty batch sealed", "batch_complete", json!([0, 0, false])),
+        (
+            "the last dependency succeeded",
+            "after_dependency",
+            json!([1, "succeeded", "frame 2", ""]),
+        ),
+        (
+            "others still pending",
+            "after_dependency",
+            json!([3, "succeeded", "frame 1", ""]),
+        ),
+        (
+            "a blocked dependency cancels, naming it and why",
+            "after_dependency",
+            json!([
+                2,
+                "blocked",
+                "frame 3",
+                "IMAGE_SAFETY: the image was blocked"
+            ]),
+        ),
+        (
+            "a cancelled dependency without a reason",
+            "after_dependency",
+            json!([1, "cancelled", "job b.000001", ""]),
+        ),
     ]
 }
 

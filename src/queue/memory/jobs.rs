@@ -264,6 +264,7 @@ impl Jobs for MemoryQueue {
         batch: &str,
         jobs: Vec<NewJob>,
     ) -> Result<u64, QueueError> {
+        crate::queue::check_deps(&jobs)?;
         self.with(project, |p, _| {
             let Some(bt) = p.batches.get_mut(batch) else {
                 return Err(QueueError::Invalid(format!("no batch `{batch}`")));
@@ -285,17 +286,52 @@ impl Jobs for MemoryQueue {
             for job in jobs {
                 let id = batch_job_id(batch, job.seq);
                 *p.enqueued_by_op.entry(job.op).or_default() += 1;
-                p.lane(&job.lane).ready.push(id.clone(), job.interactive);
+                // Its dependencies: pending ones, and the reason of one that failed.
+                let mut pending = Vec::new();
+                let mut reason = None;
+                for dep in &job.deps {
+                    let dep_id = batch_job_id(batch, dep.seq);
+                    match p.jobs.get(&dep_id) {
+                        Some(d) if d.status.is_terminal() => {
+                            let error = d.error.as_deref().unwrap_or("");
+                            if let (None, rules::AfterDependency::Cancel(r)) = (
+                                &reason,
+                                rules::after_dependency(1, d.status.as_str(), &dep.name, error),
+                            ) {
+                                reason = Some(r);
+                            }
+                        }
+                        _ => pending.push((dep_id, dep.name.clone())),
+                    }
+                }
+                let (lane, urgent) = (job.lane.clone(), job.interactive);
                 let state = JobState {
                     spec: Some(job.spec),
                     lane: job.lane,
                     line: job.line,
                     webhook: job.webhook,
                     enqueued_ms: now,
-                    urgent: job.interactive,
+                    urgent,
+                    deps_left: if reason.is_some() {
+                        0
+                    } else {
+                        pending.len() as u64
+                    },
                     ..JobState::default()
                 };
-                p.jobs.insert(id, state);
+                p.jobs.insert(id.clone(), state);
+                if let Some(reason) = reason {
+                    let (q, c) = (JobStatus::Queued, JobStatus::Cancelled);
+                    p.finish(&id, q, c, Some(&reason), None, now);
+                } else if pending.is_empty() {
+                    p.lane(&lane).ready.push(id, urgent);
+                } else {
+                    for (dep_id, name) in pending {
+                        if let Some(d) = p.jobs.get_mut(&dep_id) {
+                            d.dependents.push((id.clone(), name));
+                        }
+                    }
+                }
             }
             Ok(n)
         })

@@ -38,6 +38,10 @@ pub(super) struct JobState {
     pub cancel: bool,
     /// Interactive: queued ahead of the lane's backlog (and again after a retry).
     pub urgent: bool,
+    /// Dependencies still pending (a waiting job is in no lane yet).
+    pub deps_left: u64,
+    /// Jobs waiting for this one: (their id, what they call this one).
+    pub dependents: Vec<(String, String)>,
 }
 
 impl JobState {
@@ -58,6 +62,7 @@ impl JobState {
                 .clone()
                 .filter(|e| !e.is_empty() && self.status != JobStatus::Succeeded),
             attempts_log: self.log.iter().cloned().collect(),
+            waiting_for: Some(self.deps_left).filter(|n| *n > 0),
             result: self.result.clone(),
             worker: self.worker.clone(),
             cancel_requested: self.cancel,
@@ -438,6 +443,8 @@ impl Project {
         j.token = None;
         j.cancel = false;
         j.deliveries = 0;
+        j.deps_left = 0;
+        let waiting = std::mem::take(&mut j.dependents);
         let own = j.webhook.clone();
         self.hooks.enqueue(
             &format!("job.{}", status.as_str()),
@@ -446,6 +453,7 @@ impl Project {
             now,
         );
         self.move_status(job, from, status);
+        self.after_finish(waiting, status, error.unwrap_or(""), now);
         let Some((batch, _)) = split_job_id(job) else {
             return false;
         };
@@ -467,6 +475,54 @@ impl Project {
     }
 
     /// Back in its lane's queue at once (status queued).
+    /// After a job ended `status`: each job waiting for it waits on, is released to its
+    /// lane, or is cancelled naming it (as `after_finish` in `redis/lib.lua`).
+    fn after_finish(
+        &mut self,
+        waiting: Vec<(String, String)>,
+        status: JobStatus,
+        error: &str,
+        now: u64,
+    ) {
+        for (wid, name) in waiting {
+            let cancelled_batch = split_job_id(&wid)
+                .and_then(|(b, _)| self.batches.get(b))
+                .is_some_and(|b| b.cancel);
+            let Some(w) = self.jobs.get_mut(&wid) else {
+                continue;
+            };
+            if w.status != JobStatus::Queued || w.deps_left == 0 {
+                continue;
+            }
+            let what = match rules::after_dependency(w.deps_left, status.as_str(), &name, error) {
+                rules::AfterDependency::Release if cancelled_batch => {
+                    rules::AfterDependency::Cancel("cancelled by request".into())
+                }
+                what => what,
+            };
+            match what {
+                rules::AfterDependency::Wait => w.deps_left -= 1,
+                rules::AfterDependency::Release => {
+                    w.deps_left = 0;
+                    w.enqueued_ms = now;
+                    let (lane, urgent) = (w.lane.clone(), w.urgent);
+                    self.lane(&lane).ready.push(wid, urgent);
+                }
+                rules::AfterDependency::Cancel(reason) => {
+                    w.deps_left = 0;
+                    self.finish(
+                        &wid,
+                        JobStatus::Queued,
+                        JobStatus::Cancelled,
+                        Some(&reason),
+                        None,
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
     pub fn requeue(&mut self, job: &str, from: JobStatus) {
         let Some(j) = self.jobs.get_mut(job) else {
             return;

@@ -75,6 +75,7 @@ impl Jobs for RedisQueue {
         if jobs.is_empty() {
             return Ok(0);
         }
+        crate::queue::check_deps(&jobs)?;
         let mut lanes: Vec<&str> = jobs.iter().map(|j| j.lane.as_str()).collect();
         lanes.sort_unstable();
         lanes.dedup();
@@ -91,11 +92,14 @@ impl Jobs for RedisQueue {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for job in &jobs {
+            *per_op.entry(job.op.as_str()).or_default() += 1;
+            if !job.deps.is_empty() {
+                continue; // enqueue_wait.lua, below
+            }
             // A queued job is only its stream entry (id, spec, line): the record is
             // created when it is first claimed. That keeps a queued job's overhead to
             // the entry itself (docs/benchmarks.md: memory per queued job).
             *per_lane.entry(job.lane.as_str()).or_default() += 1;
-            *per_op.entry(job.op.as_str()).or_default() += 1;
             if let Some(url) = &job.webhook {
                 // The job's own webhook: its record starts with it (finish reads `wh`).
                 pipe.hset(
@@ -136,6 +140,36 @@ impl Jobs for RedisQueue {
             pipe.hincr(&enq, op, k).ignore();
         }
         let mut conn = self.conn.clone();
+        if jobs.iter().any(|j| !j.deps.is_empty()) {
+            // In the same MULTI, after the counters (a job cancelled at once moves out of
+            // `queued`): loaded first, as EVALSHA inside a transaction cannot load it.
+            let sha = self
+                .scripts
+                .enqueue_wait
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await?;
+            let cmd = pipe
+                .cmd("EVALSHA")
+                .arg(sha)
+                .arg(0)
+                .arg(self.base(project))
+                .arg(now_ms())
+                .arg(self.options.retention.as_secs().max(1));
+            for job in jobs.iter().filter(|j| !j.deps.is_empty()) {
+                cmd.arg(batch_job_id(batch, job.seq))
+                    .arg(&job.lane)
+                    .arg(&job.spec)
+                    .arg(job.line.map(|l| l.to_string()).unwrap_or_default())
+                    .arg(job.webhook.as_deref().unwrap_or(""))
+                    .arg(u8::from(job.interactive))
+                    .arg(job.deps.len());
+                for dep in &job.deps {
+                    cmd.arg(batch_job_id(batch, dep.seq)).arg(&dep.name);
+                }
+            }
+            cmd.ignore();
+        }
         let () = pipe.query_async(&mut conn).await?;
         Ok(n)
     }

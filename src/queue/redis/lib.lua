@@ -110,6 +110,12 @@ end
 -- caller stamps last_ms and checks completion once per batch after flush(), see
 -- settle_batches(). `wh` is the job's own webhook URL (its record's `wh`), if any: the
 -- event goes there, else to the project's default.
+-- Jobs waiting for others (NewJob::deps): the waiting job's record has st = queued,
+-- dl = dependencies still pending, ws/wl = its spec and line (it is in no stream yet),
+-- m = lane, pu = interactive; each dependency lists it in base..':job:'..dep..':dn'
+-- ("waiting id\tname of the dependency"). finish() releases or cancels them.
+local after_finish -- defined below finish (they call each other)
+
 local function finish(d, base, jid, from, status, err, res, now, retention, lane, att, wh)
   local rk = base .. ':job:' .. jid
   local f = {'st', status, 't2', now}
@@ -126,6 +132,7 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
   hook(base, now, 'job.' .. status, jid, wh)
+  after_finish(d, base, jid, status, err, now, retention)
   local b = batch_of(jid)
   if not b then return nil end
   local bk = base .. ':batch:' .. b
@@ -137,6 +144,44 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
     redis.call('LTRIM', list, 0, 999)
   end
   return bk
+end
+
+-- A waiting job goes to its lane's stream as a first delivery would find it.
+local function release(d, base, jid, lane, spec, line, urgent)
+  local args = {'j', jid, 's', spec}
+  if line and line ~= '' then args[#args + 1] = 'l'; args[#args + 1] = line end
+  redis.call('XADD', urgent and urgent_stream(base, lane) or lane_stream(base, lane), '*', unpack(args))
+  bump(d, lane_key(base, lane), 'qd', 1)
+end
+
+-- After job `jid` ended `status`: each job waiting for it waits on, is released, or is
+-- cancelled naming it (rules.after_dependency); a cancelled batch releases nothing.
+after_finish = function(d, base, jid, status, err, now, retention)
+  local dk = base .. ':job:' .. jid .. ':dn'
+  local waiting = redis.call('LRANGE', dk, 0, -1)
+  if #waiting == 0 then return end
+  redis.call('DEL', dk)
+  for _, entry in ipairs(waiting) do
+    local wid, name = string.match(entry, '^([^\t]+)\t(.*)$')
+    local wk = base .. ':job:' .. wid
+    local v = redis.call('HMGET', wk, 'st', 'dl', 'm', 'wh', 'pu', 'ws', 'wl')
+    if (v[1] or 'queued') == 'queued' and v[2] then
+      local what, reason = rules.after_dependency(tonumber(v[2]), status, name, err or '')
+      if what == 'release' and redis.call('HGET', base .. ':batch:' .. batch_of(wid), 'cx') then
+        what, reason = 'cancel', 'cancelled by request'
+      end
+      if what == 'wait' then
+        redis.call('HINCRBY', wk, 'dl', -1)
+      else
+        redis.call('HDEL', wk, 'dl', 'ws', 'wl')
+        if what == 'release' then
+          release(d, base, wid, v[3] or '_', v[6], v[7], v[5] == '1')
+        else
+          finish(d, base, wid, 'queued', 'cancelled', reason, nil, now, retention, nil, nil, v[4])
+        end
+      end
+    end
+  end
 end
 
 -- Appends one retry or deferral to a job's log (newest last, at most max entries).

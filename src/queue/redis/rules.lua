@@ -150,3 +150,14 @@ end
 function rules.batch_complete(total, done, completed)
   return not completed and total ~= nil and done >= total
 end
+
+-- Returns 'wait', 'release' or 'cancel' and the reason (cancel only).
+function rules.after_dependency(left, status, name, err)
+  if status ~= 'succeeded' then
+    local why = ''
+    if err and err ~= '' then why = ': ' .. err end
+    return 'cancel', name .. ' was ' .. status .. why
+  end
+  if left <= 1 then return 'release', nil end
+  return 'wait', nil
+end

@@ -350,6 +350,7 @@ fn a_worker_never_reads_a_local_path_and_non_images_are_refused_at_submit() {
                 webhook: None,
                 hash: None,
                 interactive: false,
+                deps: Vec::new(),
             }],
         )
         .await

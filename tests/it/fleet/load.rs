@@ -96,6 +96,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     webhook: None,
                     hash: None,
                     interactive: false,
+                    deps: Vec::new(),
                 })
                 .collect();
             jobs.insert(
@@ -109,6 +110,7 @@ fn burst_of_20k_with_a_poison_payload_survives_killed_connections() {
                     webhook: None,
                     hash: None,
                     interactive: false,
+                    deps: Vec::new(),
                 },
             );
             queue.enqueue("acme", &b.id, jobs).await?;
