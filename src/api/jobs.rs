@@ -19,8 +19,9 @@ use crate::job::validate::{ValidationContext, validate};
 use crate::job::{JobSpec, JobStatus};
 use crate::queue::{JobRecord, NewBatch, NewJob};
 
-/// Poll intervals while a sync request waits: quick at first (most answers take one
-/// provider call), then at most every 100 ms.
+/// Poll intervals while a sync request waits where the queue sends no finish notices:
+/// quick at first (most answers take one provider call), then at most every 100 ms
+/// (with notices, the poll every 100 ms is only a safety net).
 const FIRST_POLL: Duration = Duration::from_millis(2);
 const MAX_POLL: Duration = Duration::from_millis(100);
 
@@ -184,6 +185,8 @@ pub(super) async fn wait(
     timeout: Duration,
 ) -> Result<Option<JobRecord>, ApiError> {
     let deadline = Instant::now() + timeout;
+    // Subscribed before the first read: a finish between the two is not missed.
+    let mut notices = state.queue.notices(project).await;
     let mut pause = FIRST_POLL;
     loop {
         let record = state
@@ -194,8 +197,33 @@ pub(super) async fn wait(
         if record.as_ref().is_some_and(|r| r.status.is_terminal()) || Instant::now() >= deadline {
             return Ok(record);
         }
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 3 / 2).min(MAX_POLL);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match notices.as_mut() {
+            // Woken by the finish notice; the poll stays as a safety net.
+            Some(rx) => {
+                tokio::select! {
+                    () = notice_of(rx, job) => {}
+                    () = tokio::time::sleep(MAX_POLL.min(left)) => {}
+                }
+            }
+            None => {
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 3 / 2).min(MAX_POLL);
+            }
+        }
+    }
+}
+
+/// Returns when `job`'s finish notice arrives (or notices were lost: read again).
+async fn notice_of(rx: &mut tokio::sync::broadcast::Receiver<crate::queue::Notice>, job: &str) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(crate::queue::Notice::Finished(id)) if id == job => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 

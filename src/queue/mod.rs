@@ -450,6 +450,30 @@ pub trait Records: Send + Sync {
     async fn register_worker(&self, project: &str, info: &WorkerInfo) -> Result<(), QueueError>;
     /// The workers that registered for `project` within `live_ms`.
     async fn workers(&self, project: &str, live_ms: u64) -> Result<Vec<WorkerInfo>, QueueError>;
+    /// What happens to the project's interactive jobs, as it happens: an HTTP request
+    /// waiting for one wakes when it finishes, and an idle worker when one is queued,
+    /// instead of polling; `None` when this queue cannot tell (the caller polls).
+    async fn notices(&self, project: &str) -> Option<tokio::sync::broadcast::Receiver<Notice>>;
+}
+
+/// What [`Records::notices`] tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An interactive job finished (its id).
+    Finished(String),
+    /// An interactive job was queued in this lane.
+    Queued(String),
+}
+
+impl Notice {
+    /// As published on Redis: `f:<job>` or `q:<lane>`.
+    pub fn parse(text: &str) -> Option<Notice> {
+        match text.split_once(':')? {
+            ("f", job) => Some(Notice::Finished(job.to_string())),
+            ("q", lane) => Some(Notice::Queued(lane.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// Chat sessions: their settings and ordered turns (the API's `/chat/...`).

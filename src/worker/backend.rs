@@ -20,7 +20,6 @@
 //!   (counted retry).
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -69,6 +68,8 @@ pub struct Shared {
     pub pace: Pace,
     /// Settles of finished jobs still being written (shutdown waits for them).
     pub settling: tokio_util::task::TaskTracker,
+    /// Told when an interactive job was queued: an idle backend claims at once.
+    pub arrived: tokio::sync::Notify,
 }
 
 /// A lease this worker holds, and since when (a job that ends in a panic or a timeout
@@ -190,7 +191,7 @@ pub struct QueueBackend {
     credits: Vec<i64>,
     buffer: VecDeque<Claimed>,
     claim: Option<ClaimFut>,
-    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Option<BoxFuture<'static, ()>>,
     idle_ms: u64,
     closing: Option<BoxFuture<'static, ()>>,
 }
@@ -350,8 +351,15 @@ impl QueueBackend {
         }
     }
 
+    /// Waits `ms` before the next claim, or less when an interactive job arrives.
     fn backoff(&mut self, ms: u64) {
-        self.idle = Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+        let shared = self.shared.clone();
+        self.idle = Some(Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                () = shared.arrived.notified() => {}
+            }
+        }));
     }
 }
 

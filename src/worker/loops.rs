@@ -122,6 +122,28 @@ pub(super) async fn keep_leases(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Wakes the idle backend when an interactive job of `project` is queued (the queue's
+/// notices), so an HTTP request's job waits for a free slot, not for the next poll;
+/// subscribes again a second after the notices stop (a lost connection).
+pub(super) async fn arrivals_loop(shared: Arc<Shared>, project: String) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let Some(mut rx) = shared.queue.notices(&project).await else {
+            return; // this queue tells nothing: the backend polls
+        };
+        loop {
+            match rx.recv().await {
+                Ok(crate::queue::Notice::Queued(_)) | Err(RecvError::Lagged(_)) => {
+                    shared.arrived.notify_one();
+                }
+                Ok(_) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 pub(super) async fn recover_loop(shared: Arc<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -227,6 +227,11 @@ pub async fn run_worker(
         shared.clone(),
         (options.visibility / 4).max(Duration::from_millis(200)),
     ));
+    let listeners: Vec<_> = shared
+        .projects
+        .iter()
+        .map(|p| tokio::spawn(super::loops::arrivals_loop(shared.clone(), p.clone())))
+        .collect();
     let registry = tokio::spawn(register_loop(
         queue.clone(),
         options.name.clone(),
@@ -267,6 +272,7 @@ pub async fn run_worker(
     let report = hand_back(&shared, handback_by).await;
     keeper.abort();
     recovery.abort();
+    listeners.iter().for_each(|l| l.abort());
     if let Some(d) = dispatcher {
         // Deliveries in flight finish (each bounded by the attempt timeout); the rest
         // wait in the queue for any worker.
@@ -296,6 +302,7 @@ fn shared_state(
         recovered: Default::default(),
         pace: Default::default(),
         settling: Default::default(),
+        arrived: Default::default(),
     })
 }
 

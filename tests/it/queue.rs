@@ -6,8 +6,8 @@ use std::time::Duration;
 use imagegen::job::JobStatus;
 use imagegen::limits::{Limit, ProjectLimits, Throttle};
 use imagegen::queue::{
-    Dependency, JobQueue, Jobs as _, MemoryQueue, NewBatch, NewJob, QueueOptions, RedisQueue,
-    Settle,
+    Dependency, JobQueue, Jobs as _, MemoryQueue, NewBatch, NewJob, Notice, QueueOptions,
+    RedisQueue, Settle,
 };
 
 const SPEC: &str = r#"{"op":"generate","model":"gemini-2.5-flash-image","prompt":"x"}"#;
@@ -800,6 +800,33 @@ async fn a_cancelled_batch_releases_no_waiting_job(q: &dyn JobQueue) {
     assert_eq!(rec.counts[&JobStatus::Succeeded], 1);
 }
 
+/// An interactive job's finish is told to whoever waits for it (the API's sync
+/// requests); a bulk job's is not.
+async fn interactive_finishes_are_told(q: &dyn JobQueue) {
+    let mut rx = q.notices("p").await.expect("both backends tell");
+    let bulk = batch_of(q, 1, false).await;
+    let urgent = batch_of(q, 1, true).await;
+    let claimed = q.claim("p", "w", 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let items: Vec<_> = claimed
+        .iter()
+        .map(|c| (c.lease.clone(), finish(JobStatus::Succeeded)))
+        .collect();
+    q.settle(&items).await.unwrap();
+    let mut told = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        told.push(n);
+    }
+    assert_eq!(
+        told,
+        vec![
+            Notice::Queued("gemini-2.5-flash-image".into()),
+            Notice::Finished(imagegen::job::batch_job_id(&urgent, 0)),
+        ],
+        "nothing of the bulk batch {bulk}"
+    );
+}
+
 /// Chat sessions keep their turns in order: a turn is appended only after the number of
 /// turns its sender saw, so two messages sent at once cannot both follow one turn.
 async fn session_turns_are_appended_in_order_once(q: &dyn JobQueue) {
@@ -862,6 +889,7 @@ both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);
 both!(session_turns_are_appended_in_order_once);
+both!(interactive_finishes_are_told);
 both!(a_chain_runs_in_order_and_a_failure_cancels_the_rest);
 both!(an_anchor_releases_its_dependents_together);
 both!(a_cancelled_batch_releases_no_waiting_job);

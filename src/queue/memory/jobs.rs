@@ -324,6 +324,9 @@ impl Jobs for MemoryQueue {
                     let (q, c) = (JobStatus::Queued, JobStatus::Cancelled);
                     p.finish(&id, q, c, Some(&reason), None, now);
                 } else if pending.is_empty() {
+                    if let (true, Some(tx)) = (urgent, &p.notices) {
+                        let _ = tx.send(crate::queue::Notice::Queued(lane.clone()));
+                    }
                     p.lane(&lane).ready.push(id, urgent);
                 } else {
                     for (dep_id, name) in pending {

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use super::MemoryQueue;
 use crate::job::{JobStatus, batch_job_id};
 use crate::queue::{
-    BatchRecord, DeadLetter, JobRecord, ProjectCounts, QueueError, Records, WorkerInfo, now_ms,
+    BatchRecord, DeadLetter, JobRecord, Notice, ProjectCounts, QueueError, Records, WorkerInfo,
+    now_ms,
 };
 
 #[async_trait]
@@ -85,6 +86,14 @@ impl Records for MemoryQueue {
             p.workers.insert(info.worker.clone(), info.clone());
         });
         Ok(())
+    }
+
+    async fn notices(&self, project: &str) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        Some(self.with(project, |p, _| {
+            p.notices
+                .get_or_insert_with(|| tokio::sync::broadcast::channel(4096).0)
+                .subscribe()
+        }))
     }
 
     async fn workers(&self, project: &str, live_ms: u64) -> Result<Vec<WorkerInfo>, QueueError> {

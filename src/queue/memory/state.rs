@@ -341,6 +341,8 @@ pub(super) struct Project {
     pub hold_ms: u64,
     /// Chat sessions by id.
     pub sessions: HashMap<String, crate::queue::SessionRecord>,
+    /// Where interactive jobs' notices go (once someone listens).
+    pub notices: Option<tokio::sync::broadcast::Sender<crate::queue::Notice>>,
 }
 
 fn bump(counts: &mut BTreeMap<JobStatus, i64>, status: JobStatus, by: i64) {
@@ -444,6 +446,9 @@ impl Project {
         j.cancel = false;
         j.deliveries = 0;
         j.deps_left = 0;
+        if let (true, Some(tx)) = (j.urgent, &self.notices) {
+            let _ = tx.send(crate::queue::Notice::Finished(job.to_string()));
+        }
         let waiting = std::mem::take(&mut j.dependents);
         let own = j.webhook.clone();
         self.hooks.enqueue(

@@ -139,6 +139,15 @@ impl Jobs for RedisQueue {
         for (op, k) in per_op {
             pipe.hincr(&enq, op, k).ignore();
         }
+        // Idle workers wake for an interactive job (records.rs `notices`).
+        let news = self.key(project, "news");
+        let mut told: Vec<&str> = Vec::new();
+        for job in jobs.iter().filter(|j| j.interactive && j.deps.is_empty()) {
+            if !told.contains(&job.lane.as_str()) {
+                told.push(&job.lane);
+                pipe.publish(&news, format!("q:{}", job.lane)).ignore();
+            }
+        }
         let mut conn = self.conn.clone();
         if jobs.iter().any(|j| !j.deps.is_empty()) {
             // In the same MULTI, after the counters (a job cancelled at once moves out of

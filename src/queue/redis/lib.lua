@@ -132,6 +132,8 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
   hook(base, now, 'job.' .. status, jid, wh)
+  -- An interactive job (an HTTP request waits for it): tell the API processes.
+  if redis.call('HGET', rk, 'pu') == '1' then redis.call('PUBLISH', base .. ':news', 'f:' .. jid) end
   after_finish(d, base, jid, status, err, now, retention)
   local b = batch_of(jid)
   if not b then return nil end

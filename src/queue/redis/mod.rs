@@ -87,6 +87,10 @@ pub struct RedisQueue {
     groups: Arc<Mutex<HashSet<(String, String)>>>,
     limits: Arc<Mutex<HashMap<String, ProjectLimits>>>,
     cancels: Arc<CancelWatch>,
+    /// The server's URL (set by `open`): finish notices need a subscriber connection.
+    url: Option<String>,
+    /// Per project, the fan-out of its notices (`…:news`), once subscribed.
+    notices: Arc<Mutex<HashMap<String, tokio::sync::broadcast::Sender<super::Notice>>>>,
 }
 
 /// How long a read of a project's cancel generation is trusted.
@@ -133,12 +137,57 @@ impl RedisQueue {
             groups: Arc::default(),
             limits: Arc::default(),
             cancels: Arc::default(),
+            url: None,
+            notices: Arc::default(),
         }
     }
 
     /// Connects to `url`.
     pub async fn open(url: &str, prefix: &str, options: QueueOptions) -> Result<Self, QueueError> {
-        Ok(Self::new(connect(url).await?, prefix, options))
+        Ok(RedisQueue {
+            url: Some(url.to_string()),
+            ..Self::new(connect(url).await?, prefix, options)
+        })
+    }
+
+    /// Subscribes to the project's notices (`PUBLISH`ed to `…:news`: `f:<job>` by
+    /// `finish` in `lib.lua` for interactive jobs, `q:<lane>` by an interactive
+    /// enqueue) on a connection of its own, fanned out to every listener of this
+    /// process; the subscription ends (and the next listener makes a new one) when the
+    /// connection drops, and listeners poll meanwhile.
+    pub(super) async fn subscribe_notices(
+        &self,
+        project: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<super::Notice>> {
+        use futures::StreamExt as _;
+        if let Some(tx) = self.notices.lock().expect("notices").get(project) {
+            return Some(tx.subscribe());
+        }
+        let client = redis::Client::open(self.url.as_deref()?).ok()?;
+        let mut pubsub = client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(self.key(project, "news")).await.ok()?;
+        let (tx, rx) = tokio::sync::broadcast::channel(4096);
+        let mut map = self.notices.lock().expect("notices");
+        if let Some(existing) = map.get(project) {
+            return Some(existing.subscribe()); // another listener won the race
+        }
+        map.insert(project.to_string(), tx.clone());
+        drop(map);
+        let (notices, project) = (self.notices.clone(), project.to_string());
+        tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                if let Some(n) = msg
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|t| super::Notice::parse(&t))
+                {
+                    let _ = tx.send(n);
+                }
+            }
+            notices.lock().expect("notices").remove(&project);
+        });
+        Some(rx)
     }
 
     /// The connection (for benchmarks and tests that inspect Redis).

@@ -10,7 +10,8 @@ use super::RedisQueue;
 use crate::job::{batch_job_id, split_job_id};
 use crate::queue::records::{batch_fields, job_fields};
 use crate::queue::{
-    BatchRecord, DeadLetter, JobRecord, ProjectCounts, QueueError, Records, WorkerInfo, now_ms,
+    BatchRecord, DeadLetter, JobRecord, Notice, ProjectCounts, QueueError, Records, WorkerInfo,
+    now_ms,
 };
 
 #[async_trait]
@@ -156,6 +157,10 @@ impl Records for RedisQueue {
             .await?;
         Ok(())
     }
+    async fn notices(&self, project: &str) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        self.subscribe_notices(project).await
+    }
+
     async fn workers(&self, project: &str, live_ms: u64) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut conn = self.conn.clone();
         let key = self.key(project, "workers");
