@@ -211,7 +211,7 @@ fn turn_image(
     let url = match &img.source {
         ImageSource::Stored(key) => Some(state.projects[&caller.project].store.url_of_key(key)),
         ImageSource::Url(u) => Some(u.clone()),
-        ImageSource::Inline(_) | ImageSource::Path(_) => None,
+        ImageSource::Inline(_) | ImageSource::Path(_) | ImageSource::Output { .. } => None,
     };
     (url, img.mime_type.clone())
 }

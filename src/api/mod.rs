@@ -20,6 +20,7 @@ mod guide;
 mod jobs;
 mod limit;
 pub mod openapi;
+mod story;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -255,6 +256,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/advanced/inpaint", post(advanced::inpaint))
         .route("/advanced/outpaint", post(advanced::outpaint))
         .route("/advanced/style-transfer", post(advanced::style_transfer))
+        .route("/story/generate", post(story::generate))
         .route("/chat/create", post(chat::create))
         .route("/chat/{id}/message", post(chat::message))
         .route("/v1/jobs", post(jobs::create))

@@ -300,6 +300,78 @@ pub struct BatchEventDoc {
     pub data: String,
 }
 
+/// `POST /story/generate` (the guide's fields, and a story line's).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StoryRequestDoc {
+    /// What the sequence shows (at most 2,000 characters).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"[\s\S]*\S[\s\S]*")]
+    pub description: String,
+    /// Frames, 1 to 24 (default 4).
+    #[schema(minimum = 1, maximum = 24, nullable = false)]
+    pub num_images: Option<u32>,
+    /// `recipe`, `tutorial`, `story`, …
+    #[schema(nullable = false)]
+    pub content_type: Option<String>,
+    /// The look every frame shares.
+    #[schema(nullable = false)]
+    pub style: Option<String>,
+    /// `previous` (default), `anchor` or `none`.
+    #[schema(pattern = "^(previous|anchor|none)$", nullable = false)]
+    pub chain: Option<String>,
+    /// Answer 202 at once and poll `status_url`.
+    #[schema(nullable = false)]
+    pub r#async: Option<bool>,
+}
+
+/// A finished story.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoryAnswerDoc {
+    /// The request's id.
+    pub request_id: String,
+    /// Its batch (`GET /v1/batches/{id}`).
+    pub batch_id: String,
+    /// `story-1`: its outputs are under `{project}/{batch}/stories/story-1/`.
+    pub story_id: String,
+    /// `completed`, `partial` or `failed`.
+    pub status: String,
+    /// In words, with the reason when not completed.
+    pub summary: String,
+    /// The model of the frames.
+    pub model: String,
+    /// What the caller should know.
+    pub warnings: Vec<String>,
+    /// Every frame in order: `index`, `job_id`, `status`, `prompt`, `error`, `image_url`.
+    #[schema(value_type = Vec<Object>)]
+    pub frames: Vec<serde_json::Value>,
+    /// The succeeded frames' images in order, base64.
+    pub images: Vec<String>,
+    /// Their MIME types.
+    pub mime_types: Vec<String>,
+    /// The contact sheet (the frames in a numbered grid).
+    pub contact_sheet_url: Option<String>,
+}
+
+/// 202: a story queued (or still running).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoryAcceptedDoc {
+    /// The request's id.
+    pub request_id: String,
+    /// Its batch.
+    pub batch_id: String,
+    /// `story-1`.
+    pub story_id: String,
+    /// `queued`.
+    pub status: String,
+    /// The model of the frames.
+    pub model: String,
+    /// What the caller should know.
+    pub warnings: Vec<String>,
+    /// `/v1/batches/{id}`.
+    pub status_url: String,
+    /// The assembly job (`GET /v1/jobs/{id}`): terminal when the story is.
+    pub assembly_url: String,
+}
+
 /// `POST /chat/create`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -500,6 +572,7 @@ impl Modify for Bearer {
         super::advanced::style_transfer,
         super::chat::create,
         super::chat::message,
+        super::story::generate,
         super::jobs::create,
         super::jobs::get,
         super::jobs::cancel,

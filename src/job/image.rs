@@ -25,6 +25,15 @@ pub enum ImageSource {
     /// what a producer turns a local path or an upload into, so a worker on any
     /// machine reads it (through the store) and never opens a path of its own disk.
     Stored(String),
+    /// Image `index` of another job's outputs (`{"output_of": id, "index": n}`), e.g. a
+    /// story's previous frame: the worker reads that job's record when it runs (the job
+    /// waits for it as a dependency).
+    Output {
+        /// The job.
+        job: String,
+        /// Which of its images (0-based).
+        index: usize,
+    },
 }
 
 /// An input image with an optional declared MIME type.
@@ -138,6 +147,10 @@ struct Wire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     stored: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    output_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mime_type: Option<&'a str>,
 }
 
@@ -148,6 +161,8 @@ impl Serialize for ImageInput {
             path: None,
             url: None,
             stored: None,
+            output_of: None,
+            index: None,
             mime_type: self.mime_type.as_deref(),
         };
         match &self.source {
@@ -155,6 +170,10 @@ impl Serialize for ImageInput {
             ImageSource::Path(p) => w.path = Some(p),
             ImageSource::Url(u) => w.url = Some(u),
             ImageSource::Stored(k) => w.stored = Some(k),
+            ImageSource::Output { job, index } => {
+                w.output_of = Some(job);
+                w.index = Some(*index);
+            }
         }
         w.serialize(s)
     }
@@ -174,9 +193,20 @@ impl<'de> Deserialize<'de> for ImageInput {
     }
 }
 
-fn from_object(map: serde_json::Map<String, serde_json::Value>) -> Result<ImageInput, String> {
+fn from_object(mut map: serde_json::Map<String, serde_json::Value>) -> Result<ImageInput, String> {
     let mut source = None;
     let mut mime_type = None;
+    let index = match map.remove("index") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| format!("image `index` must be a whole number, got {v}"))?
+                as usize,
+        ),
+    };
+    if index.is_some() && !map.contains_key("output_of") {
+        return Err("image `index` goes with `output_of`".into());
+    }
     for (key, value) in map {
         let text = value
             .as_str()
@@ -197,21 +227,28 @@ fn from_object(map: serde_json::Map<String, serde_json::Value>) -> Result<ImageI
                 ImageSource::Url(u) => ImageSource::Url(u),
                 _ => return Err(format!("image `{key}` must be a URL, got `{text}`")),
             },
+            "output_of" if !text.is_empty() => ImageSource::Output {
+                job: text,
+                index: index.unwrap_or(0),
+            },
             "mime_type" | "mimeType" => {
                 mime_type = Some(text);
                 continue;
             }
             other => {
                 return Err(format!(
-                    "unknown image field `{other}` (expected `data`, `path`, `url`, `stored`, `mime_type`)"
+                    "unknown image field `{other}` (expected `data`, `path`, `url`, `stored`, `output_of`, `mime_type`)"
                 ));
             }
         };
         if source.replace(next).is_some() {
-            return Err("an image takes exactly one of `data`, `path`, `url`, `stored`".into());
+            return Err(
+                "an image takes exactly one of `data`, `path`, `url`, `stored`, `output_of`".into(),
+            );
         }
     }
-    let source = source.ok_or("an image needs one of `data`, `path`, `url`, `stored`")?;
+    let source =
+        source.ok_or("an image needs one of `data`, `path`, `url`, `stored`, `output_of`")?;
     Ok(ImageInput { source, mime_type })
 }
 

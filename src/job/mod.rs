@@ -9,6 +9,7 @@ pub mod enums;
 pub mod image;
 pub mod result;
 pub mod spec;
+pub mod story;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};

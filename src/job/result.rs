@@ -34,6 +34,10 @@ pub struct JobResult {
     pub request: serde_json::Value,
     /// Stored images.
     pub images: Vec<StoredImage>,
+    /// Its input images (`images`) as it read them: where from, and their SHA-256
+    /// where known (provenance: a story frame names the frame it was made from).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputRef>,
     /// Text the model returned.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub text: Vec<String>,
@@ -67,6 +71,20 @@ pub struct JobResult {
     pub duration_ms: u64,
 }
 
+/// An input image of a job, as `result.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// The job field (`images[0]`).
+    pub field: String,
+    /// Where it was read from (none for inline data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Hex SHA-256 of its bytes, where known (inline data, uploads, another job's
+    /// output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
 /// Longest prompt kept in a compact result (the full one is in `result.json`).
 pub const PROMPT_EXCERPT: usize = 200;
 
@@ -97,6 +115,9 @@ pub struct CompactResult {
     /// A chat job's answer as the next turn's history needs it ([`JobResult::model_turn`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_turn: Option<Content>,
+    /// Its input images with their provenance ([`JobResult::inputs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputRef>,
     /// Wall time of the delivery that finished the job.
     #[serde(default)]
     pub duration_ms: u64,
@@ -120,6 +141,7 @@ impl CompactResult {
             text: result.text.clone(),
             usage: result.usage.clone(),
             model_turn: result.model_turn.clone(),
+            inputs: result.inputs.clone(),
             duration_ms: result.duration_ms,
             metadata: result
                 .request

@@ -48,11 +48,18 @@ pub enum Operation {
     Compose,
     /// One turn of a multi-turn conversation.
     Chat,
+    /// A sequence of frames from a description (`submit` expands it into a plan, the
+    /// frames and their assembly: `job::story`).
+    Story,
+    /// A Gemini text model plans a story's frames (JSON with a response schema).
+    Plan,
+    /// A story's frames become `story.json` and a contact sheet (no model call).
+    Assemble,
 }
 
 impl Operation {
     /// Every operation, for help texts and metrics label sets.
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 10] = [
         Operation::Generate,
         Operation::Edit,
         Operation::Upscale,
@@ -60,6 +67,9 @@ impl Operation {
         Operation::Recontext,
         Operation::Compose,
         Operation::Chat,
+        Operation::Story,
+        Operation::Plan,
+        Operation::Assemble,
     ];
 
     /// The snake_case name used on the wire and in metrics.
@@ -72,6 +82,9 @@ impl Operation {
             Operation::Recontext => "recontext",
             Operation::Compose => "compose",
             Operation::Chat => "chat",
+            Operation::Story => "story",
+            Operation::Plan => "plan",
+            Operation::Assemble => "assemble",
         }
     }
 }
@@ -89,7 +102,7 @@ impl std::str::FromStr for Operation {
             .into_iter()
             .find(|op| op.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown operation `{s}` (expected generate, edit, upscale, segment, recontext, compose or chat)")
+                format!("unknown operation `{s}` (expected generate, edit, upscale, segment, recontext, compose, chat or story)")
             })
     }
 }
@@ -272,6 +285,38 @@ pub struct JobSpec {
     /// carries it, with the image URLs, at the top level of the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+
+    // ---- stories (`op: "story"`, expanded by submit: docs/job-spec.md "Stories") ----
+    /// Story, plan: what the sequence shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Story, plan: how many frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    /// Story, plan: what kind of sequence (`recipe`, `tutorial`, `story`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Story, plan: the look every frame shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    /// Story: how frames stay consistent (`previous`, `anchor`, `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<super::story::Chain>,
+    /// Story: the Gemini text model that plans the frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner_model: Option<String>,
+    /// Story: the frames' prompts, given (nothing is planned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_prompts: Vec<String>,
+    /// A story's plan, frame or assembly: which story, which frame (set by submit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub story: Option<super::story::StoryRef>,
+    /// A planned frame: the job that planned it (`#<seq>`, set by submit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_of: Option<String>,
+    /// An assembly: its plan (when planned) and frames' jobs in order (`#<seq>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_jobs: Vec<String>,
 }
 
 /// Gemini response modality.

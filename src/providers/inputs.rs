@@ -197,6 +197,13 @@ impl InputResolver {
     ) -> Result<(), ProviderError> {
         let bytes = match &img.source {
             ImageSource::Inline(_) => return Ok(()),
+            ImageSource::Output { job, index } => {
+                // The worker reads those from the job they name before the call.
+                return Err(permanent(
+                    field,
+                    format!("image {index} of job {job} was not resolved before the call"),
+                ));
+            }
             ImageSource::Url(u) if keep_gcs && u.starts_with("gs://") => return Ok(()),
             ImageSource::Path(p) if self.options.local_paths => read_file(field, p, limit).await?,
             ImageSource::Path(p) => {

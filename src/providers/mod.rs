@@ -20,4 +20,4 @@ pub use client::{
 pub use endpoint::{Method, Target};
 pub use error::{ProviderError, TransientKind, classify};
 pub use inputs::{InputOptions, InputResolver};
-pub use response::{OutputImage, ProviderOutput, ResponseKind, Usage};
+pub use response::{OutputImage, ProviderOutput, ResponseKind, Usage, plan_prompts};

@@ -76,6 +76,9 @@ pub enum ResponseKind {
     /// `:generateContent` on a Gemini text model asked to segment: a JSON list of boxes,
     /// labels and masks, turned into masks of the input's size (`providers::masks`).
     ObjectMasks(MaskAnswer),
+    /// `:generateContent` on a Gemini text model asked to plan a story of this many
+    /// frames: JSON `{"frames": [{"prompt"}]}`, checked (count, non-empty, distinct).
+    Plan(u32),
 }
 
 /// How a segmentation answer becomes masks.
@@ -98,9 +101,97 @@ pub fn parse_success(body: &[u8], kind: ResponseKind) -> Result<ProviderOutput, 
     match kind {
         ResponseKind::Content => parse_generate_content(value, None),
         ResponseKind::ObjectMasks(answer) => parse_generate_content(value, Some(answer)),
+        ResponseKind::Plan(frames) => parse_plan(value, frames),
         ResponseKind::Images => parse_predict(value, false),
         ResponseKind::Masks => parse_predict(value, true),
     }
+}
+
+/// A story plan: the answer's text as `{"frames": [{"prompt": …}, …]}` with exactly
+/// `frames` non-empty, distinct prompts (a fenced answer is accepted), kept as one
+/// normalised JSON text. A short or malformed plan is a malformed-response transient
+/// (retried); a blocked one is blocked.
+fn parse_plan(value: serde_json::Value, frames: u32) -> Result<ProviderOutput, ProviderError> {
+    let resp = content_response(value)?;
+    let cand = resp.candidates.into_iter().next();
+    let reason = cand.as_ref().and_then(|c| c.finish_reason.clone());
+    if let Some(r) = reason.as_deref().filter(|r| SAFETY_FINISH.contains(r)) {
+        return Err(ProviderError::Blocked {
+            reason: r.to_string(),
+            message: cand.and_then(|c| c.finish_message),
+        });
+    }
+    let text: String = cand
+        .and_then(|c| c.content)
+        .map(|c| {
+            c.parts
+                .iter()
+                .filter(|p| !p.is_thought())
+                .filter_map(|p| p.text.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = text
+        .trim()
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```")
+        .trim();
+    let plan: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| malformed(format!("the plan is not JSON: {e}")))?;
+    let prompts: Vec<String> = plan
+        .get("frames")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| malformed("the plan has no `frames` list".into()))?
+        .iter()
+        .map(|f| {
+            f.get("prompt")
+                .and_then(serde_json::Value::as_str)
+                .map(|p| p.trim().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    if prompts.len() != frames as usize {
+        return Err(malformed(format!(
+            "the plan has {} frames, {frames} were asked for",
+            prompts.len()
+        )));
+    }
+    if let Some(i) = prompts.iter().position(String::is_empty) {
+        return Err(malformed(format!(
+            "frame {} of the plan has no prompt",
+            i + 1
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = prompts.iter().position(|p| !seen.insert(p.clone())) {
+        return Err(malformed(format!(
+            "frame {} of the plan repeats an earlier frame's prompt",
+            dup + 1
+        )));
+    }
+    let frames: Vec<serde_json::Value> = prompts
+        .into_iter()
+        .map(|p| serde_json::json!({ "prompt": p }))
+        .collect();
+    Ok(ProviderOutput {
+        text: vec![serde_json::json!({ "frames": frames }).to_string()],
+        usage: resp.usage_metadata,
+        model_version: resp.model_version,
+        response_id: resp.response_id,
+        finish_reason: reason,
+        ..Default::default()
+    })
+}
+
+/// The frame prompts of a plan (`parse_plan`'s text).
+pub fn plan_prompts(text: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("frames")?
+        .as_array()?
+        .iter()
+        .map(|f| f.get("prompt")?.as_str().map(str::to_string))
+        .collect()
 }
 
 fn malformed(message: String) -> ProviderError {
@@ -205,10 +296,8 @@ fn image_of(part: &Part) -> Result<Option<OutputImage>, ProviderError> {
     Ok(None)
 }
 
-fn parse_generate_content(
-    value: serde_json::Value,
-    masks: Option<MaskAnswer>,
-) -> Result<ProviderOutput, ProviderError> {
+/// A `:generateContent` answer, unless its prompt was blocked.
+fn content_response(value: serde_json::Value) -> Result<GenerateContentResponse, ProviderError> {
     let resp: GenerateContentResponse = serde_json::from_value(value)
         .map_err(|e| malformed(format!("unexpected generateContent shape: {e}")))?;
     if let Some(reason) = resp
@@ -219,6 +308,14 @@ fn parse_generate_content(
         let message = resp.prompt_feedback.and_then(|f| f.block_reason_message);
         return Err(ProviderError::Blocked { reason, message });
     }
+    Ok(resp)
+}
+
+fn parse_generate_content(
+    value: serde_json::Value,
+    masks: Option<MaskAnswer>,
+) -> Result<ProviderOutput, ProviderError> {
+    let resp = content_response(value)?;
     let mut out = ProviderOutput {
         usage: resp.usage_metadata,
         model_version: resp.model_version,

@@ -187,6 +187,8 @@ pub struct Dependency {
     pub seq: u64,
     /// What to call it in the waiting job's reason ("frame 3").
     pub name: String,
+    /// Run whatever became of it (a story's assembly), not only after a success.
+    pub any: bool,
 }
 
 /// A job handed to a worker.

@@ -389,9 +389,16 @@ pub enum AfterDependency {
 }
 
 /// A dependency called `name` ended `status` (with `error`) while `left` dependencies
-/// (this one included) were pending.
-pub fn after_dependency(left: u64, status: &str, name: &str, error: &str) -> AfterDependency {
-    if status != "succeeded" {
+/// (this one included) were pending; `any`: the waiting job runs whatever became of it
+/// (a story's assembly).
+pub fn after_dependency(
+    left: u64,
+    status: &str,
+    name: &str,
+    error: &str,
+    any: bool,
+) -> AfterDependency {
+    if status != "succeeded" && !any {
         let why = if error.is_empty() {
             String::new()
         } else {

@@ -242,13 +242,25 @@ impl OutputStore {
             "png"
         };
         let key = self.key(&format!("{}.{ext}", self.template.image_key(loc, index)));
+        let mut image = self.put_key(key, mime_type, data).await?;
+        image.index = index;
+        Ok(image)
+    }
+
+    /// Writes `data` at `key`; returns it as a stored image (index 0).
+    async fn put_key(
+        &self,
+        key: StorePath,
+        mime_type: &str,
+        data: Bytes,
+    ) -> Result<StoredImage, StorageError> {
         let (width, height) = dimensions(&data);
         let sha256 = hex(&Sha256::digest(&data));
         let len = data.len() as u64;
         self.store.put(&key, PutPayload::from_bytes(data)).await?;
         let url = self.url_of(&key);
         Ok(StoredImage {
-            index,
+            index: 0,
             path: self.local_path(&url),
             url,
             mime_type: mime_type.to_string(),
@@ -258,6 +270,18 @@ impl OutputStore {
             height,
             labels: None,
         })
+    }
+
+    /// Writes `data` at `rel` (relative to the store root, e.g. a story's
+    /// `{project}/{batch}/stories/{id}/frame-01.png`); returns it as a stored image
+    /// (size and hash; width and height when it is one).
+    pub async fn put_file(
+        &self,
+        rel: &str,
+        mime_type: &str,
+        data: Bytes,
+    ) -> Result<StoredImage, StorageError> {
+        self.put_key(self.key(rel), mime_type, data).await
     }
 
     /// Stores an input image once, content-addressed: `inputs/<sha256>.<ext>`
@@ -395,6 +419,11 @@ pub fn dimensions(data: &[u8]) -> (u32, u32) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex SHA-256 of `data`, as stored images and inputs are named and recorded.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
 }
 
 #[cfg(test)]

@@ -243,18 +243,63 @@ impl JobFile<'_> {
         Ok(out)
     }
 
-    /// The valid lines in file order, each with its position among them: `(seq, line,
-    /// spec, spec JSON)`.
-    fn valid(
-        &self,
-    ) -> Result<impl futures::Stream<Item = (u64, usize, JobSpec, String)> + '_, SubmitError> {
+    /// The jobs of the valid lines in file order, each with its position in the batch:
+    /// a line is a job, except a story line, which is the jobs of its story
+    /// (`job::story::expand`), waiting for each other.
+    fn valid(&self) -> Result<impl futures::Stream<Item = Item> + '_, SubmitError> {
         let lines = self.read()?;
+        let mut next = 0u64;
         Ok(futures::stream::iter(lines)
             .then(move |item| self.line(item))
             .filter_map(|r| async move { r.ok() })
-            .enumerate()
-            .map(|(seq, (line, spec, json, _))| (seq as u64, line, spec, json)))
+            .flat_map(move |(line, spec, json, _)| {
+                let first = next;
+                let items: Vec<Item> = if spec.op == crate::job::Operation::Story {
+                    crate::job::story::expand(&spec, line, first)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, job)| Item {
+                            seq: first + i as u64,
+                            line,
+                            json: serde_json::to_string(&job.spec).unwrap_or_default(),
+                            spec: job.spec,
+                            deps: job
+                                .deps
+                                .into_iter()
+                                .map(|(offset, name, any)| crate::queue::Dependency {
+                                    seq: first + offset,
+                                    name,
+                                    any,
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                } else {
+                    vec![Item {
+                        seq: first,
+                        line,
+                        spec,
+                        json,
+                        deps: Vec::new(),
+                    }]
+                };
+                next += items.len() as u64;
+                futures::stream::iter(items)
+            }))
     }
+}
+
+/// One job of a submit, in batch order.
+struct Item {
+    /// Its position in the batch.
+    seq: u64,
+    /// The line it came from.
+    line: usize,
+    spec: JobSpec,
+    /// The spec as enqueued.
+    json: String,
+    /// Jobs of the batch it waits for (a story's).
+    deps: Vec<crate::queue::Dependency>,
 }
 
 /// The result of a submit.
@@ -300,15 +345,15 @@ pub async fn enqueue_file(
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
-            let Some((seq, line, spec, json)) = jobs.next().await else {
+            let Some(item) = jobs.next().await else {
                 break;
             };
-            seq_total = seq + 1;
-            if seq < skip {
+            seq_total = item.seq + 1;
+            if item.seq < skip {
                 continue;
             }
-            let hash = keep_hashes.then(|| job_hash(&json));
-            chunk.push(new_job(seq, line, spec, json, hash, uploader).await?);
+            let hash = keep_hashes.then(|| job_hash(&item.json));
+            chunk.push(new_job(item, hash, uploader).await?);
         }
         let last = chunk.len() < CHUNK;
         if !chunk.is_empty() {
@@ -381,10 +426,13 @@ async fn already_submitted(
 
 /// One job of a chunk; its local input files uploaded first when `uploader` is given.
 async fn new_job(
-    seq: u64,
-    line: usize,
-    mut spec: JobSpec,
-    json: String,
+    Item {
+        seq,
+        line,
+        mut spec,
+        json,
+        deps,
+    }: Item,
     hash: Option<u32>,
     uploader: Option<&Uploader>,
 ) -> Result<NewJob, SubmitError> {
@@ -406,10 +454,15 @@ async fn new_job(
         spec: json,
         op: spec.op.to_string(),
         webhook: spec.webhook_url,
-        lane: spec.model,
+        // An assembly calls no model: it has a lane of its own.
+        lane: if spec.op == crate::job::Operation::Assemble {
+            crate::job::story::ASSEMBLY_LANE.to_string()
+        } else {
+            spec.model
+        },
         hash,
         interactive: false,
-        deps: Vec::new(),
+        deps,
     })
 }
 
@@ -429,7 +482,10 @@ async fn first_difference(
     let mut from = 0u64;
     let mut theirs: Vec<u32> = Vec::new();
     let mut last_line = 0;
-    while let Some((seq, line, _, json)) = jobs.next().await {
+    while let Some(Item {
+        seq, line, json, ..
+    }) = jobs.next().await
+    {
         last_line = line;
         if seq >= theirs_total {
             return Ok(format!(

@@ -6,11 +6,13 @@
 
 mod ack;
 pub mod backend;
+mod inputs;
 mod loops;
 mod pace;
 pub mod process;
 pub mod runtime;
 pub mod settler;
+mod story;
 
 pub use process::{JobContext, RetryPolicy, process_job};
 pub use runtime::{

@@ -227,8 +227,23 @@ pub async fn process_job(ctx: &JobContext<'_>, queue: &dyn JobQueue, claimed: &C
     }
 }
 
-/// The steps after decoding: admit (done by the claim) → call → classify → store →
-/// record.
+/// Where a job's outputs go, and its result before the call.
+fn located<'a>(
+    ctx: &JobContext<'a>,
+    claimed: &'a Claimed,
+    spec: &'a JobSpec,
+) -> (JobLocation<'a>, JobResult) {
+    let loc = JobLocation {
+        line: claimed.line,
+        prompt: spec.prompt.as_deref(),
+        model: &spec.model,
+        ..JobLocation::of(ctx.project, &claimed.lease.job)
+    };
+    (loc, blank_result(ctx, claimed, spec))
+}
+
+/// The steps after decoding: admit (done by the claim) → resolve inputs → call →
+/// classify → store → record.
 async fn deliver(
     ctx: &JobContext<'_>,
     queue: &dyn JobQueue,
@@ -236,13 +251,31 @@ async fn deliver(
     spec: &JobSpec,
     started: Instant,
 ) -> Settle {
-    let loc = JobLocation {
-        line: claimed.line,
-        prompt: spec.prompt.as_deref(),
-        model: &spec.model,
-        ..JobLocation::of(ctx.project, &claimed.lease.job)
-    };
-    let result = blank_result(ctx, claimed, spec);
+    if spec.op == crate::job::Operation::Assemble {
+        let (loc, result) = located(ctx, claimed, spec);
+        return super::story::assemble(ctx, queue, claimed, spec, result, &loc, started).await;
+    }
+    // Inputs named by other jobs (a story's previous frame, its plan) first: the job's
+    // record and result.json say what it ran with.
+    let batch = split_job_id(&claimed.lease.job).map(|(b, _)| b);
+    let (resolved, inputs) =
+        match super::inputs::resolve(queue, ctx.project, batch, ctx.store, spec).await {
+            Ok(r) => r,
+            Err(super::inputs::OutputError::Missing(error)) => {
+                let (loc, result) = located(ctx, claimed, spec);
+                return record(ctx, &loc, result, JobStatus::Failed, Some(error), started).await;
+            }
+            Err(super::inputs::OutputError::Queue(error)) => {
+                return Settle::Retry {
+                    delay: ctx.retry.delay(claimed.attempts + 1, None),
+                    count: false,
+                    error,
+                };
+            }
+        };
+    let spec = resolved.as_ref().unwrap_or(spec);
+    let (loc, mut result) = located(ctx, claimed, spec);
+    result.inputs = inputs;
     let out = match call(ctx, queue, claimed, spec).await {
         Called::Answered(out) => out,
         Called::Settle(settle) => return settle,
@@ -272,6 +305,7 @@ fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobR
         status: JobStatus::Failed,
         request: redacted_request(spec),
         images: Vec::new(),
+        inputs: Vec::new(),
         text: Vec::new(),
         enhanced_prompt: None,
         rai_filtered_reasons: Vec::new(),
@@ -456,7 +490,7 @@ async fn cancelled(queue: &dyn JobQueue, claimed: &Claimed) -> bool {
 }
 
 /// Step "record": writes `result.json` and returns the terminal settle.
-async fn record(
+pub(super) async fn record(
     ctx: &JobContext<'_>,
     loc: &JobLocation<'_>,
     mut result: JobResult,

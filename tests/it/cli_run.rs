@@ -299,3 +299,116 @@ fn run_says_what_an_outage_holds_and_max_wait_still_bounds_it() {
         "all 30 failed: {stdout}"
     );
 }
+
+/// `story.json` of story `id` under `dir`.
+fn story_json(dir: &std::path::Path, id: &str) -> serde_json::Value {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with(format!("stories/{id}/story.json")) {
+                return serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            }
+        }
+    }
+    panic!("no story.json of {id} under {}", dir.display());
+}
+
+fn file_of(url: &serde_json::Value) -> std::path::PathBuf {
+    url.as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_story_line_runs_its_frames_in_order_with_a_plan_and_a_contact_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stories.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"op": "story", "description": "A step-by-step visual guide for making homemade pizza, from the dough to the baked pizza", "frames": 5, "content_type": "recipe", "style": "clean food photography", "chain": "previous"}"#,
+            "\n",
+            r#"{"op": "story", "frames": 4, "chain": "previous", "frame_prompts": ["a kite on the grass", "the kite lifting off", "the kite caught in a tree [[blocked]]", "the kite free again"]}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a frame was blocked: {stdout}{stderr}"
+    );
+
+    // The planned chain: 5 frames in order, distinct planned prompts, each made from
+    // the one before (its input is that frame's image, by hash), files as hashed.
+    let story = story_json(dir.path(), "story-1");
+    assert_eq!(story["status"], "completed", "{story:#}");
+    let frames = story["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 5);
+    assert_eq!(story["plan"]["frames"].as_array().unwrap().len(), 5);
+    let mut prompts = std::collections::HashSet::new();
+    for (k, f) in frames.iter().enumerate() {
+        assert_eq!(f["index"], k + 1);
+        assert_eq!(f["status"], "succeeded");
+        let prompt = f["prompt"].as_str().unwrap();
+        assert!(
+            !prompt.trim().is_empty() && prompts.insert(prompt.to_string()),
+            "{prompt}"
+        );
+        let image = &f["image"];
+        let bytes = std::fs::read(file_of(&image["url"])).unwrap();
+        assert_eq!(
+            imagegen::storage::sha256_hex(&bytes),
+            image["sha256"].as_str().unwrap()
+        );
+        let inputs: Vec<&str> = f["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["sha256"].as_str())
+            .collect();
+        if k == 0 {
+            assert!(inputs.is_empty(), "frame 1 has no input: {inputs:?}");
+        } else {
+            assert_eq!(inputs, [frames[k - 1]["image"]["sha256"].as_str().unwrap()]);
+        }
+    }
+    let sheet = std::fs::read(file_of(&story["contact_sheet"])).unwrap();
+    assert_eq!(
+        imagegen::storage::dimensions(&sheet),
+        (1024, 688),
+        "3 columns, 2 rows"
+    );
+
+    // Given prompts, frame 3 blocked: frame 4 (made from it) is cancelled naming it.
+    let story = story_json(dir.path(), "story-2");
+    assert_eq!(story["status"], "partial", "{story:#}");
+    let states: Vec<&str> = story["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["succeeded", "succeeded", "blocked", "cancelled"]);
+    let why = story["frames"][3]["error"].as_str().unwrap();
+    assert!(why.starts_with("frame 3 was blocked"), "{why}");
+    assert!(
+        story["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("frame 3 blocked")
+    );
+    assert!(story["plan"].is_null(), "given prompts are not planned");
+}

@@ -659,6 +659,7 @@ fn waiting(seq: u64, deps: &[(u64, &str)]) -> NewJob {
             .map(|(seq, name)| Dependency {
                 seq: *seq,
                 name: name.to_string(),
+                any: false,
             })
             .collect(),
     }

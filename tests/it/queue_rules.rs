@@ -127,7 +127,13 @@ fn rust(name: &str, a: &[Value]) -> Vec<Value> {
             a[2].as_bool().unwrap()
         ))],
         "after_dependency" => {
-            match rules::after_dependency(u(0), s(1).unwrap(), s(2).unwrap(), s(3).unwrap()) {
+            match rules::after_dependency(
+                u(0),
+                s(1).unwrap(),
+                s(2).unwrap(),
+                s(3).unwrap(),
+                a[4].as_bool().unwrap(),
+            ) {
                 AfterDependency::Wait => vec![json!("wait"), Value::Null],
                 AfterDependency::Release => vec![json!("release"), Value::Null],
                 AfterDependency::Cancel(reason) => vec![json!("cancel"), json!(reason)],
@@ -516,12 +522,12 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
         (
             "the last dependency succeeded",
             "after_dependency",
-            json!([1, "succeeded", "frame 2", ""]),
+            json!([1, "succeeded", "frame 2", "", false]),
         ),
         (
             "others still pending",
             "after_dependency",
-            json!([3, "succeeded", "frame 1", ""]),
+            json!([3, "succeeded", "frame 1", "", false]),
         ),
         (
             "a blocked dependency cancels, naming it and why",
@@ -530,13 +536,24 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
                 2,
                 "blocked",
                 "frame 3",
-                "IMAGE_SAFETY: the image was blocked"
+                "IMAGE_SAFETY: the image was blocked",
+                false
             ]),
         ),
         (
             "a cancelled dependency without a reason",
             "after_dependency",
-            json!([1, "cancelled", "job b.000001", ""]),
+            json!([1, "cancelled", "job b.000001", "", false]),
+        ),
+        (
+            "an assembly runs whatever became of its last frame",
+            "after_dependency",
+            json!([1, "blocked", "frame 6", "IMAGE_SAFETY", true]),
+        ),
+        (
+            "an assembly waits for the other frames",
+            "after_dependency",
+            json!([2, "failed", "frame 2", "why", true]),
         ),
     ]
 }

@@ -276,6 +276,34 @@ def test_chat_mode_workflow_three_turns_round_trip_thought_signatures(api):
     assert third["request"]["prompt"] == third_message["message"]
 
 
+def test_story_generation_as_in_the_guide_frames_in_order(api):
+    # "Sequential Story Generation", as written but for 4 frames (the guide says 6).
+    data = {
+        "description": "A step-by-step visual guide for making homemade pizza, from preparing the dough to the final baked result",
+        "num_images": 4,
+        "content_type": "recipe",
+        "style": "clean professional food photography, bright natural lighting, modern kitchen setting",
+    }
+    response = requests.post(f"{api}/story/generate", headers=headers(), json=data)
+    assert response.status_code == 200, response.text
+    story = response.json()
+    assert story["status"] == "completed", story
+    assert [f["index"] for f in story["frames"]] == [1, 2, 3, 4]
+    assert all(f["status"] == "succeeded" for f in story["frames"])
+    prompts = [f["prompt"] for f in story["frames"]]
+    assert len(set(prompts)) == 4 and all(prompts), prompts
+    assert len(story["images"]) == 4
+    for b64 in story["images"]:
+        assert png_size(base64.b64decode(b64))[0] > 0
+    # In order: frame k was made from frame k-1 (its input is that image, by hash).
+    results = [result_json(api, f["job_id"]) for f in story["frames"]]
+    for k in range(1, 4):
+        assert results[k]["inputs"][0]["sha256"] == results[k - 1]["images"][0]["sha256"]
+    assert story["contact_sheet_url"].endswith("stories/story-1/contact-sheet.png")
+    bad = requests.post(f"{api}/story/generate", headers=headers(), json={**data, "num_images": 99})
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "num_images", bad.text
+
+
 def test_chat_message_takes_an_image_and_names_bad_fields(api):
     session_id = requests.post(f"{api}/chat/create", headers=headers(), json={}).json()["session_id"]
     image = requests.post(f"{api}/generate-image", headers=headers(), json={"prompt": "a red kite"}).json()["images"][0]

@@ -30,6 +30,8 @@ pub struct TextAsk {
     pub segment_image: Option<Vec<u8>>,
     /// `responseMimeType: application/json`: no Markdown fence.
     pub json_mode: bool,
+    /// `responseSchema` (JSON mode): the answer is a value of that schema.
+    pub schema: Option<Value>,
 }
 
 /// Reads the request's ask; refuses image output, which text models do not produce.
@@ -52,9 +54,11 @@ pub fn ask(model: &str, req: &Value, prompt: &str) -> Result<TextAsk, ApiError> 
         config.get("responseMimeType").and_then(Value::as_str) == Some("application/json");
     let wants_masks = prompt.to_ascii_lowercase().contains("segmentation mask");
     let segment_image = wants_masks.then(|| first_inline_image(req)).flatten();
+    let schema = config.get("responseSchema").filter(|_| json_mode).cloned();
     Ok(TextAsk {
         segment_image,
         json_mode,
+        schema,
     })
 }
 
@@ -75,6 +79,9 @@ fn first_inline_image(req: &Value) -> Option<Vec<u8>> {
 
 /// The answer's text.
 pub fn answer(ask: &TextAsk, prompt: &str) -> String {
+    if let (Some(schema), None) = (&ask.schema, &ask.segment_image) {
+        return structured(schema, prompt).to_string();
+    }
     let Some(bytes) = &ask.segment_image else {
         let head: String = prompt.chars().take(80).collect();
         return format!("This is the emulator's answer to: {head}");
@@ -204,6 +211,80 @@ fn segment(img: &RgbImage, labels: &[String]) -> Vec<Value> {
     out
 }
 
+/// Stages a planned sequence moves through, for readable, distinct frame prompts.
+const STAGES: [&str; 8] = [
+    "the opening: everything laid out",
+    "the first step under way",
+    "the work taking shape",
+    "a close-up of the key detail",
+    "the middle of the process",
+    "nearly there: the last touches",
+    "the finished result",
+    "the result presented",
+];
+
+/// What the request is about: the text after "… for:" up to its first sentence end.
+fn subject(prompt: &str) -> String {
+    let after = prompt.split_once(" for: ").map_or(prompt, |(_, rest)| rest);
+    let head = after
+        .split(". ")
+        .next()
+        .unwrap_or(after)
+        .trim_end_matches('.');
+    head.chars().take(160).collect()
+}
+
+/// A deterministic value of `schema` (Gemini's OpenAPI subset) for `prompt`: objects
+/// with their properties, arrays of `maxItems` (else `minItems`, else 3) items, and
+/// strings that say which item they are and what the request is about — distinct per
+/// item, so a story planner gets one prompt per frame.
+pub fn structured(schema: &Value, prompt: &str) -> Value {
+    fn value(schema: &Value, subject: &str, index: Option<(usize, usize)>) -> Value {
+        let kind = schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("STRING")
+            .to_ascii_uppercase();
+        match kind.as_str() {
+            "OBJECT" => {
+                let mut out = serde_json::Map::new();
+                if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                    for (k, v) in props {
+                        out.insert(k.clone(), value(v, subject, index));
+                    }
+                }
+                Value::Object(out)
+            }
+            "ARRAY" => {
+                let n = ["maxItems", "minItems"]
+                    .iter()
+                    .find_map(|k| {
+                        let v = schema.get(*k)?;
+                        v.as_u64().or_else(|| v.as_str()?.parse().ok())
+                    })
+                    .unwrap_or(3)
+                    .min(64) as usize;
+                let items = schema.get("items").cloned().unwrap_or(Value::Null);
+                Value::Array(
+                    (0..n)
+                        .map(|i| value(&items, subject, Some((i, n))))
+                        .collect(),
+                )
+            }
+            "INTEGER" | "NUMBER" => json!(index.map_or(1, |(i, _)| i + 1)),
+            "BOOLEAN" => json!(true),
+            _ => match index {
+                Some((i, n)) => {
+                    let stage = STAGES[(i * STAGES.len()) / n.max(1)];
+                    json!(format!("Frame {} of {n}: {subject}, {stage}", i + 1))
+                }
+                None => json!(subject),
+            },
+        }
+    }
+    value(schema, &subject(prompt), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +308,7 @@ mod tests {
         let ask = TextAsk {
             segment_image: Some(png_of(&img)),
             json_mode: true,
+            schema: None,
         };
         let text = answer(
             &ask,
@@ -253,11 +335,31 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_gets_distinct_items_of_its_size() {
+        let schema = crate::providers::wire::plan_schema(4);
+        let v = structured(
+            &schema,
+            "Plan a sequence of 4 images for: making pizza. It is a recipe.",
+        );
+        let prompts: Vec<&str> = v["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["prompt"].as_str().unwrap())
+            .collect();
+        assert_eq!(prompts.len(), 4);
+        assert!(prompts[0].starts_with("Frame 1 of 4: making pizza"));
+        let distinct: std::collections::HashSet<_> = prompts.iter().collect();
+        assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
     fn a_plain_image_has_no_objects() {
         let img = RgbImage::from_pixel(32, 32, image::Rgb([10, 200, 10]));
         let ask = TextAsk {
             segment_image: Some(png_of(&img)),
             json_mode: true,
+            schema: None,
         };
         assert_eq!(answer(&ask, "segmentation masks for cats."), "[]");
     }

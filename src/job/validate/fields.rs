@@ -54,6 +54,8 @@ const STEPS: &[Family] = &[
 const UPSCALE: &[Family] = &[Family::ImagenGenerate, Family::ImagenUpscale];
 const SEGMENT: &[Family] = &[Family::Segmentation, Family::GeminiText];
 const SEGMENT_IMAGEN: &[Family] = &[Family::Segmentation];
+/// A story's planner.
+const TEXT: &[Family] = &[Family::GeminiText];
 
 impl Scope {
     fn allows(self, family: Family, backend: Backend) -> bool {
@@ -93,6 +95,43 @@ fn table(s: &JobSpec) -> Vec<(&'static str, bool, Scope, &'static [Operation])> 
     use Operation::*;
     vec![
         ("history", !s.history.is_empty(), Scope::Gemini, &[Chat]),
+        (
+            "description",
+            s.description.is_some(),
+            Scope::Both(TEXT),
+            &[Story, Plan],
+        ),
+        (
+            "frames",
+            s.frames.is_some(),
+            Scope::Both(TEXT),
+            &[Story, Plan],
+        ),
+        (
+            "content_type",
+            s.content_type.is_some(),
+            Scope::Both(TEXT),
+            &[Story, Plan],
+        ),
+        (
+            "style",
+            s.style.is_some(),
+            Scope::Both(TEXT),
+            &[Story, Plan],
+        ),
+        ("chain", s.chain.is_some(), Scope::Gemini, &[Story]),
+        (
+            "planner_model",
+            s.planner_model.is_some(),
+            Scope::Gemini,
+            &[Story],
+        ),
+        (
+            "frame_prompts",
+            !s.frame_prompts.is_empty(),
+            Scope::Gemini,
+            &[Story],
+        ),
         (
             "reference_images",
             !s.reference_images.is_empty(),

@@ -109,7 +109,7 @@ fn check_one(
             Err(e) => r.err(field, format!("cannot read `{}`: {e}", path.display())),
         },
         // Checked when it was stored (a producer's upload).
-        ImageSource::Path(_) | ImageSource::Stored(_) => {}
+        ImageSource::Path(_) | ImageSource::Stored(_) | ImageSource::Output { .. } => {}
         ImageSource::Url(url) => {
             if url.starts_with("gs://") && url.trim_start_matches("gs://").split('/').count() < 2 {
                 r.err(field, format!("`{url}` names a bucket but no object"));

@@ -143,8 +143,8 @@ fn model_for(spec: &JobSpec, r: &mut Report) -> Option<ModelInfo> {
 pub fn family_supports(family: Family, op: Operation) -> bool {
     use Operation::*;
     match family {
-        Family::GeminiImage => !matches!(op, Segment),
-        Family::GeminiText => matches!(op, Segment),
+        Family::GeminiImage => !matches!(op, Segment | Plan | Assemble),
+        Family::GeminiText => matches!(op, Segment | Plan),
         Family::ImagenGenerate => matches!(op, Generate | Upscale),
         Family::ImagenCapability => matches!(op, Edit),
         Family::ImagenUpscale => matches!(op, Upscale),

@@ -28,6 +28,64 @@ pub(super) fn check(spec: &JobSpec, model: &ModelInfo, _ctx: &ValidationContext,
         Operation::Recontext => check_recontext(spec, model, r),
         Operation::Compose => check_count(r, "images", spec.images.len(), 2, usize::MAX),
         Operation::Chat => check_chat(spec, r),
+        Operation::Story | Operation::Plan => check_story(spec, r),
+        Operation::Assemble => r.err(
+            "op",
+            "`assemble` jobs are made by submit from a `story` line; write the story line",
+        ),
+    }
+}
+
+fn check_story(spec: &JobSpec, r: &mut Report) {
+    use crate::job::story::MAX_FRAMES;
+    let given = !spec.frame_prompts.is_empty();
+    let description = spec.description.as_deref().map(str::trim).unwrap_or("");
+    if description.is_empty() && !given {
+        r.err(
+            "description",
+            "a story needs a `description` to plan its frames from (or `frame_prompts`)",
+        );
+    }
+    if description.chars().count() > 2000 {
+        r.err("description", "at most 2,000 characters");
+    }
+    match spec.frames {
+        None => r.err("frames", format!("how many frames, 1 to {MAX_FRAMES}")),
+        Some(n) if !(1..=MAX_FRAMES).contains(&n) => {
+            r.err("frames", format!("must be 1 to {MAX_FRAMES}, got {n}"))
+        }
+        Some(n) if given && spec.frame_prompts.len() != n as usize => r.err(
+            "frame_prompts",
+            format!(
+                "{} prompts for {n} frames: give one per frame",
+                spec.frame_prompts.len()
+            ),
+        ),
+        Some(_) => {}
+    }
+    for (i, p) in spec.frame_prompts.iter().enumerate() {
+        if p.trim().is_empty() {
+            r.err(format!("frame_prompts[{i}]"), "an empty prompt");
+        }
+    }
+    if let Some(planner) = &spec.planner_model {
+        let text = crate::catalog::lookup_or_infer(planner)
+            .is_some_and(|m| m.family == crate::catalog::Family::GeminiText);
+        if !text {
+            r.err(
+                "planner_model",
+                format!(
+                    "`{planner}` is not a Gemini text model (plans are written by one, e.g. {})",
+                    crate::job::story::DEFAULT_PLANNER
+                ),
+            );
+        }
+    }
+    if spec.op == Operation::Story && !spec.images.is_empty() {
+        r.err(
+            "images",
+            "a story makes its own frames' inputs (`chain`); give the first frame's look in `style`",
+        );
     }
 }
 
@@ -52,7 +110,7 @@ fn prompt_required(spec: &JobSpec, model: &ModelInfo) -> bool {
             Some(SegmentMode::Prompt | SegmentMode::Semantic)
         ),
         Operation::Recontext => model.family == Family::ProductRecontext,
-        Operation::Upscale => false,
+        Operation::Upscale | Operation::Story | Operation::Plan | Operation::Assemble => false,
     }
 }
 

@@ -7,7 +7,10 @@
 
 mod gemini;
 mod imagen;
+mod plan;
 mod segment;
+
+pub use plan::schema as plan_schema;
 
 use serde_json::{Map, Value};
 
@@ -63,6 +66,11 @@ pub fn build(spec: &JobSpec, target: &Target) -> Result<WireRequest, BuildError>
             Method::GenerateContent,
             ResponseKind::Content,
             gemini::body(spec, target)?,
+        ),
+        Family::GeminiText if spec.op == crate::job::Operation::Plan => (
+            Method::GenerateContent,
+            ResponseKind::Plan(spec.frames.unwrap_or(1)),
+            plan::body(spec, target),
         ),
         Family::GeminiText => {
             let (body, reply) = segment::body(spec, target)?;

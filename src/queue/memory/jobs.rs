@@ -296,12 +296,18 @@ impl Jobs for MemoryQueue {
                             let error = d.error.as_deref().unwrap_or("");
                             if let (None, rules::AfterDependency::Cancel(r)) = (
                                 &reason,
-                                rules::after_dependency(1, d.status.as_str(), &dep.name, error),
+                                rules::after_dependency(
+                                    1,
+                                    d.status.as_str(),
+                                    &dep.name,
+                                    error,
+                                    dep.any,
+                                ),
                             ) {
                                 reason = Some(r);
                             }
                         }
-                        _ => pending.push((dep_id, dep.name.clone())),
+                        _ => pending.push((dep_id, dep.name.clone(), dep.any)),
                     }
                 }
                 let (lane, urgent) = (job.lane.clone(), job.interactive);
@@ -329,9 +335,9 @@ impl Jobs for MemoryQueue {
                     }
                     p.lane(&lane).ready.push(id, urgent);
                 } else {
-                    for (dep_id, name) in pending {
+                    for (dep_id, name, any) in pending {
                         if let Some(d) = p.jobs.get_mut(&dep_id) {
-                            d.dependents.push((id.clone(), name));
+                            d.dependents.push((id.clone(), name, any));
                         }
                     }
                 }

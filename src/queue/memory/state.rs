@@ -40,8 +40,9 @@ pub(super) struct JobState {
     pub urgent: bool,
     /// Dependencies still pending (a waiting job is in no lane yet).
     pub deps_left: u64,
-    /// Jobs waiting for this one: (their id, what they call this one).
-    pub dependents: Vec<(String, String)>,
+    /// Jobs waiting for this one: (their id, what they call this one, whether they run
+    /// whatever became of it).
+    pub dependents: Vec<(String, String, bool)>,
 }
 
 impl JobState {
@@ -484,12 +485,12 @@ impl Project {
     /// lane, or is cancelled naming it (as `after_finish` in `redis/lib.lua`).
     fn after_finish(
         &mut self,
-        waiting: Vec<(String, String)>,
+        waiting: Vec<(String, String, bool)>,
         status: JobStatus,
         error: &str,
         now: u64,
     ) {
-        for (wid, name) in waiting {
+        for (wid, name, any) in waiting {
             let cancelled_batch = split_job_id(&wid)
                 .and_then(|(b, _)| self.batches.get(b))
                 .is_some_and(|b| b.cancel);
@@ -499,12 +500,13 @@ impl Project {
             if w.status != JobStatus::Queued || w.deps_left == 0 {
                 continue;
             }
-            let what = match rules::after_dependency(w.deps_left, status.as_str(), &name, error) {
-                rules::AfterDependency::Release if cancelled_batch => {
-                    rules::AfterDependency::Cancel("cancelled by request".into())
-                }
-                what => what,
-            };
+            let what =
+                match rules::after_dependency(w.deps_left, status.as_str(), &name, error, any) {
+                    rules::AfterDependency::Release if cancelled_batch => {
+                        rules::AfterDependency::Cancel("cancelled by request".into())
+                    }
+                    what => what,
+                };
             match what {
                 rules::AfterDependency::Wait => w.deps_left -= 1,
                 rules::AfterDependency::Release => {

@@ -4,7 +4,8 @@
 -- says); the job waits for the rest (lib.lua, "Jobs waiting for others"), or goes to its
 -- lane at once when none is pending.
 -- ARGV: base, now_ms, retention_s, then per job: id, lane, spec, line ('' none),
---   webhook ('' none), interactive (0/1), n, then n times: dependency id, its name
+--   webhook ('' none), interactive (0/1), n, then n times: dependency id, its name,
+--   1 when the job runs whatever became of it (else 0)
 -- Returns 1.
 local base, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local d, touched = {}, {}
@@ -15,14 +16,14 @@ while i <= #ARGV do
   i = i + 7
   local pending, reason = {}, nil
   for _ = 1, n do
-    local dep, name = ARGV[i], ARGV[i + 1]
-    i = i + 2
+    local dep, name, any = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
     local v = redis.call('HMGET', base .. ':job:' .. dep, 'st', 'err')
     local st = v[1] or 'queued'
     if st == 'queued' or st == 'running' then
-      pending[#pending + 1] = {dep, name}
+      pending[#pending + 1] = {dep, any .. '\t' .. name}
     elseif not reason then
-      local what, why = rules.after_dependency(1, st, name, v[2] or '')
+      local what, why = rules.after_dependency(1, st, name, v[2] or '', any == '1')
       if what == 'cancel' then reason = why end
     end
   end

@@ -174,7 +174,9 @@ impl Jobs for RedisQueue {
                     .arg(u8::from(job.interactive))
                     .arg(job.deps.len());
                 for dep in &job.deps {
-                    cmd.arg(batch_job_id(batch, dep.seq)).arg(&dep.name);
+                    cmd.arg(batch_job_id(batch, dep.seq))
+                        .arg(&dep.name)
+                        .arg(u8::from(dep.any));
                 }
             }
             cmd.ignore();

@@ -113,7 +113,8 @@ end
 -- Jobs waiting for others (NewJob::deps): the waiting job's record has st = queued,
 -- dl = dependencies still pending, ws/wl = its spec and line (it is in no stream yet),
 -- m = lane, pu = interactive; each dependency lists it in base..':job:'..dep..':dn'
--- ("waiting id\tname of the dependency"). finish() releases or cancels them.
+-- ("waiting id\t<1: runs whatever the outcome, else 0>\tname of the dependency").
+-- finish() releases or cancels them.
 local after_finish -- defined below finish (they call each other)
 
 local function finish(d, base, jid, from, status, err, res, now, retention, lane, att, wh)
@@ -164,11 +165,11 @@ after_finish = function(d, base, jid, status, err, now, retention)
   if #waiting == 0 then return end
   redis.call('DEL', dk)
   for _, entry in ipairs(waiting) do
-    local wid, name = string.match(entry, '^([^\t]+)\t(.*)$')
+    local wid, any, name = string.match(entry, '^([^\t]+)\t([01])\t(.*)$')
     local wk = base .. ':job:' .. wid
     local v = redis.call('HMGET', wk, 'st', 'dl', 'm', 'wh', 'pu', 'ws', 'wl')
     if (v[1] or 'queued') == 'queued' and v[2] then
-      local what, reason = rules.after_dependency(tonumber(v[2]), status, name, err or '')
+      local what, reason = rules.after_dependency(tonumber(v[2]), status, name, err or '', any == '1')
       if what == 'release' and redis.call('HGET', base .. ':batch:' .. batch_of(wid), 'cx') then
         what, reason = 'cancel', 'cancelled by request'
       end

@@ -152,8 +152,8 @@ function rules.batch_complete(total, done, completed)
 end
 
 -- Returns 'wait', 'release' or 'cancel' and the reason (cancel only).
-function rules.after_dependency(left, status, name, err)
-  if status ~= 'succeeded' then
+function rules.after_dependency(left, status, name, err, any)
+  if status ~= 'succeeded' and not any then
     local why = ''
     if err and err ~= '' then why = ': ' .. err end
     return 'cancel', name .. ' was ' .. status .. why
