@@ -72,7 +72,7 @@ pub(super) async fn generate(
         .create_batch(&NewBatch {
             project: caller.project.clone(),
             source: format!("api {} story", caller.request_id),
-            webhook: spec.webhook_url.clone(),
+            // The story's webhook is its `story.completed` (the assembly's).
             ..NewBatch::default()
         })
         .await
@@ -94,7 +94,7 @@ pub(super) async fn generate(
             spec: serde_json::to_string(&s).map_err(ApiError::internal)?,
             lane,
             op: s.op.to_string(),
-            webhook: None,
+            webhook: s.webhook_url.clone(),
             hash: None,
             // A request waits for it: ahead of the project's backlog.
             interactive: true,

@@ -180,6 +180,12 @@ pub(crate) fn check_deps(jobs: &[NewJob]) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// The event a job's end fires instead of `job.<status>`: a story's assembly (op
+/// `assemble`) fires `story.completed`, once per story.
+pub fn end_event(op: &str) -> Option<&'static str> {
+    (op == "assemble").then_some("story.completed")
+}
+
 /// A job another waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {

@@ -193,6 +193,15 @@ pub async fn build(
     manifest_grace_ms: u64,
     links: Option<ApiLinks<'_>>,
 ) -> anyhow::Result<Built> {
+    if d.event == "story.completed" {
+        let data = story_event(queue, store, project, &d.subject, signed_ttl, links).await?;
+        let at = queue
+            .job(project, &d.subject)
+            .await?
+            .and_then(|r| r.finished_ms)
+            .unwrap_or(d.created_ms);
+        return Ok(Built::Body(body(&d.event, at, &data)));
+    }
     if d.event == "batch.completed" {
         let Some(b) = queue.batch(project, &d.subject).await? else {
             let data = BatchEvent {
@@ -255,6 +264,73 @@ pub async fn build(
     value["request_id"] = serde_json::json!(request_id);
     value["images"] = serde_json::json!(images);
     Ok(Built::Body(value.to_string()))
+}
+
+/// `data` of `story.completed`: the story as its assembly wrote it (`story.json`, beside
+/// the contact sheet the assembly job recorded), every frame's image URL in order
+/// (signed by the store, else an API link, where there is one).
+async fn story_event(
+    queue: &dyn JobQueue,
+    store: &OutputStore,
+    project: &str,
+    assembly: &str,
+    signed_ttl: Duration,
+    links: Option<ApiLinks<'_>>,
+) -> anyhow::Result<serde_json::Value> {
+    use serde_json::json;
+    let record = queue.job(project, assembly).await?;
+    let sheet = record
+        .as_ref()
+        .and_then(|r| r.result.as_ref())
+        .and_then(|r| r.images.first().cloned());
+    let story = match sheet
+        .as_ref()
+        .and_then(|s| store.own_key(&s.url.replace("contact-sheet.png", "story.json")))
+    {
+        Some(key) => serde_json::from_slice(&store.get(&key).await?)?,
+        None => {
+            json!({ "status": "failed", "reason": record.as_ref().and_then(|r| r.error.clone()) })
+        }
+    };
+    let expires = now_ms() / 1000 + signed_ttl.as_secs();
+    let mut frames = Vec::new();
+    for f in story["frames"].as_array().into_iter().flatten() {
+        let url = f["image"]["url"].as_str().map(str::to_string);
+        let mut signed = match &url {
+            Some(u) => store.signed_url(u, signed_ttl).await,
+            None => None,
+        };
+        if let (None, Some(l), Some(job), true) =
+            (&signed, links, f["job_id"].as_str(), f["image"].is_object())
+        {
+            signed = Some(l.image(project, job, 0, expires));
+        }
+        frames.push(json!({
+            "index": f["index"],
+            "status": f["status"],
+            "job_id": f["job_id"],
+            "error": f["error"],
+            "url": url,
+            "signed_url": signed,
+        }));
+    }
+    let contact_sheet_signed_url = match &sheet {
+        Some(s) => store.signed_url(&s.url, signed_ttl).await,
+        None => None,
+    }
+    .or_else(|| links.map(|l| l.image(project, assembly, 0, expires)));
+    Ok(json!({
+        "story_id": story["story_id"],
+        "batch_id": story["batch_id"],
+        "project": project,
+        "status": story["status"],
+        "reason": story["reason"],
+        "description": story["description"],
+        "frames": frames,
+        "contact_sheet": sheet.map(|s| s.url),
+        "contact_sheet_signed_url": contact_sheet_signed_url,
+        "assembly_job_id": assembly,
+    }))
 }
 
 async fn batch_event(

@@ -304,6 +304,28 @@ def test_story_generation_as_in_the_guide_frames_in_order(api):
     assert bad.status_code == 400 and bad.json()["details"]["field"] == "num_images", bad.text
 
 
+def test_story_completed_fires_once_signed_with_the_frames_in_order(api):
+    with receiver() as (hook_url, deliveries):
+        data = {"description": "A paper boat's trip down a rain gutter", "num_images": 3,
+                "chain": "anchor", "webhook_url": hook_url}
+        response = requests.post(f"{api}/story/generate", headers=headers(), json=data)
+        assert response.status_code == 202, response.text
+        hook_headers, body = deliveries.get(timeout=60)
+        with pytest.raises(queue.Empty):
+            deliveries.get(timeout=2)  # once per story: the frames' ends fire nothing here
+    payload = Webhook(WEBHOOK_SECRET).verify(body, hook_headers)
+    assert payload["type"] == "story.completed", payload
+    story = payload["data"]
+    assert story["batch_id"] == response.json()["batch_id"]
+    assert story["status"] == "completed", story
+    assert [f["index"] for f in story["frames"]] == [1, 2, 3]
+    for f in story["frames"]:
+        got = requests.get(f["signed_url"])  # no token: the link is the credential
+        assert got.status_code == 200 and png_size(got.content)[0] > 0, f
+    sheet = requests.get(story["contact_sheet_signed_url"])
+    assert sheet.status_code == 200 and png_size(sheet.content)[0] > 0
+
+
 def test_chat_message_takes_an_image_and_names_bad_fields(api):
     session_id = requests.post(f"{api}/chat/create", headers=headers(), json={}).json()["session_id"]
     image = requests.post(f"{api}/generate-image", headers=headers(), json={"prompt": "a red kite"}).json()["images"][0]

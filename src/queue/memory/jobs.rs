@@ -285,6 +285,7 @@ impl Jobs for MemoryQueue {
             let now = now_ms();
             for job in jobs {
                 let id = batch_job_id(batch, job.seq);
+                let event = crate::queue::end_event(&job.op);
                 *p.enqueued_by_op.entry(job.op).or_default() += 1;
                 // Its dependencies: pending ones, and the reason of one that failed.
                 let mut pending = Vec::new();
@@ -323,6 +324,7 @@ impl Jobs for MemoryQueue {
                     } else {
                         pending.len() as u64
                     },
+                    event,
                     ..JobState::default()
                 };
                 p.jobs.insert(id.clone(), state);

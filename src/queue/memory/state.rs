@@ -43,6 +43,8 @@ pub(super) struct JobState {
     /// Jobs waiting for this one: (their id, what they call this one, whether they run
     /// whatever became of it).
     pub dependents: Vec<(String, String, bool)>,
+    /// The event its end fires instead of `job.<status>` (`queue::end_event`).
+    pub event: Option<&'static str>,
 }
 
 impl JobState {
@@ -452,12 +454,10 @@ impl Project {
         }
         let waiting = std::mem::take(&mut j.dependents);
         let own = j.webhook.clone();
-        self.hooks.enqueue(
-            &format!("job.{}", status.as_str()),
-            job,
-            own.as_deref(),
-            now,
-        );
+        let event = j
+            .event
+            .map_or_else(|| format!("job.{}", status.as_str()), str::to_string);
+        self.hooks.enqueue(&event, job, own.as_deref(), now);
         self.move_status(job, from, status);
         self.after_finish(waiting, status, error.unwrap_or(""), now);
         let Some((batch, _)) = split_job_id(job) else {

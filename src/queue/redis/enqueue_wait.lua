@@ -4,7 +4,8 @@
 -- says); the job waits for the rest (lib.lua, "Jobs waiting for others"), or goes to its
 -- lane at once when none is pending.
 -- ARGV: base, now_ms, retention_s, then per job: id, lane, spec, line ('' none),
---   webhook ('' none), interactive (0/1), n, then n times: dependency id, its name,
+--   webhook ('' none), interactive (0/1), the event its end fires ('' job.<status>),
+--   n, then n times: dependency id, its name,
 --   1 when the job runs whatever became of it (else 0)
 -- Returns 1.
 local base, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -12,8 +13,8 @@ local d, touched = {}, {}
 local i = 4
 while i <= #ARGV do
   local jid, lane, spec, line, wh = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local urgent, n = ARGV[i + 5] == '1', tonumber(ARGV[i + 6])
-  i = i + 7
+  local urgent, ev, n = ARGV[i + 5] == '1', ARGV[i + 6], tonumber(ARGV[i + 7])
+  i = i + 8
   local pending, reason = {}, nil
   for _ = 1, n do
     local dep, name, any = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -29,6 +30,7 @@ while i <= #ARGV do
   end
   local rk = base .. ':job:' .. jid
   if wh ~= '' then redis.call('HSET', rk, 'wh', wh) end
+  if ev ~= '' then redis.call('HSET', rk, 'ev', ev) end
   if reason then
     finish(d, base, jid, 'queued', 'cancelled', reason, nil, now, retention, nil, nil, wh ~= '' and wh or nil)
     touched[base .. ':batch:' .. batch_of(jid)] = 1

@@ -172,6 +172,7 @@ impl Jobs for RedisQueue {
                     .arg(job.line.map(|l| l.to_string()).unwrap_or_default())
                     .arg(job.webhook.as_deref().unwrap_or(""))
                     .arg(u8::from(job.interactive))
+                    .arg(crate::queue::end_event(&job.op).unwrap_or(""))
                     .arg(job.deps.len());
                 for dep in &job.deps {
                     cmd.arg(batch_job_id(batch, dep.seq))

@@ -132,9 +132,11 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   end
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
-  hook(base, now, 'job.' .. status, jid, wh)
+  -- `ev`: the event its end fires instead of job.<status> (a story's assembly).
+  local f = redis.call('HMGET', rk, 'pu', 'ev')
+  hook(base, now, f[2] or ('job.' .. status), jid, wh)
   -- An interactive job (an HTTP request waits for it): tell the API processes.
-  if redis.call('HGET', rk, 'pu') == '1' then redis.call('PUBLISH', base .. ':news', 'f:' .. jid) end
+  if f[1] == '1' then redis.call('PUBLISH', base .. ':news', 'f:' .. jid) end
   after_finish(d, base, jid, status, err, now, retention)
   local b = batch_of(jid)
   if not b then return nil end
