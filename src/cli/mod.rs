@@ -8,6 +8,7 @@ pub mod results;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod story;
 pub mod submit;
 pub mod webhooks;
 pub mod worker;
@@ -34,6 +35,9 @@ enum Command {
     /// Run a job file in this process (no Redis), against the built-in emulator when no
     /// project is configured.
     Run(run::RunArgs),
+    /// Run a story in this process, like `run`: a plan, frames made from each other and a
+    /// contact sheet (`imagegen story "DESCRIPTION" --frames 6`).
+    Story(story::StoryArgs),
     /// Validate a job file and enqueue it as a batch in Redis; prints the batch id.
     Submit(submit::SubmitArgs),
     /// Run jobs from Redis for the configured projects until SIGTERM/SIGINT.
@@ -145,6 +149,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(args) => {
             crate::telemetry::init("warn");
             run::run(args, load(&cli.config)?).await
+        }
+        Command::Story(args) => {
+            crate::telemetry::init("warn");
+            story::story(args, load(&cli.config)?).await
         }
         Command::Api(args) => {
             crate::telemetry::init("info");

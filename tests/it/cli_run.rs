@@ -412,3 +412,41 @@ fn a_story_line_runs_its_frames_in_order_with_a_plan_and_a_contact_sheet() {
     );
     assert!(story["plan"].is_null(), "given prompts are not planned");
 }
+
+#[test]
+fn imagegen_story_is_the_one_line_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = imagegen()
+        .current_dir(dir.path())
+        .args([
+            "story",
+            "a paper boat's trip down a rain gutter",
+            "--frames",
+            "3",
+            "--chain",
+            "anchor",
+            "--style",
+            "watercolour",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stories/story-1/contact-sheet.png"),
+        "{stdout}"
+    );
+    let story = story_json(dir.path(), "story-1");
+    assert_eq!(story["status"], "completed", "{story:#}");
+    let frames = story["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 3);
+    // Anchor: frames 2 and 3 are both made from frame 1.
+    let first = frames[0]["image"]["sha256"].as_str().unwrap();
+    for f in &frames[1..] {
+        assert_eq!(f["inputs"][0]["sha256"].as_str(), Some(first));
+    }
+}
