@@ -320,14 +320,14 @@ pub(super) async fn answer(
     Ok(axum::Json(body).into_response())
 }
 
-/// Sync or async by the request: `async: true` or a `webhook_url` answers 202 at once.
+/// Sync or async as the request said (`guide::job_of`: `async: true` or a
+/// `webhook_url` answers 202 at once).
 pub(super) async fn run(
     state: &ApiState,
     caller: &Caller,
     spec: JobSpec,
     asynchronous: bool,
 ) -> Result<Response, ApiError> {
-    let asynchronous = asynchronous || spec.webhook_url.is_some();
     let e = enqueue(state, caller, spec).await?;
     respond(state, caller, &e, asynchronous).await
 }

@@ -136,25 +136,26 @@ async fn build(
     }
     // Each frame's image under the story's own names.
     let put = |e: crate::storage::StorageError| Transient(format!("writing the story: {e}"));
-    let mut copies = Vec::new();
+    // One per frame, in frame order (`None`: the frame has no image).
+    let mut copies = Vec::with_capacity(frames.len());
     for f in &frames {
-        if let (Some(img), Some(bytes)) = (&f.image, &f.bytes) {
-            let ext = if img.mime_type == "image/jpeg" {
-                "jpg"
-            } else {
-                "png"
-            };
-            let rel = format!("{dir}/frame-{:02}.{ext}", f.index);
-            copies.push(
-                ctx.store
-                    .put_file(&rel, &img.mime_type, bytes.clone())
-                    .await
-                    .map_err(put)?,
-            );
-        }
+        let copy = match (&f.image, &f.bytes) {
+            (Some(img), Some(bytes)) => {
+                let ext = if img.mime_type == "image/jpeg" {
+                    "jpg"
+                } else {
+                    "png"
+                };
+                let rel = format!("{dir}/frame-{:02}.{ext}", f.index);
+                let stored = ctx.store.put_file(&rel, &img.mime_type, bytes.clone());
+                Some(stored.await.map_err(put)?)
+            }
+            _ => None,
+        };
+        copies.push(copy);
     }
     let sheet_png = contact_sheet(&frames);
-    let mut sheet = ctx
+    let sheet = ctx
         .store
         .put_file(
             &format!("{dir}/contact-sheet.png"),
@@ -193,14 +194,14 @@ async fn build(
         "status": status,
         "reason": reason,
         "plan": plan_value,
-        "frames": frames.iter().map(|f| json!({
+        "frames": frames.iter().zip(&copies).map(|(f, copy)| json!({
             "index": f.index,
             "prompt": f.prompt,
             "job_id": f.job_id,
             "status": f.status.as_str(),
             "error": f.error,
             "image": f.image.as_ref().map(|img| json!({
-                "url": copies.iter().find(|c| c.sha256 == img.sha256).map_or(&img.url, |c| &c.url),
+                "url": copy.as_ref().map_or(&img.url, |c| &c.url),
                 "job_url": img.url,
                 "sha256": img.sha256,
                 "width": img.width,
@@ -219,7 +220,6 @@ async fn build(
         )
         .await
         .map_err(put)?;
-    sheet.index = 0;
     let summary = match &reason {
         None => format!(
             "story {}: {status}, {done} of {} frames",

@@ -43,6 +43,7 @@ while i <= #ARGV do
     redis.call('HSET', rk, unpack(f))
     for _, p in ipairs(pending) do
       redis.call('RPUSH', base .. ':job:' .. p[1] .. ':dn', jid .. '\t' .. p[2])
+      redis.call('HSET', base .. ':job:' .. p[1], 'hd', 1)
     end
   end
 end

@@ -113,8 +113,9 @@ end
 -- Jobs waiting for others (NewJob::deps): the waiting job's record has st = queued,
 -- dl = dependencies still pending, ws/wl = its spec and line (it is in no stream yet),
 -- m = lane, pu = interactive; each dependency lists it in base..':job:'..dep..':dn'
--- ("waiting id\t<1: runs whatever the outcome, else 0>\tname of the dependency").
--- finish() releases or cancels them.
+-- ("waiting id\t<1: runs whatever the outcome, else 0>\tname of the dependency"), and
+-- has `hd` = 1 in its record, so finish() reads that list only then and releases or
+-- cancels them.
 local after_finish -- defined below finish (they call each other)
 
 local function finish(d, base, jid, from, status, err, res, now, retention, lane, att, wh)
@@ -132,12 +133,13 @@ local function finish(d, base, jid, from, status, err, res, now, retention, lane
   end
   redis.call('EXPIRE', rk, retention)
   move(d, base, jid, from, status, lane)
-  -- `ev`: the event its end fires instead of job.<status> (a story's assembly).
-  local f = redis.call('HMGET', rk, 'pu', 'ev')
+  -- `ev`: the event its end fires instead of job.<status> (a story's assembly); `hd`:
+  -- jobs wait for this one (enqueue_wait.lua).
+  local f = redis.call('HMGET', rk, 'pu', 'ev', 'hd')
   hook(base, now, f[2] or ('job.' .. status), jid, wh)
   -- An interactive job (an HTTP request waits for it): tell the API processes.
   if f[1] == '1' then redis.call('PUBLISH', base .. ':news', 'f:' .. jid) end
-  after_finish(d, base, jid, status, err, now, retention)
+  if f[3] then after_finish(d, base, jid, status, err, now, retention) end
   local b = batch_of(jid)
   if not b then return nil end
   local bk = base .. ':batch:' .. b
