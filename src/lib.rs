@@ -16,6 +16,7 @@
 //! - [`providers`]: Vertex AI and the Gemini API, credentials, input images.
 //! - [`metrics`]: the process's Prometheus series.
 //! - [`manifest`]: a batch's manifest, written from the queue's records.
+//! - [`stories`]: a story's state, read from the queue's records.
 //! - [`health`]: `/metrics` (with the cluster-wide series), `/healthz`, `/readyz`.
 //! - [`webhooks`]: signed deliveries from the queue's outbox.
 //! - [`submit`]: checking and enqueueing a job file.
@@ -38,6 +39,7 @@ pub mod netguard;
 pub mod providers;
 pub mod queue;
 pub mod storage;
+pub mod stories;
 pub mod submit;
 pub mod telemetry;
 pub mod webhooks;

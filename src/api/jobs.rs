@@ -134,10 +134,14 @@ pub(super) async fn enqueue(
 pub(super) async fn enqueue_checked(
     state: &ApiState,
     caller: &Caller,
-    Checked { mut spec, warnings }: Checked,
+    checked: Checked,
 ) -> Result<Enqueued, ApiError> {
-    spec.request_id = Some(caller.request_id.clone());
-    let json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    let batch = new_batch(state, caller).await?;
+    enqueue_in(state, caller, &batch, checked, Vec::new()).await
+}
+
+/// A new batch for one request's job (its id: `batch_job_id(batch, 0)`).
+pub(super) async fn new_batch(state: &ApiState, caller: &Caller) -> Result<String, ApiError> {
     let batch = state
         .queue
         .create_batch(&NewBatch {
@@ -147,6 +151,20 @@ pub(super) async fn enqueue_checked(
         })
         .await
         .map_err(ApiError::internal)?;
+    Ok(batch.id)
+}
+
+/// Enqueues a checked job as the one job of `batch` (from [`new_batch`]), waiting for
+/// `deps` (jobs of other batches), ahead of its lane's backlog.
+pub(super) async fn enqueue_in(
+    state: &ApiState,
+    caller: &Caller,
+    batch: &str,
+    Checked { mut spec, warnings }: Checked,
+    deps: Vec<crate::queue::Dependency>,
+) -> Result<Enqueued, ApiError> {
+    spec.request_id = Some(caller.request_id.clone());
+    let json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
     let job = NewJob {
         seq: 0,
         line: None,
@@ -157,19 +175,19 @@ pub(super) async fn enqueue_checked(
         hash: None,
         // A request waiting for its answer goes ahead of its lane's backlog.
         interactive: true,
-        deps: Vec::new(),
+        deps,
     };
     let queue = &state.queue;
     queue
-        .enqueue(&caller.project, &batch.id, vec![job])
+        .enqueue(&caller.project, batch, vec![job])
         .await
         .map_err(ApiError::internal)?;
     queue
-        .seal(&caller.project, &batch.id, 1)
+        .seal(&caller.project, batch, 1)
         .await
         .map_err(ApiError::internal)?;
     Ok(Enqueued {
-        job_id: crate::job::batch_job_id(&batch.id, 0),
+        job_id: crate::job::batch_job_id(batch, 0),
         model: spec.model,
         model_requested: spec.model_requested,
         warnings,

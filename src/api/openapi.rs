@@ -382,6 +382,82 @@ pub struct ChatCreateDoc {
     pub system_prompt: Option<String>,
 }
 
+/// A story enqueued by `POST /v1/stories`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoryCreatedDoc {
+    /// The request's id.
+    pub request_id: String,
+    /// `<batch>.story-1`: `GET /v1/stories/{story_id}`.
+    pub story_id: String,
+    /// Its batch (`/v1/batches/{batch_id}`).
+    pub batch_id: String,
+    /// `queued`.
+    pub status: String,
+    /// The frames' model.
+    pub model: String,
+    /// What the caller should know (a migrated model).
+    pub warnings: Vec<String>,
+    /// `/v1/stories/{story_id}`.
+    pub status_url: String,
+}
+
+/// A chat session and its turns (`/v1/sessions`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionViewDoc {
+    /// `ses_…`.
+    pub session_id: String,
+    /// The model every turn runs on.
+    pub model: String,
+    /// The retired model the request named, when it was migrated.
+    pub model_requested: Option<String>,
+    /// The system instruction.
+    pub system_prompt: Option<String>,
+    /// When it was created (ms since epoch).
+    pub created_ms: u64,
+    /// Its turns, oldest first.
+    pub turns: Vec<SessionTurnDoc>,
+    /// `/v1/sessions/{session_id}/messages`.
+    pub messages_url: String,
+    /// What the caller should know (a migrated model; on create only).
+    pub warnings: Option<Vec<String>>,
+}
+
+/// One turn of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionTurnDoc {
+    /// Its number, from 1.
+    pub turn: u64,
+    /// The job answering it (`/v1/jobs/{job_id}`).
+    pub job_id: String,
+    /// `queued` (waiting for the turn before, or for capacity), `running`, `succeeded`,
+    /// `failed`, `blocked`, `cancelled`; `expired` once its job's record is gone and
+    /// it kept no answer.
+    pub status: String,
+    /// Why it did not succeed.
+    pub error: Option<String>,
+    /// What the user said.
+    pub message: String,
+    /// The image the user sent, by URL.
+    pub image: Option<String>,
+    /// When it was sent (ms since epoch).
+    pub sent_ms: u64,
+    /// The model's text.
+    pub text: Vec<String>,
+    /// The model's images.
+    pub images: Vec<SessionImageDoc>,
+}
+
+/// An image of a session's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionImageDoc {
+    /// Its stored copy.
+    pub url: String,
+    /// Its MIME type.
+    pub mime_type: String,
+    /// A time-limited URL, where the store signs them.
+    pub signed_url: Option<String>,
+}
+
 /// A new chat session.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionDoc {
@@ -527,7 +603,6 @@ error_answers!(
         Invalid = 400, "Invalid request: `details.field` names the field";
         Unauthorized = 401, "Missing or unknown token";
         NotFound = 404, "No such session (or another project's)";
-        Conflict = 409, "The previous turn is still running, or another message came first";
         TooLarge = 413, "A file or the body over its limit";
         Blocked = 422, "The model refused on policy grounds";
         RateLimited = 429, "Over the token's rate (`Retry-After`)";
@@ -572,7 +647,13 @@ impl Modify for Bearer {
         super::advanced::style_transfer,
         super::chat::create,
         super::chat::message,
+        super::chat::create_v1,
+        super::chat::get,
+        super::chat::delete,
+        super::chat::message_v1,
         super::story::generate,
+        super::story::create_v1,
+        super::story::get_v1,
         super::jobs::create,
         super::jobs::get,
         super::jobs::cancel,

@@ -18,7 +18,8 @@ use super::error::ApiError;
 use super::form::Form;
 use super::{ApiState, Caller, guide, jobs};
 use crate::job::{JobSpec, JobStatus, batch_job_id};
-use crate::queue::{Dependency, NewBatch, NewJob};
+use crate::queue::{NewBatch, NewJob};
+use crate::stories::StoryId;
 
 /// `POST /story/generate`.
 #[utoipa::path(
@@ -67,6 +68,39 @@ pub(super) async fn generate(
         .await
         .map_err(|e| e.rename_field("frames", "num_images"))?;
     let spec = checked.spec;
+    let (batch, total) = enqueue(&state, &caller, &spec).await?;
+    let assembly = batch_job_id(&batch, total - 1);
+    let accepted = || {
+        let body = json!({
+            "request_id": caller.request_id,
+            "batch_id": batch,
+            "story_id": "story-1",
+            "story": StoryId { batch: batch.clone(), line: 1 }.text(),
+            "status": "queued",
+            "model": spec.model,
+            "warnings": checked.warnings,
+            "status_url": format!("/v1/batches/{batch}"),
+            "assembly_url": format!("/v1/jobs/{assembly}"),
+        });
+        (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+    };
+    if asynchronous {
+        return Ok(accepted());
+    }
+    let record = jobs::wait(&state, &caller.project, &assembly, state.sync_timeout).await?;
+    if !record.as_ref().is_some_and(|r| r.status.is_terminal()) {
+        return Ok(accepted());
+    }
+    answer(&state, &caller, &batch, total, &spec, checked.warnings).await
+}
+
+/// Enqueues a checked story line as a batch of its own (line 1), ahead of the project's
+/// backlog: its batch and how many jobs it made.
+async fn enqueue(
+    state: &ApiState,
+    caller: &Caller,
+    spec: &JobSpec,
+) -> Result<(String, u64), ApiError> {
     let batch = state
         .queue
         .create_batch(&NewBatch {
@@ -77,32 +111,23 @@ pub(super) async fn generate(
         })
         .await
         .map_err(ApiError::internal)?;
-    let expanded = crate::job::story::expand(&spec, 1, 0);
+    let expanded = crate::submit::story_jobs(spec, 1, 0);
     let total = expanded.len() as u64;
     let mut new_jobs = Vec::with_capacity(expanded.len());
-    for (seq, job) in expanded.into_iter().enumerate() {
-        let mut s = job.spec;
+    for (seq, (mut s, deps)) in expanded.into_iter().enumerate() {
         s.request_id = Some(caller.request_id.clone());
-        let lane = if s.op == crate::job::Operation::Assemble {
-            crate::job::story::ASSEMBLY_LANE.to_string()
-        } else {
-            s.model.clone()
-        };
         new_jobs.push(NewJob {
             seq: seq as u64,
-            line: None,
+            // The story's line: `story-1` of its batch.
+            line: Some(1),
             spec: serde_json::to_string(&s).map_err(ApiError::internal)?,
-            lane,
+            lane: crate::submit::lane_of(&s),
             op: s.op.to_string(),
             webhook: s.webhook_url.clone(),
             hash: None,
             // A request waits for it: ahead of the project's backlog.
             interactive: true,
-            deps: job
-                .deps
-                .into_iter()
-                .map(|(seq, name, any)| Dependency { seq, name, any })
-                .collect(),
+            deps,
         });
     }
     state
@@ -115,28 +140,109 @@ pub(super) async fn generate(
         .seal(&caller.project, &batch.id, total)
         .await
         .map_err(ApiError::internal)?;
-    let assembly = batch_job_id(&batch.id, total - 1);
-    let accepted = || {
-        let body = json!({
-            "request_id": caller.request_id,
-            "batch_id": batch.id,
-            "story_id": "story-1",
-            "status": "queued",
-            "model": spec.model,
-            "warnings": checked.warnings,
-            "status_url": format!("/v1/batches/{}", batch.id),
-            "assembly_url": format!("/v1/jobs/{assembly}"),
-        });
-        (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+    Ok((batch.id, total))
+}
+
+/// `POST /v1/stories`: a story line as a job file has it (`description`, `frames`,
+/// `chain`, `style`, `content_type`, `model`, `planner_model`, `frame_prompts`,
+/// `webhook_url`, job fields; `op` may be left out) → 202 with the story's id.
+#[utoipa::path(
+    post,
+    path = "/v1/stories",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Enqueued: follow `status_url`", body = super::openapi::StoryCreatedDoc),
+        super::openapi::SubmitErrors
+    )
+)]
+pub(super) async fn create_v1(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let mut value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
+    let Some(o) = value.as_object_mut() else {
+        return Err(ApiError::invalid("the body must be a JSON object"));
     };
-    if asynchronous {
-        return Ok(accepted());
+    // A null is an absent field.
+    o.retain(|_, v| !v.is_null());
+    match o.get("op") {
+        None => {
+            o.insert("op".into(), json!("story"));
+        }
+        Some(op) if op == "story" => {}
+        Some(op) => {
+            return Err(ApiError::field(
+                "op",
+                format!("a story's op is `story`, got {op}"),
+            ));
+        }
     }
-    let record = jobs::wait(&state, &caller.project, &assembly, state.sync_timeout).await?;
-    if !record.as_ref().is_some_and(|r| r.status.is_terminal()) {
-        return Ok(accepted());
+    let spec = JobSpec::from_json(&value.to_string()).map_err(ApiError::from_message)?;
+    let checked = jobs::check(&state, &caller, spec).await?;
+    let (batch, _) = enqueue(&state, &caller, &checked.spec).await?;
+    let id = StoryId {
+        batch: batch.clone(),
+        line: 1,
     }
-    answer(&state, &caller, &batch.id, total, &spec, checked.warnings).await
+    .text();
+    let body = json!({
+        "request_id": caller.request_id,
+        "story_id": id,
+        "batch_id": batch,
+        "status": "queued",
+        "model": checked.spec.model,
+        "warnings": checked.warnings,
+        "status_url": format!("/v1/stories/{id}"),
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// `GET /v1/stories/{id}`: the story's state, its frames in order (their state, prompt
+/// and image), its contact sheet and `story.json` once assembled; images with signed
+/// URLs where the store signs.
+#[utoipa::path(
+    get,
+    path = "/v1/stories/{id}",
+    params(("id" = String, Path, description = "Story id (`<batch>.story-<line>`)")),
+    responses(
+        (status = 200, description = "The story", body = Object),
+        super::openapi::LookupErrors
+    )
+)]
+pub(super) async fn get_v1(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError::not_found(&format!("story {id}"));
+    let story = StoryId::parse(&id).ok_or_else(missing)?;
+    let found = crate::stories::read(state.queue.as_ref(), &caller.project, &story)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(missing)?;
+    let store = &state.projects[&caller.project].store;
+    let mut body = serde_json::to_value(&found).map_err(ApiError::internal)?;
+    let mut sheet = body.get("contact_sheet").cloned();
+    let mut images: Vec<&mut Value> = Vec::new();
+    if let Some(frames) = body.get_mut("frames").and_then(Value::as_array_mut) {
+        images.extend(frames.iter_mut().filter_map(|f| f.get_mut("image")));
+    }
+    images.extend(sheet.iter_mut());
+    for img in images {
+        let url = img["url"].as_str().unwrap_or_default().to_string();
+        if let Some(signed) = store.signed_url(&url, state.signed_url_ttl).await {
+            img["signed_url"] = json!(signed);
+        }
+        if let Some(o) = img.as_object_mut() {
+            o.remove("path");
+        }
+    }
+    if let Some(sheet) = sheet {
+        body["contact_sheet"] = sheet;
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// The finished story: its frames in order (the assembly is the batch's last job).

@@ -81,7 +81,7 @@ const SPEC: &str = r#"{"op":"generate","model":"gemini-3.1-flash-image","prompt"
 /// Runs a benchmark and prints one JSON line of results.
 pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let options = QueueOptions::from_settings(&settings.worker);
+    let options = QueueOptions::from_settings(&settings);
     let queue = Arc::new(RedisQueue::open(&settings.redis.url, &prefix, options).await?);
     let result = match args.what {
         Bench::Enqueue { jobs } => {

@@ -117,7 +117,7 @@ pub async fn redis_queue(settings: &Settings) -> anyhow::Result<Arc<RedisQueue>>
     let queue = RedisQueue::open(
         &settings.redis.url,
         &settings.redis.key_prefix,
-        QueueOptions::from_settings(&settings.worker),
+        QueueOptions::from_settings(settings),
     )
     .await
     .with_context(|| format!("cannot connect to Redis at {}", settings.redis.url))?;
@@ -292,6 +292,27 @@ pub fn configured(settings: &Settings) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+/// The configured project `--project` names, or the only one.
+pub fn pick_project(settings: &Settings, project: Option<&str>) -> anyhow::Result<String> {
+    match project {
+        Some(p) if settings.projects.contains_key(p) => Ok(p.to_string()),
+        Some(p) => bail!(
+            "no project `{p}` in the configuration (configured: {})",
+            configured(settings)
+        ),
+        None if settings.projects.len() == 1 => {
+            Ok(settings.projects.keys().next().cloned().unwrap_or_default())
+        }
+        None if settings.projects.is_empty() => {
+            bail!("no project is configured: add one under [projects.<name>]")
+        }
+        None => bail!(
+            "several projects are configured ({}): choose one with --project",
+            configured(settings)
+        ),
     }
 }
 

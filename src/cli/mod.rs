@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod chat;
 pub mod common;
 pub mod emulator;
 pub mod results;
@@ -35,9 +36,12 @@ enum Command {
     /// Run a job file in this process (no Redis), against the built-in emulator when no
     /// project is configured.
     Run(run::RunArgs),
-    /// Run a story in this process, like `run`: a plan, frames made from each other and a
-    /// contact sheet (`imagegen story "DESCRIPTION" --frames 6`).
+    /// Run a story in this process, like `run` (or `--submit` it to the fleet): a plan,
+    /// frames made from each other and a contact sheet (`imagegen story "…" --frames 6`).
     Story(story::StoryArgs),
+    /// Chat with an image model in the terminal: a session whose turns see each other
+    /// (`/image PATH` attaches an image). In this process like `run`, or `--fleet`.
+    Chat(chat::ChatArgs),
     /// Validate a job file and enqueue it as a batch in Redis; prints the batch id.
     Submit(submit::SubmitArgs),
     /// Run jobs from Redis for the configured projects until SIGTERM/SIGINT.
@@ -153,6 +157,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Story(args) => {
             crate::telemetry::init("warn");
             story::story(args, load(&cli.config)?).await
+        }
+        Command::Chat(args) => {
+            crate::telemetry::init("warn");
+            chat::chat(args, load(&cli.config)?).await
         }
         Command::Api(args) => {
             crate::telemetry::init("info");

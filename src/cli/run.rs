@@ -63,9 +63,7 @@ pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         return Ok(code);
     }
     let store = runtime.store.clone();
-    let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
-        &settings.worker,
-    )));
+    let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(&settings)));
     let started = Instant::now();
     let batch = NewBatch {
         project: runtime.project.clone(),

@@ -45,7 +45,7 @@ pub struct ServeArgs {
 }
 
 /// The API's state over `queue` for the configured projects (and `extra` ones).
-fn state(
+pub(super) fn state(
     settings: &Settings,
     queue: Arc<dyn JobQueue>,
     mut projects: HashMap<String, ApiProject>,
@@ -115,53 +115,90 @@ pub async fn api(args: ApiArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `serve` (and `chat` on embedded defaults) runs in one process: the in-memory
+/// queue, the API's state over it, and the worker's projects — the built-in `local`
+/// project on the emulator when none is configured.
+pub(super) struct Embedded {
+    /// The queue.
+    pub queue: Arc<MemoryQueue>,
+    /// The API's state over it.
+    pub state: ApiState,
+    /// The worker's projects.
+    pub workers: HashMap<String, crate::worker::ProjectRuntime>,
+    /// The `local` project's token, its webhook secret when generated (to print once),
+    /// and the emulator it runs on; `None` with configured projects.
+    pub local: Option<(
+        String,
+        Option<String>,
+        Option<crate::emulator::EmulatorHandle>,
+    )>,
+}
+
+impl Embedded {
+    /// Builds it; `token` and `webhook_secret` are the `local` project's (random when
+    /// not given).
+    pub(super) async fn new(
+        settings: &Settings,
+        token: Option<String>,
+        webhook_secret: Option<String>,
+    ) -> anyhow::Result<Embedded> {
+        let queue = Arc::new(MemoryQueue::new(QueueOptions::from_settings(settings)));
+        let mut api_projects = HashMap::new();
+        let mut tokens = Tokens::default();
+        let mut local = None;
+        let workers = if settings.projects.is_empty() {
+            let store = common::output_store(settings, "local", None)?;
+            let runtime =
+                run::local_runtime(settings, settings.worker.request_timeout, store).await?;
+            let token = token.unwrap_or_else(|| format!("ig_{}", uuid::Uuid::new_v4().simple()));
+            tokens.add("local", &token);
+            let secret = webhook_secret
+                .clone()
+                .unwrap_or_else(crate::webhooks::Signer::generate);
+            let signer =
+                Arc::new(crate::webhooks::Signer::parse(&secret).map_err(|e| {
+                    anyhow::anyhow!("--webhook-secret: {e} (expected whsec_<base64>)")
+                })?);
+            api_projects.insert(
+                "local".to_string(),
+                ApiProject {
+                    backend: runtime.backend,
+                    default_model: common::DEFAULT_MODEL.into(),
+                    store: runtime.store.clone(),
+                    webhooks: Some(signer.clone()),
+                },
+            );
+            let mut project =
+                run::embedded_project(settings, "local", runtime.provider, runtime.store);
+            project.webhook = Some(crate::worker::ProjectWebhook {
+                signer,
+                default_url: None,
+            });
+            // Printed once, like the token, unless the caller chose it.
+            let shown = webhook_secret.is_none().then_some(secret);
+            local = Some((token, shown, runtime._emulator));
+            HashMap::from([("local".to_string(), project)])
+        } else {
+            common::project_runtimes(settings, &[])?
+        };
+        let state = state(settings, queue.clone(), api_projects, tokens)?;
+        Ok(Embedded {
+            queue,
+            state,
+            workers,
+            local,
+        })
+    }
+}
+
 /// Runs `imagegen serve`.
 pub async fn serve(args: ServeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
-    let queue: Arc<MemoryQueue> = Arc::new(MemoryQueue::new(QueueOptions::from_settings(
-        &settings.worker,
-    )));
-    let mut api_projects = HashMap::new();
-    let mut tokens = Tokens::default();
-    let mut local_runtime = None;
-    let workers = if settings.projects.is_empty() {
-        let store = common::output_store(&settings, "local", None)?;
-        let runtime = run::local_runtime(&settings, settings.worker.request_timeout, store).await?;
-        let token = args
-            .token
-            .clone()
-            .unwrap_or_else(|| format!("ig_{}", uuid::Uuid::new_v4().simple()));
-        tokens.add("local", &token);
-        let secret = args
-            .webhook_secret
-            .clone()
-            .unwrap_or_else(crate::webhooks::Signer::generate);
-        let signer = Arc::new(
-            crate::webhooks::Signer::parse(&secret)
-                .map_err(|e| anyhow::anyhow!("--webhook-secret: {e} (expected whsec_<base64>)"))?,
-        );
-        api_projects.insert(
-            "local".to_string(),
-            ApiProject {
-                backend: runtime.backend,
-                default_model: common::DEFAULT_MODEL.into(),
-                store: runtime.store.clone(),
-                webhooks: Some(signer.clone()),
-            },
-        );
-        let mut project =
-            run::embedded_project(&settings, "local", runtime.provider, runtime.store);
-        project.webhook = Some(crate::worker::ProjectWebhook {
-            signer,
-            default_url: None,
-        });
-        // Printed once, like the token, unless the caller chose it.
-        let shown = args.webhook_secret.is_none().then_some(secret);
-        local_runtime = Some((token, shown, runtime._emulator));
-        HashMap::from([("local".to_string(), project)])
-    } else {
-        common::project_runtimes(&settings, &[])?
-    };
-    let state = state(&settings, queue.clone(), api_projects, tokens)?;
+    let Embedded {
+        queue,
+        state,
+        workers,
+        local: local_runtime,
+    } = Embedded::new(&settings, args.token.clone(), args.webhook_secret.clone()).await?;
     if state.tokens.is_empty() {
         bail!("no project has api_tokens: set `api_tokens = \"env:VAR\"` under [projects.<name>]");
     }

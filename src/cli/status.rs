@@ -13,7 +13,8 @@ use crate::queue::{BatchRecord, JobQueue, JobRecord, now_ms};
 /// Arguments of `imagegen status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// A batch id or a job id (omit it to see only the projects' lanes).
+    /// A batch id, a job id or a story id (`<batch>.story-<line>`; omit it to see only
+    /// the projects' lanes).
     pub id: Option<String>,
     /// The project (default: searched among the configured ones).
     #[arg(long)]
@@ -57,11 +58,61 @@ pub async fn run(args: StatusArgs, settings: Settings) -> anyhow::Result<ExitCod
     }
 }
 
-/// True when the watched batch (or job) is done.
+/// A story: its state, then each frame's.
+fn print_story(s: &crate::stories::StoryState) {
+    println!("story     {} ({})", s.story_id, s.status);
+    if let Some(summary) = &s.summary {
+        println!("summary   {summary}");
+    }
+    for f in &s.frames {
+        let state = match (f.status, f.waiting_for) {
+            (crate::job::JobStatus::Queued, Some(n)) => format!("waiting for {n}"),
+            (status, _) => status.as_str().to_string(),
+        };
+        print!("frame {:>2}  {:<14} {}", f.index, state, f.job_id);
+        if let Some(img) = &f.image {
+            print!("  {}", img.path.as_deref().unwrap_or(&img.url));
+        }
+        println!();
+        if let Some(p) = &f.prompt {
+            println!("          prompt: {}", first_words(p, 12));
+        }
+        if let Some(e) = &f.error {
+            println!("          error: {e}");
+        }
+    }
+    if let Some(sheet) = &s.contact_sheet {
+        println!("sheet     {}", sheet.path.as_deref().unwrap_or(&sheet.url));
+    }
+    if let Some(json) = &s.story_json {
+        println!("story.json {json}");
+    }
+}
+
+/// The first `n` words of `text`, with an ellipsis when there were more.
+fn first_words(text: &str, n: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() <= n {
+        words.join(" ")
+    } else {
+        format!("{} …", words[..n].join(" "))
+    }
+}
+
+/// True when the watched batch (or job, or story) is done.
 async fn finished(args: &StatusArgs, settings: &Settings, queue: &dyn JobQueue) -> bool {
     let Some(id) = args.id.as_deref() else {
         return false;
     };
+    if let Some(story) = crate::stories::StoryId::parse(id) {
+        let Ok(project) =
+            common::project_of(queue, settings, args.project.as_deref(), &story.batch).await
+        else {
+            return false;
+        };
+        return matches!(crate::stories::read(queue, &project, &story).await,
+            Ok(Some(s)) if !["queued", "running"].contains(&s.status.as_str()));
+    }
     let Ok(project) = common::project_of(queue, settings, args.project.as_deref(), id).await else {
         return false;
     };
@@ -101,6 +152,19 @@ async fn show(
         }
         return Ok(ExitCode::SUCCESS);
     };
+    if let Some(story) = crate::stories::StoryId::parse(id) {
+        let project =
+            common::project_of(queue, settings, args.project.as_deref(), &story.batch).await?;
+        let Some(state) = crate::stories::read(queue, &project, &story).await? else {
+            anyhow::bail!("batch {} has no story on line {}", story.batch, story.line);
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&state)?);
+        } else {
+            print_story(&state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let project = common::project_of(queue, settings, args.project.as_deref(), id).await?;
     let lanes = queue.lanes(&project).await?;
     let hold = queue.project_hold(&project).await?;

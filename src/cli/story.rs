@@ -1,6 +1,7 @@
 //! `imagegen story "DESCRIPTION" --frames N`: the one-line form of a story line
 //! (`docs/job-spec.md`, "Stories"), run in this process as `imagegen run` runs a file —
-//! against the built-in emulator unless `--project` names a configured project.
+//! against the built-in emulator unless `--project` names a configured project — or,
+//! with `--submit`, enqueued on the fleet as `imagegen submit` enqueues a file.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use crate::config::Settings;
 use crate::job::JobSpec;
 use crate::job::story::Chain;
 
-use super::{common, run};
+use super::{common, run, submit};
 
 /// Arguments of `imagegen story`.
 #[derive(Debug, clap::Args)]
@@ -35,9 +36,17 @@ pub struct StoryArgs {
     #[arg(long)]
     pub planner_model: Option<String>,
     /// Configured project to run against (default: the only one, or the built-in
-    /// emulator when none is configured). This runs in this process, like `run`.
+    /// emulator when none is configured). This runs in this process, like `run`,
+    /// unless `--submit` is given.
     #[arg(long)]
     pub project: Option<String>,
+    /// Enqueue the story on the fleet (Redis; its workers run it) instead of running
+    /// it here, like `submit`: prints the batch id and the story id for `status`.
+    #[arg(long)]
+    pub submit: bool,
+    /// With `--submit`: follow the story's batch until it completes.
+    #[arg(long, requires = "submit")]
+    pub wait: bool,
     /// Output location (any object_store URL; default `[output].url`).
     #[arg(long)]
     pub out: Option<String>,
@@ -74,13 +83,25 @@ pub async fn story(args: StoryArgs, settings: Settings) -> anyhow::Result<ExitCo
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("story.jsonl");
     std::fs::write(&file, format!("{}\n", serde_json::to_string(&line)?))?;
+    let job = common::JobFileArgs {
+        file,
+        model: args.model,
+        op: None,
+        skip_invalid: false,
+    };
+    if args.submit {
+        let submit_args = submit::SubmitArgs {
+            job,
+            project: args.project,
+            webhook: None,
+            idempotency_key: None,
+            wait: args.wait,
+            json: false,
+        };
+        return submit::run(submit_args, settings, None).await;
+    }
     let run_args = run::RunArgs {
-        job: common::JobFileArgs {
-            file,
-            model: args.model,
-            op: None,
-            skip_invalid: false,
-        },
+        job,
         project: args.project,
         concurrency: None,
         out: args.out,

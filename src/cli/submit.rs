@@ -131,6 +131,7 @@ fn print_submitted(
                 "batch_id": id, "project": name, "total": submitted.total,
                 "enqueued": submitted.enqueued_now, "existing": submitted.batch.existing,
                 "invalid_lines": checked.invalid, "warnings": checked.warnings,
+                "stories": submitted.stories,
             })
         );
     } else if submitted.batch.existing {
@@ -144,6 +145,9 @@ fn print_submitted(
             "enqueued {} job(s) in project {name}; follow with `imagegen {config_arg}status {id}`",
             submitted.total
         );
+        for story in &submitted.stories {
+            eprintln!("story {story}: `imagegen {config_arg}status {story}`");
+        }
         println!("{id}");
     }
 }

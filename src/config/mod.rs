@@ -21,7 +21,7 @@ pub use project::{ModelLimits, ProjectConfig};
 pub use secrets::read_secret;
 pub use sections::{
     ApiConfig, EmulatorConfig, InputsConfig, ModelsConfig, OnRetired, OutputConfig, RedisConfig,
-    ResetTime, WebhooksConfig, WorkerConfig,
+    ResetTime, SessionsConfig, WebhooksConfig, WorkerConfig,
 };
 
 use sections::check_store_url;
@@ -49,6 +49,8 @@ pub struct Settings {
     pub models: ModelsConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// Chat sessions.
+    pub sessions: SessionsConfig,
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
@@ -105,6 +107,7 @@ impl Settings {
         settings.worker.move_renamed(&mut notices);
         settings.webhooks.move_renamed(&mut notices);
         settings.inputs.move_renamed(&mut notices);
+        settings.sessions.move_renamed(&mut notices);
         settings.notices = notices;
         settings.validate()?;
         Ok(settings)

@@ -391,6 +391,27 @@ pub struct EmulatorConfig {
     pub scenario: String,
 }
 
+/// `[sessions]`: chat sessions (`/v1/sessions`, `imagegen chat`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session untouched this long (no message, no answer) is gone, its history
+    /// with it (the images stay in the store).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub ttl: Duration,
+    /// The same in seconds (the key's first name), still read.
+    #[serde(default)]
+    pub(super) ttl_s: Option<u64>,
+}
+
+impl SessionsConfig {
+    /// Moves the key given in seconds to `ttl`.
+    pub(super) fn move_renamed(&mut self, notices: &mut Vec<String>) {
+        let old = ("ttl_s", self.ttl_s.take());
+        renamed("sessions", old, ("ttl", &mut self.ttl), SECOND, notices);
+    }
+}
+
 /// `[api]`: the HTTP API of `imagegen api` and `imagegen serve`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -130,6 +130,23 @@ pub struct CompactResult {
 }
 
 impl CompactResult {
+    /// The model's turn of a chat answer, as the next turn's history sends it back: the
+    /// one the job kept (thought signatures, images by reference), or one rebuilt from
+    /// its text and images.
+    pub fn answer(&self) -> Content {
+        self.model_turn.clone().unwrap_or_else(|| {
+            let text = self.text.iter().map(Part::text);
+            let images = self
+                .images
+                .iter()
+                .map(|i| Part::file(i.mime_type.clone(), i.url.clone()));
+            Content {
+                role: Some("model".into()),
+                parts: text.chain(images).collect(),
+            }
+        })
+    }
+
     /// The compact form of a full result.
     pub fn of(result: &JobResult, prompt: Option<&str>) -> Self {
         CompactResult {

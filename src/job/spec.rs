@@ -317,6 +317,19 @@ pub struct JobSpec {
     /// An assembly: its plan (when planned) and frames' jobs in order (`#<seq>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frame_jobs: Vec<String>,
+    /// A chat session's turn (set by the API): its history is the session's earlier
+    /// turns, read when it runs (after the turn before it, which it waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRef>,
+}
+
+/// Which session a chat job is a turn of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// The session (`ses_…`).
+    pub id: String,
+    /// The turn's index (0-based).
+    pub turn: usize,
 }
 
 /// Gemini response modality.

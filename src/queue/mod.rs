@@ -75,6 +75,8 @@ pub struct QueueOptions {
     /// The first wait between probes of a held project or lane (it doubles up to
     /// [`rules::HOLD_PROBE_MAX_MS`]).
     pub hold_probe: Duration,
+    /// A chat session untouched this long is gone.
+    pub session_ttl: Duration,
 }
 
 impl Default for QueueOptions {
@@ -86,14 +88,17 @@ impl Default for QueueOptions {
             max_wait: Duration::from_secs(86_400),
             aimd: rules::Aimd::default(),
             hold_probe: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
 
 impl QueueOptions {
-    /// From the `[worker]` settings.
-    pub fn from_settings(w: &crate::config::WorkerConfig) -> Self {
+    /// From the `[worker]` and `[sessions]` settings.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        let w = &settings.worker;
         QueueOptions {
+            session_ttl: settings.sessions.ttl,
             visibility: w.visibility_timeout,
             max_deliveries: w.max_deliveries,
             retention: w.retention,
@@ -170,7 +175,11 @@ pub struct NewJob {
 /// Dependencies come earlier in their batch (so they are enqueued first).
 pub(crate) fn check_deps(jobs: &[NewJob]) -> Result<(), QueueError> {
     for job in jobs {
-        if let Some(dep) = job.deps.iter().find(|d| d.seq >= job.seq) {
+        if let Some(dep) = job
+            .deps
+            .iter()
+            .find(|d| d.job.is_none() && d.seq >= job.seq)
+        {
             return Err(QueueError::Invalid(format!(
                 "job {} depends on job {} ({}): a dependency must come earlier in its batch",
                 job.seq, dep.seq, dep.name
@@ -186,15 +195,54 @@ pub fn end_event(op: &str) -> Option<&'static str> {
     (op == "assemble").then_some("story.completed")
 }
 
+/// The span a story's assembly records (`Records::story_span`): from the first job it
+/// waits for to itself.
+pub(crate) fn story_span_of(job: &NewJob) -> Option<(u64, (u64, u64))> {
+    if job.op != "assemble" {
+        return None;
+    }
+    let first = job
+        .deps
+        .iter()
+        .filter(|d| d.job.is_none())
+        .map(|d| d.seq)
+        .min()
+        .unwrap_or(job.seq);
+    Some((job.line?, (first, job.seq)))
+}
+
 /// A job another waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {
     /// Its position in the batch.
     pub seq: u64,
+    /// A job of another batch of the project instead (a session's previous turn): its
+    /// id. `seq` is then unused.
+    pub job: Option<String>,
     /// What to call it in the waiting job's reason ("frame 3").
     pub name: String,
     /// Run whatever became of it (a story's assembly), not only after a success.
     pub any: bool,
+}
+
+impl Dependency {
+    /// The job at `seq` of the same batch.
+    pub fn in_batch(seq: u64, name: impl Into<String>, any: bool) -> Self {
+        Dependency {
+            seq,
+            job: None,
+            name: name.into(),
+            any,
+        }
+    }
+
+    /// The id of the job it names, for a job of `batch`.
+    pub fn id(&self, batch: &str) -> String {
+        match &self.job {
+            Some(id) => id.clone(),
+            None => crate::job::batch_job_id(batch, self.seq),
+        }
+    }
 }
 
 /// A job handed to a worker.
@@ -441,6 +489,15 @@ pub trait Records: Send + Sync {
     ) -> Result<Vec<Option<JobRecord>>, QueueError>;
     /// Marks the batch's manifest as written at `url`.
     async fn set_manifest(&self, project: &str, batch: &str, url: &str) -> Result<(), QueueError>;
+    /// The positions of the first and last job (its assembly) of the story on `line` of
+    /// `batch`: the story's jobs are the ones between. Recorded when its assembly (op
+    /// `assemble`) is enqueued, from the jobs it waits for.
+    async fn story_span(
+        &self,
+        project: &str,
+        batch: &str,
+        line: u64,
+    ) -> Result<Option<(u64, u64)>, QueueError>;
     /// The newest dead letters of a project.
     async fn dead_letters(&self, project: &str, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
     /// The project's counters (never a scan).
@@ -484,7 +541,8 @@ impl Notice {
     }
 }
 
-/// Chat sessions: their settings and ordered turns (the API's `/chat/...`).
+/// Chat sessions: their settings and ordered turns (`/v1/sessions`, `/chat/...`). A
+/// session lives [`QueueOptions::session_ttl`] after its last change.
 #[async_trait]
 pub trait Sessions: Send + Sync {
     /// Stores a new session (its `turns` are ignored: it starts with none).
@@ -493,18 +551,26 @@ pub trait Sessions: Send + Sync {
         project: &str,
         session: &SessionRecord,
     ) -> Result<(), QueueError>;
-    /// A session with its turns, oldest first.
+    /// A session with its turns (and the answers they have), oldest first.
     async fn session(&self, project: &str, id: &str) -> Result<Option<SessionRecord>, QueueError>;
-    /// Appends `turn` if the session has exactly `expected` turns (so two messages sent
-    /// at once cannot both follow the same turn); false otherwise or when it is gone.
-    /// Refreshes the session's retention.
+    /// Appends `turn`, atomically: its index (0-based) and the turn before it, so the
+    /// caller makes its job wait for that one. `None` when the session is gone.
     async fn append_turn(
         &self,
         project: &str,
         id: &str,
-        expected: usize,
         turn: &SessionTurn,
+    ) -> Result<Option<(usize, Option<SessionTurn>)>, QueueError>;
+    /// Keeps the model's answer to turn `index`; false when the session is gone.
+    async fn answer_turn(
+        &self,
+        project: &str,
+        id: &str,
+        index: usize,
+        answer: &crate::job::Content,
     ) -> Result<bool, QueueError>;
+    /// Deletes a session; false when there was none.
+    async fn delete_session(&self, project: &str, id: &str) -> Result<bool, QueueError>;
 }
 
 /// The whole queue, every role: what workers and the CLI hold (`Arc<dyn JobQueue>`).

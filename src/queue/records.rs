@@ -358,10 +358,12 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
-/// A chat session (`/chat/create`, `/chat/{id}/message`): its settings and its turns in
-/// order. A turn is a job; its answer (the model's turn, thought signatures included,
-/// images by reference) is in that job's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A chat session (`/v1/sessions`, `/chat/create`): its settings and its turns in
+/// order. A turn is a job that waits for the turn before it (a queue dependency), so
+/// turns run strictly one after another; its answer (the model's turn, thought
+/// signatures included, images by reference) is kept with the turn, for as long as the
+/// session lives (`[sessions] ttl` of inactivity), not only for its job's retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// `ses_…`.
     pub id: String,
@@ -381,7 +383,7 @@ pub struct SessionRecord {
 }
 
 /// One user turn of a session and the job that answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionTurn {
     /// The job answering it.
     pub job_id: String,
@@ -393,4 +395,11 @@ pub struct SessionTurn {
     /// Its MIME type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_mime_type: Option<String>,
+    /// When it was sent (ms since epoch).
+    #[serde(default)]
+    pub at_ms: u64,
+    /// The model's answer once the turn succeeded (kept apart from the turn as sent,
+    /// and filled in by the worker that ran it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<crate::job::Content>,
 }

@@ -255,23 +255,15 @@ impl JobFile<'_> {
             .flat_map(move |(line, spec, json, _)| {
                 let first = next;
                 let items: Vec<Item> = if spec.op == crate::job::Operation::Story {
-                    crate::job::story::expand(&spec, line, first)
+                    story_jobs(&spec, line, first)
                         .into_iter()
                         .enumerate()
-                        .map(|(i, job)| Item {
+                        .map(|(i, (spec, deps))| Item {
                             seq: first + i as u64,
                             line,
-                            json: serde_json::to_string(&job.spec).unwrap_or_default(),
-                            spec: job.spec,
-                            deps: job
-                                .deps
-                                .into_iter()
-                                .map(|(offset, name, any)| crate::queue::Dependency {
-                                    seq: first + offset,
-                                    name,
-                                    any,
-                                })
-                                .collect(),
+                            json: serde_json::to_string(&spec).unwrap_or_default(),
+                            spec,
+                            deps,
                         })
                         .collect()
                 } else {
@@ -286,6 +278,33 @@ impl JobFile<'_> {
                 next += items.len() as u64;
                 futures::stream::iter(items)
             }))
+    }
+}
+
+/// The jobs of story line `line` (its plan, frames and assembly) when its first job is
+/// at `first` of its batch, each with the jobs of the batch it waits for.
+pub fn story_jobs(
+    spec: &JobSpec,
+    line: usize,
+    first: u64,
+) -> Vec<(JobSpec, Vec<crate::queue::Dependency>)> {
+    crate::job::story::expand(spec, line, first)
+        .into_iter()
+        .map(|job| {
+            let deps = job.deps.into_iter().map(|(offset, name, any)| {
+                crate::queue::Dependency::in_batch(first + offset, name, any)
+            });
+            (job.spec, deps.collect())
+        })
+        .collect()
+}
+
+/// The lane a job runs in: its model's; an assembly calls no model and has its own.
+pub fn lane_of(spec: &JobSpec) -> String {
+    if spec.op == crate::job::Operation::Assemble {
+        crate::job::story::ASSEMBLY_LANE.to_string()
+    } else {
+        spec.model.clone()
     }
 }
 
@@ -313,6 +332,8 @@ pub struct Submitted {
     pub total: u64,
     /// True when sealing completed the batch at once (every job already terminal).
     pub completed: bool,
+    /// The ids of its stories (`<batch>.story-<line>`), in file order.
+    pub stories: Vec<String>,
 }
 
 /// Second pass: enqueues the valid jobs of `file` as a batch and seals it. A batch found
@@ -342,6 +363,7 @@ pub async fn enqueue_file(
     let mut enqueued_now = 0u64;
     let mut in_flight = FuturesOrdered::new();
     let mut chunks_sent = 0u64;
+    let mut stories = Vec::new();
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
@@ -349,6 +371,13 @@ pub async fn enqueue_file(
                 break;
             };
             seq_total = item.seq + 1;
+            if item.spec.op == crate::job::Operation::Assemble {
+                let story = crate::stories::StoryId {
+                    batch: id.clone(),
+                    line: item.line as u64,
+                };
+                stories.push(story.text());
+            }
             if item.seq < skip {
                 continue;
             }
@@ -387,6 +416,7 @@ pub async fn enqueue_file(
         enqueued_now,
         total: seq_total,
         completed,
+        stories,
     })
 }
 
@@ -421,6 +451,7 @@ async fn already_submitted(
         enqueued_now: 0,
         total,
         completed: false,
+        stories: Vec::new(),
     }))
 }
 
@@ -453,13 +484,8 @@ async fn new_job(
         line: Some(line as u64),
         spec: json,
         op: spec.op.to_string(),
+        lane: lane_of(&spec),
         webhook: spec.webhook_url,
-        // An assembly calls no model: it has a lane of its own.
-        lane: if spec.op == crate::job::Operation::Assemble {
-            crate::job::story::ASSEMBLY_LANE.to_string()
-        } else {
-            spec.model
-        },
         hash,
         interactive: false,
         deps,

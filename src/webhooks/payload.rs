@@ -285,7 +285,7 @@ async fn story_event(
         .and_then(|r| r.images.first().cloned());
     let story = match sheet
         .as_ref()
-        .and_then(|s| store.own_key(&s.url.replace("contact-sheet.png", "story.json")))
+        .and_then(|s| store.own_key(&crate::stories::story_json_beside(&s.url)))
     {
         Some(key) => serde_json::from_slice(&store.get(&key).await?)?,
         None => {

@@ -4,7 +4,7 @@
 //! every input image (where from, SHA-256), recorded in `result.json`.
 
 use crate::job::result::InputRef;
-use crate::job::{ImageSource, JobSpec};
+use crate::job::{Content, ImageSource, JobSpec, Part};
 use crate::queue::JobQueue;
 use crate::storage::OutputStore;
 
@@ -100,5 +100,56 @@ pub async fn resolve(
         ));
         copy.plan_of = None;
     }
+    if let Some(session) = &spec.session {
+        let history = session_history(queue, project, session).await?;
+        out.get_or_insert_with(|| spec.clone()).history = history;
+    }
     Ok((out, inputs))
+}
+
+/// A session turn's history: the turns before it, each user message (its image by
+/// reference) and the model's answer. A turn that did not succeed is left out (as far
+/// as the model knows, it never happened). The turns before it have ended: it waited
+/// for them.
+async fn session_history(
+    queue: &dyn JobQueue,
+    project: &str,
+    session: &crate::job::spec::SessionRef,
+) -> Result<Vec<Content>, OutputError> {
+    let id = &session.id;
+    let record = queue
+        .session(project, id)
+        .await
+        .map_err(|e| OutputError::Queue(format!("history: reading session {id}: {e}")))?
+        .ok_or_else(|| OutputError::Missing(format!("history: session {id} is gone")))?;
+    let mut history = Vec::new();
+    for turn in record.turns.iter().take(session.turn) {
+        let answer = match &turn.answer {
+            Some(answer) => Some(answer.clone()),
+            // Its worker could not keep the answer with the session: its job's record.
+            None => queue
+                .job(project, &turn.job_id)
+                .await
+                .map_err(|e| {
+                    OutputError::Queue(format!("history: reading job {}: {e}", turn.job_id))
+                })?
+                .filter(|r| r.status == crate::job::JobStatus::Succeeded)
+                .and_then(|r| r.result)
+                .map(|r| r.answer()),
+        };
+        let Some(answer) = answer else { continue };
+        let mut user = vec![Part::text(&turn.message)];
+        if let Some(url) = &turn.image {
+            user.push(Part::file(
+                turn.image_mime_type.clone().unwrap_or_default(),
+                url,
+            ));
+        }
+        history.push(Content {
+            role: Some("user".into()),
+            parts: user,
+        });
+        history.push(answer);
+    }
+    Ok(history)
 }

@@ -288,7 +288,25 @@ async fn deliver(
         let error = Some("cancelled by request".into());
         return record(ctx, &loc, result, JobStatus::Cancelled, error, started).await;
     }
-    store(ctx, &loc, result, &out, claimed.attempts + 1, started).await
+    let settle = store(ctx, &loc, result, &out, claimed.attempts + 1, started).await;
+    if let (
+        Some(session),
+        Settle::Finish {
+            status: JobStatus::Succeeded,
+            result: Some(r),
+            ..
+        },
+    ) = (&spec.session, &settle)
+    {
+        // Kept with the session before the settle releases the next turn, which reads
+        // it (should this fail, that turn reads this job's record instead).
+        let answer = r.answer();
+        let kept = queue.answer_turn(ctx.project, &session.id, session.turn, &answer);
+        if let Err(e) = kept.await {
+            tracing::warn!(session = %session.id, error = %e, "keeping a chat answer with its session");
+        }
+    }
+    settle
 }
 
 /// The result record before the call: everything known from the claim and the spec.

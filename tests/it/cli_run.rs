@@ -450,3 +450,121 @@ fn imagegen_story_is_the_one_line_form() {
         assert_eq!(f["inputs"][0]["sha256"].as_str(), Some(first));
     }
 }
+
+/// The `result.json` of job `id` under `dir`.
+fn result_json(dir: &std::path::Path, id: &str) -> serde_json::Value {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with("result.json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                if v["job_id"] == id {
+                    return v;
+                }
+            }
+        }
+    }
+    panic!("no result.json of {id} under {}", dir.display());
+}
+
+#[test]
+fn imagegen_chat_runs_turns_that_see_each_other_and_takes_an_image() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    // An image of the user's own to attach: one `run` made.
+    let prompts = dir.path().join("p.txt");
+    std::fs::write(&prompts, "a red kite over a beach\n").unwrap();
+    let made = imagegen()
+        .current_dir(dir.path())
+        .args(["run", prompts.to_str().unwrap(), "--out", "file://./mine"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mine = pngs_under(&dir.path().join("mine"));
+    assert_eq!(mine.len(), 1);
+    let mut child = imagegen()
+        .current_dir(dir.path())
+        .arg("chat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "Create a professional headshot of a business executive"
+    )
+    .unwrap();
+    writeln!(stdin, "/image {}", mine[0].display()).unwrap();
+    writeln!(stdin, "Put this kite in the background").unwrap();
+    writeln!(stdin, "/image {}", dir.path().join("missing.png").display()).unwrap();
+    writeln!(stdin, "Make the lighting softer").unwrap();
+    writeln!(stdin, "/quit").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each turn printed where its image is, and the file is there.
+    let images: Vec<(u32, std::path::PathBuf)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("turn ")?;
+            let (n, path) = rest.split_once(" image: ")?;
+            Some((n.parse().ok()?, path.into()))
+        })
+        .collect();
+    assert_eq!(
+        images.iter().map(|i| i.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{stdout}"
+    );
+    for (_, path) in &images {
+        assert!(path.is_file(), "{} in {stdout}", path.display());
+    }
+    assert!(stdout.contains("missing.png"), "{stdout}");
+    // The third turn sent the conversation: both earlier turns, the attached image by
+    // its stored copy, and the first answer's image by reference.
+    let third_job = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("turn 3 (job ")?.strip_suffix("):"))
+        .unwrap_or_else(|| panic!("no job of turn 3 in {stdout}"));
+    let third = result_json(dir.path(), third_job);
+    let history = third["request"]["history"].as_array().unwrap();
+    let roles: Vec<&str> = history
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user", "model"], "{third:#}");
+    assert_eq!(
+        history[2]["parts"][0]["text"],
+        "Put this kite in the background"
+    );
+    assert!(
+        history[2]["parts"][1]["fileData"]["fileUri"]
+            .as_str()
+            .unwrap()
+            .contains("/inputs/")
+    );
+    let first_image = format!("file://{}", images[0].1.display());
+    assert!(
+        history[1]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["fileData"]["fileUri"] == first_image.as_str()),
+        "{history:#?}"
+    );
+}

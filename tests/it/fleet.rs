@@ -11,6 +11,7 @@ mod load;
 mod ops;
 mod shutdown;
 mod stores;
+mod stories;
 mod webhooks;
 
 use std::io::{BufRead as _, BufReader};

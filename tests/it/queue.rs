@@ -656,11 +656,7 @@ fn waiting(seq: u64, deps: &[(u64, &str)]) -> NewJob {
         interactive: false,
         deps: deps
             .iter()
-            .map(|(seq, name)| Dependency {
-                seq: *seq,
-                name: name.to_string(),
-                any: false,
-            })
+            .map(|(seq, name)| Dependency::in_batch(*seq, *name, false))
             .collect(),
     }
 }
@@ -828,9 +824,11 @@ async fn interactive_finishes_are_told(q: &dyn JobQueue) {
     );
 }
 
-/// Chat sessions keep their turns in order: a turn is appended only after the number of
-/// turns its sender saw, so two messages sent at once cannot both follow one turn.
-async fn session_turns_are_appended_in_order_once(q: &dyn JobQueue) {
+/// Chat sessions: turns appended atomically in order, each told the turn before it
+/// (its job waits for that one); answers kept beside the turns; a deleted session is
+/// gone; another project sees nothing of it.
+async fn session_turns_are_appended_in_order_with_their_answers(q: &dyn JobQueue) {
+    use imagegen::job::{Content, Part};
     use imagegen::queue::{SessionRecord, SessionTurn};
     let session = SessionRecord {
         id: "ses_1".into(),
@@ -846,19 +844,77 @@ async fn session_turns_are_appended_in_order_once(q: &dyn JobQueue) {
         message: format!("message {n}"),
         image: (n == 2).then(|| "file:///out/in.png".to_string()),
         image_mime_type: (n == 2).then(|| "image/png".to_string()),
+        at_ms: u64::from(n),
+        answer: None,
     };
-    assert!(q.append_turn("p", "ses_1", 0, &turn(1)).await.unwrap());
-    // A second sender that also saw no turn loses its place.
-    assert!(!q.append_turn("p", "ses_1", 0, &turn(9)).await.unwrap());
-    assert!(q.append_turn("p", "ses_1", 1, &turn(2)).await.unwrap());
-    assert!(!q.append_turn("p", "ses_1", 5, &turn(3)).await.unwrap());
-    assert!(!q.append_turn("p", "ses_nope", 0, &turn(1)).await.unwrap());
+    assert_eq!(
+        q.append_turn("p", "ses_1", &turn(1)).await.unwrap(),
+        Some((0, None))
+    );
+    assert_eq!(
+        q.append_turn("p", "ses_1", &turn(2)).await.unwrap(),
+        Some((1, Some(turn(1))))
+    );
+    assert_eq!(
+        q.append_turn("p", "ses_nope", &turn(1)).await.unwrap(),
+        None
+    );
+    let answer = Content {
+        role: Some("model".into()),
+        parts: vec![
+            Part::text("done"),
+            Part::file("image/png", "file:///out/a.png"),
+        ],
+    };
+    assert!(q.answer_turn("p", "ses_1", 1, &answer).await.unwrap());
+    assert!(!q.answer_turn("p", "ses_1", 5, &answer).await.unwrap());
+    assert!(!q.answer_turn("p", "ses_nope", 0, &answer).await.unwrap());
     let got = q.session("p", "ses_1").await.unwrap().unwrap();
-    assert_eq!(got.turns, vec![turn(1), turn(2)]);
+    let answered = SessionTurn {
+        answer: Some(answer),
+        ..turn(2)
+    };
+    assert_eq!(got.turns, vec![turn(1), answered]);
     assert_eq!(got.system_prompt.as_deref(), Some("be brief"));
     // Another project sees nothing of it.
     assert!(q.session("other", "ses_1").await.unwrap().is_none());
     assert!(q.session("p", "ses_nope").await.unwrap().is_none());
+    assert!(!q.delete_session("other", "ses_1").await.unwrap());
+    assert!(q.delete_session("p", "ses_1").await.unwrap());
+    assert!(q.session("p", "ses_1").await.unwrap().is_none());
+    assert!(!q.delete_session("p", "ses_1").await.unwrap());
+}
+
+/// A job may wait for a job of another batch, even one enqueued after it (a session's
+/// turn sent a moment after the one before, by another API process): it runs once that
+/// job has ended, whatever became of it when it waits for any end.
+async fn a_job_waits_for_another_batchs_job_enqueued_after_it(q: &dyn JobQueue) {
+    let (b1, b2) = (new_batch(q).await, new_batch(q).await);
+    let first = imagegen::job::batch_job_id(&b1, 0);
+    let mut second = waiting(0, &[]);
+    second.deps = vec![Dependency {
+        seq: 0,
+        job: Some(first.clone()),
+        name: "turn 1".into(),
+        any: true,
+    }];
+    q.enqueue("p", &b2, vec![second]).await.unwrap();
+    q.seal("p", &b2, 1).await.unwrap();
+    assert!(
+        claim_ids(q).await.is_empty(),
+        "it waits for a job not enqueued yet"
+    );
+    q.enqueue("p", &b1, vec![waiting(0, &[])]).await.unwrap();
+    q.seal("p", &b1, 1).await.unwrap();
+    let got = claim_ids(q).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].lease.job, first);
+    q.settle(&[(got[0].lease.clone(), finish(JobStatus::Failed))])
+        .await
+        .unwrap();
+    let next = claim_ids(q).await;
+    assert_eq!(next.len(), 1, "it runs whatever became of the first");
+    assert_eq!(next[0].lease.job, imagegen::job::batch_job_id(&b2, 0));
 }
 
 macro_rules! both {
@@ -889,7 +945,8 @@ both!(rpm_spaces_admissions);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);
-both!(session_turns_are_appended_in_order_once);
+both!(session_turns_are_appended_in_order_with_their_answers);
+both!(a_job_waits_for_another_batchs_job_enqueued_after_it);
 both!(interactive_finishes_are_told);
 both!(a_chain_runs_in_order_and_a_failure_cancels_the_rest);
 both!(an_anchor_releases_its_dependents_together);

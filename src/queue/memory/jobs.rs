@@ -273,6 +273,9 @@ impl Jobs for MemoryQueue {
             bt.enqueued += n;
             *bt.counts.entry(JobStatus::Queued).or_default() += n as i64;
             for job in &jobs {
+                if let Some((line, span)) = crate::queue::story_span_of(job) {
+                    bt.stories.insert(line, span);
+                }
                 if let Some(h) = job.hash {
                     let at = job.seq as usize;
                     if bt.hashes.len() <= at {
@@ -291,7 +294,7 @@ impl Jobs for MemoryQueue {
                 let mut pending = Vec::new();
                 let mut reason = None;
                 for dep in &job.deps {
-                    let dep_id = batch_job_id(batch, dep.seq);
+                    let dep_id = dep.id(batch);
                     match p.jobs.get(&dep_id) {
                         Some(d) if d.status.is_terminal() => {
                             let error = d.error.as_deref().unwrap_or("");
@@ -327,6 +330,10 @@ impl Jobs for MemoryQueue {
                     event,
                     ..JobState::default()
                 };
+                let mut state = state;
+                if let Some(early) = p.early_dependents.remove(&id) {
+                    state.dependents.extend(early);
+                }
                 p.jobs.insert(id.clone(), state);
                 if let Some(reason) = reason {
                     let (q, c) = (JobStatus::Queued, JobStatus::Cancelled);
@@ -338,8 +345,15 @@ impl Jobs for MemoryQueue {
                     p.lane(&lane).ready.push(id, urgent);
                 } else {
                     for (dep_id, name, any) in pending {
-                        if let Some(d) = p.jobs.get_mut(&dep_id) {
-                            d.dependents.push((id.clone(), name, any));
+                        match p.jobs.get_mut(&dep_id) {
+                            Some(d) => d.dependents.push((id.clone(), name, any)),
+                            // Not enqueued yet (a session's turn sent a moment before
+                            // this one): it finds its dependents when it comes.
+                            None => p.early_dependents.entry(dep_id).or_default().push((
+                                id.clone(),
+                                name,
+                                any,
+                            )),
                         }
                     }
                 }

@@ -49,6 +49,19 @@ impl Records for MemoryQueue {
         Ok(())
     }
 
+    async fn story_span(
+        &self,
+        project: &str,
+        batch: &str,
+        line: u64,
+    ) -> Result<Option<(u64, u64)>, QueueError> {
+        Ok(self.with(project, |p, _| {
+            p.batches
+                .get(batch)
+                .and_then(|b| b.stories.get(&line).copied())
+        }))
+    }
+
     async fn dead_letters(&self, project: &str, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         Ok(self.with(project, |p, _| {
             p.dlq.iter().rev().take(max).cloned().collect()

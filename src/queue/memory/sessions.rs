@@ -1,10 +1,30 @@
-//! Chat sessions in memory: the twin of the Redis sessions (a turn is appended only if
-//! the session has the number of turns its sender saw).
+//! Chat sessions in memory: the twin of the Redis sessions (turns appended atomically,
+//! answers kept beside them, a session gone once untouched for the session TTL).
 
 use async_trait::async_trait;
 
 use super::MemoryQueue;
-use crate::queue::{QueueError, SessionRecord, SessionTurn, Sessions};
+use super::state::Project;
+use crate::job::Content;
+use crate::queue::{QueueError, SessionRecord, SessionTurn, Sessions, now_ms};
+
+impl MemoryQueue {
+    /// The live session `id` (one past its TTL is dropped), touched now.
+    fn live_session<'a>(&self, p: &'a mut Project, id: &str) -> Option<&'a mut SessionRecord> {
+        let now = now_ms();
+        let ttl = self.options.session_ttl.as_millis() as u64;
+        if p.sessions
+            .get(id)
+            .is_some_and(|(_, at)| now.saturating_sub(*at) > ttl)
+        {
+            p.sessions.remove(id);
+        }
+        p.sessions.get_mut(id).map(|(s, at)| {
+            *at = now;
+            s
+        })
+    }
+}
 
 #[async_trait]
 impl Sessions for MemoryQueue {
@@ -17,27 +37,54 @@ impl Sessions for MemoryQueue {
             turns: Vec::new(),
             ..session.clone()
         };
-        self.with(project, |p, _| p.sessions.insert(fresh.id.clone(), fresh));
+        self.with(project, |p, _| {
+            p.sessions.insert(fresh.id.clone(), (fresh, now_ms()))
+        });
         Ok(())
     }
 
     async fn session(&self, project: &str, id: &str) -> Result<Option<SessionRecord>, QueueError> {
-        Ok(self.with(project, |p, _| p.sessions.get(id).cloned()))
+        Ok(self.with(project, |p, _| self.live_session(p, id).map(|s| s.clone())))
     }
 
     async fn append_turn(
         &self,
         project: &str,
         id: &str,
-        expected: usize,
         turn: &SessionTurn,
+    ) -> Result<Option<(usize, Option<SessionTurn>)>, QueueError> {
+        Ok(self.with(project, |p, _| {
+            let s = self.live_session(p, id)?;
+            let before = s.turns.last().cloned();
+            s.turns.push(turn.clone());
+            Some((s.turns.len() - 1, before))
+        }))
+    }
+
+    async fn answer_turn(
+        &self,
+        project: &str,
+        id: &str,
+        index: usize,
+        answer: &Content,
     ) -> Result<bool, QueueError> {
-        Ok(self.with(project, |p, _| match p.sessions.get_mut(id) {
-            Some(s) if s.turns.len() == expected => {
-                s.turns.push(turn.clone());
-                true
+        Ok(self.with(project, |p, _| {
+            match self
+                .live_session(p, id)
+                .and_then(|s| s.turns.get_mut(index))
+            {
+                Some(t) => {
+                    t.answer = Some(answer.clone());
+                    true
+                }
+                None => false,
             }
-            _ => false,
+        }))
+    }
+
+    async fn delete_session(&self, project: &str, id: &str) -> Result<bool, QueueError> {
+        Ok(self.with(project, |p, _| {
+            self.live_session(p, id).is_some() && p.sessions.remove(id).is_some()
         }))
     }
 }

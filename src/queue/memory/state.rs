@@ -120,6 +120,8 @@ pub(super) struct BatchState {
     pub cancelled: VecDeque<String>,
     /// Per position, for idempotent submits.
     pub hashes: Vec<u32>,
+    /// Stories by line: their first and last job (`Records::story_span`).
+    pub stories: HashMap<u64, (u64, u64)>,
 }
 
 impl BatchState {
@@ -342,8 +344,10 @@ pub(super) struct Project {
     /// The project's hold (credentials), and when its next probe may go.
     pub hold: Option<Hold>,
     pub hold_ms: u64,
-    /// Chat sessions by id.
-    pub sessions: HashMap<String, crate::queue::SessionRecord>,
+    /// Chat sessions by id, with when each was last touched (ms).
+    pub sessions: HashMap<String, (crate::queue::SessionRecord, u64)>,
+    /// Jobs waiting for a job not enqueued yet (by its id): its dependents once it is.
+    pub early_dependents: HashMap<String, Vec<(String, String, bool)>>,
     /// Where interactive jobs' notices go (once someone listens).
     pub notices: Option<tokio::sync::broadcast::Sender<crate::queue::Notice>>,
 }

@@ -128,6 +128,10 @@ impl Jobs for RedisQueue {
             cmd.ignore();
         }
         push_hashes(&mut pipe, &format!("{bk}:lh"), &jobs);
+        for (line, (first, last)) in jobs.iter().filter_map(crate::queue::story_span_of) {
+            pipe.hset(&bk, format!("s{line}"), format!("{first},{last}"))
+                .ignore();
+        }
         pipe.hincr(&bk, batch_fields::ENQUEUED, n).ignore();
         pipe.hincr(&bk, "queued", n).ignore();
         pipe.hincr(&counts, "queued", n).ignore();
@@ -175,9 +179,7 @@ impl Jobs for RedisQueue {
                     .arg(crate::queue::end_event(&job.op).unwrap_or(""))
                     .arg(job.deps.len());
                 for dep in &job.deps {
-                    cmd.arg(batch_job_id(batch, dep.seq))
-                        .arg(&dep.name)
-                        .arg(u8::from(dep.any));
+                    cmd.arg(dep.id(batch)).arg(&dep.name).arg(u8::from(dep.any));
                 }
             }
             cmd.ignore();

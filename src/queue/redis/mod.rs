@@ -54,6 +54,7 @@ struct Scripts {
     hooks_claim: Script,
     hooks_settle: Script,
     session_append: Script,
+    session_answer: Script,
     enqueue_wait: Script,
 }
 
@@ -71,6 +72,7 @@ impl Scripts {
             hooks_claim: s(include_str!("hooks_claim.lua")),
             hooks_settle: s(include_str!("hooks_settle.lua")),
             session_append: Script::new(include_str!("session_append.lua")),
+            session_answer: Script::new(include_str!("session_answer.lua")),
             enqueue_wait: s(include_str!("enqueue_wait.lua")),
         }
     }

@@ -82,6 +82,21 @@ impl Records for RedisQueue {
             .await?;
         Ok(())
     }
+    async fn story_span(
+        &self,
+        project: &str,
+        batch: &str,
+        line: u64,
+    ) -> Result<Option<(u64, u64)>, QueueError> {
+        let mut conn = self.conn.clone();
+        let span: Option<String> = conn
+            .hget(self.batch_key(project, batch), format!("s{line}"))
+            .await?;
+        Ok(span.and_then(|s| {
+            let (a, b) = s.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        }))
+    }
     async fn dead_letters(&self, project: &str, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let mut conn = self.conn.clone();
         let v: Value = redis::cmd("XREVRANGE")

@@ -1,10 +1,11 @@
--- Appends a turn to a chat session when it has exactly the expected number of turns.
--- KEYS: session record, its turns list
--- ARGV: expected turn count, turn JSON, retention_s
--- Returns 1 if appended, 0 if the session is gone or another turn came first.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+-- Appends a turn to a chat session, atomically, and refreshes the session's TTL.
+-- KEYS: session record, its turns list, its answers hash
+-- ARGV: turn JSON, ttl_s
+-- Returns {index of the new turn (0-based), the turn before it or false}, or false when
+-- the session is gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local n = redis.call('RPUSH', KEYS[2], ARGV[1])
+for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[2]) end
+local before = false
+if n > 1 then before = redis.call('LINDEX', KEYS[2], n - 2) end
+return {n - 1, before}
