@@ -6,6 +6,7 @@ mod access;
 mod captures;
 mod limits;
 mod outputs;
+mod pictures;
 mod predict_validation;
 mod validation;
 

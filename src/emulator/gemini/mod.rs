@@ -48,6 +48,9 @@ pub struct GeminiPlan {
     pub input_images: u32,
     /// A text model's request: what to answer instead of images.
     pub text: Option<text::TextAsk>,
+    /// The image the answer derives from: the current turn's first inline image, else
+    /// the conversation's last (a chat turn edits the image before it).
+    pub base: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 struct Inputs {
@@ -55,12 +58,30 @@ struct Inputs {
     all_text: String,
     images: u32,
     first_dims: Option<(u32, u32)>,
+    /// The last content's first inline image.
+    current_image: Option<Vec<u8>>,
+    /// The last inline image of the contents before it.
+    history_image: Option<Vec<u8>>,
+    /// A Gemini 3 history whose model image part has no `thoughtSignature`: Google
+    /// answers, but without the context (spec §11, "Thought signatures").
+    context_lost: bool,
+}
+
+impl Inputs {
+    /// What the answer derives from (the history's image only while its context holds).
+    fn base(&mut self) -> Option<std::sync::Arc<Vec<u8>>> {
+        let history = self.history_image.take().filter(|_| !self.context_lost);
+        self.current_image
+            .take()
+            .or(history)
+            .map(std::sync::Arc::new)
+    }
 }
 
 /// Validates a generateContent body and plans the answer.
 pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
     let req = normalize_generate_content(body, ctx.surface, &ctx.version)?;
-    let inputs = check_contents(ctx, &req)?;
+    let mut inputs = check_contents(ctx, &req)?;
     if ctx.info.family == catalog::Family::GeminiText {
         let ask = text::ask(&ctx.model, &req, &inputs.prompt)?;
         return Ok(GeminiPlan {
@@ -76,6 +97,7 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
             input_images: inputs.images,
             prompt: inputs.prompt,
             text: Some(ask),
+            base: None,
         });
     }
     let config = req.get("generationConfig").cloned().unwrap_or(Value::Null);
@@ -95,7 +117,9 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<GeminiPlan, ApiError> {
         .pointer("/outputConfig/outputUriPrefix")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let base = inputs.base();
     Ok(GeminiPlan {
+        base,
         prompt: inputs.prompt,
         seed,
         want_text,
@@ -140,7 +164,11 @@ fn check_contents(ctx: &CallCtx, req: &Value) -> Result<Inputs, ApiError> {
         all_text: String::new(),
         images: 0,
         first_dims: None,
+        current_image: None,
+        history_image: None,
+        context_lost: false,
     };
+    let last = contents.len() - 1;
     for (i, content) in contents.iter().enumerate() {
         let role = content.get("role").and_then(Value::as_str).unwrap_or("");
         if !matches!(role, "" | "user" | "model") {
@@ -156,6 +184,22 @@ fn check_contents(ctx: &CallCtx, req: &Value) -> Result<Inputs, ApiError> {
         let mut turn_text = String::new();
         for (j, part) in parts.iter().enumerate() {
             check_part(ctx, part, role, i, j, &mut inputs)?;
+            let inline = part
+                .pointer("/inlineData/data")
+                .and_then(Value::as_str)
+                .filter(|_| {
+                    part.pointer("/inlineData/mimeType")
+                        .and_then(Value::as_str)
+                        .is_some_and(|m| m.starts_with("image/"))
+                })
+                .and_then(crate::emulator::media::decode_b64);
+            match inline {
+                Some(bytes) if i == last => {
+                    inputs.current_image.get_or_insert(bytes);
+                }
+                Some(bytes) => inputs.history_image = Some(bytes),
+                None => {}
+            }
             if let Some(t) = part.get("text").and_then(Value::as_str) {
                 turn_text.push_str(t);
                 turn_text.push('\n');
@@ -213,14 +257,9 @@ fn check_part(
         }
     }
     if role == "model" && is_image && ctx.is_gemini3() && part.get("thoughtSignature").is_none() {
-        return Err(ApiError::field(
-            &format!("{path}.thought_signature"),
-            format!(
-                "Image part is missing a thought_signature in content position {}, part position {}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
-                i + 1,
-                j + 1
-            ),
-        ));
+        // Gemini 3 image models answer a history that dropped a signature, but lose its
+        // context (spec §11): the answer does not build on the history's images.
+        inputs.context_lost = true;
     }
     Ok(())
 }

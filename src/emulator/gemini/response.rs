@@ -14,7 +14,7 @@ use crate::emulator::call::Surface;
 use crate::emulator::control::faults::Outcome;
 use crate::emulator::envelope::ApiError;
 use crate::emulator::gemini::GeminiPlan;
-use crate::emulator::media::synth::{render_b64, seed_of};
+use crate::emulator::media::synth::{Derive, Look, caption, digest_of, render_b64, seed_of};
 use crate::emulator::state::AppState;
 
 const IMAGE_SAFETY_MESSAGE: &str = "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. Try rephrasing the prompt. If you think this was an error, send feedback.";
@@ -159,11 +159,17 @@ fn image_part(
     response_id: &str,
 ) -> Result<Value, ApiError> {
     let (w, h) = plan.dims;
+    let input = plan
+        .base
+        .as_deref()
+        .map(|b| digest_of(b))
+        .unwrap_or_default();
     let seed = seed_of(&[
         ctx.info.id,
         &plan.prompt,
         &plan.seed.to_string(),
         &format!("{w}x{h}:{index}:{:?}", plan.encoding),
+        &input,
     ]);
     let signature =
         base64::engine::general_purpose::STANDARD.encode(format!("emu-thought:{seed:016x}"));
@@ -177,7 +183,11 @@ fn image_part(
             json!({"fileData": {"mimeType": mime, "fileUri": uri}, "thoughtSignature": signature}),
         );
     }
-    let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
+    let look = Look {
+        caption: caption(&plan.prompt, ctx.info.id, plan.seed),
+        base: plan.base.clone().map(|b| (b, Derive::Inset)),
+    };
+    let data = render_b64(&state.images, seed, (w, h), plan.encoding, &look)?;
     Ok(
         json!({"inlineData": {"mimeType": mime, "data": data.as_str()}, "thoughtSignature": signature}),
     )

@@ -63,6 +63,12 @@ pub struct ImagenPlan {
     pub enhance_prompt: bool,
     /// Segmentation mask labels, one per mask.
     pub mask_labels: Vec<String>,
+    /// The input image the answer derives from (an edit's raw reference, the image to
+    /// upscale or segment, a product), and how.
+    pub base: Option<(
+        std::sync::Arc<Vec<u8>>,
+        crate::emulator::media::synth::Derive,
+    )>,
 }
 
 /// Validates a predict body and plans the answer.
@@ -117,7 +123,7 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
         .get("mode")
         .and_then(Value::as_str)
         .is_some_and(|m| m.eq_ignore_ascii_case("upscale"));
-    match ctx.info.family {
+    let mut plan = match ctx.info.family {
         Family::ImagenUpscale => upscale(ctx, &instance, &params, common),
         Family::ImagenGenerate if upscale_mode => upscale(ctx, &instance, &params, common),
         Family::ImagenGenerate => generate(ctx, &instance, &params, common),
@@ -128,7 +134,59 @@ pub fn plan(ctx: &CallCtx, body: &Value) -> Result<ImagenPlan, ApiError> {
         Family::GeminiImage | Family::GeminiText => Err(ApiError::failed_precondition(
             "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal for Gemini usage.",
         )),
-    }
+    }?;
+    plan.base = base_image(&instance, &params, plan.op);
+    Ok(plan)
+}
+
+/// The input image an answer derives from, and how (inline bytes only: a `gcsUri` is
+/// not read).
+fn base_image(
+    instance: &Value,
+    params: &Value,
+    op: Op,
+) -> Option<(
+    std::sync::Arc<Vec<u8>>,
+    crate::emulator::media::synth::Derive,
+)> {
+    use crate::emulator::media::synth::Derive;
+    let bytes_at = |v: Option<&Value>| {
+        v.and_then(|i| i.get("bytesBase64Encoded"))
+            .and_then(Value::as_str)
+            .and_then(crate::emulator::media::decode_b64)
+    };
+    let (bytes, how) = match op {
+        Op::Generate => return None,
+        Op::Upscale => (bytes_at(instance.get("image")), Derive::Resample),
+        Op::Segment => (bytes_at(instance.get("image")), Derive::Mask),
+        Op::Edit => {
+            let raw = instance
+                .get("referenceImages")
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|r| {
+                    r.get("referenceType").and_then(Value::as_str) == Some("REFERENCE_TYPE_RAW")
+                })?;
+            let outpaint =
+                params.get("editMode").and_then(Value::as_str) == Some("EDIT_MODE_OUTPAINT");
+            let how = if outpaint {
+                Derive::Extend
+            } else {
+                Derive::Inset
+            };
+            (bytes_at(raw.get("referenceImage")), how)
+        }
+        Op::Recontext | Op::TryOn => {
+            let product = instance
+                .get("productImages")
+                .and_then(Value::as_array)
+                .and_then(|p| p.first())
+                .and_then(|p| p.get("image"));
+            let person = instance.get("personImage").and_then(|p| p.get("image"));
+            (bytes_at(person.or(product)), Derive::Inset)
+        }
+    };
+    Some((std::sync::Arc::new(bytes?), how))
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -228,6 +286,7 @@ pub(crate) fn base_plan(op: Op, prompt: String, dims: (u32, u32), c: Common) -> 
         include_safety: c.include_safety,
         enhance_prompt: c.enhance_prompt,
         mask_labels: Vec::new(),
+        base: None,
     }
 }
 

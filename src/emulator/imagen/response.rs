@@ -10,7 +10,7 @@ use crate::emulator::call::CallCtx;
 use crate::emulator::control::faults::Outcome;
 use crate::emulator::envelope::ApiError;
 use crate::emulator::imagen::{ImagenPlan, Op};
-use crate::emulator::media::synth::{render_b64, seed_of};
+use crate::emulator::media::synth::{Look, caption, digest_of, render_b64, seed_of};
 use crate::emulator::state::AppState;
 
 const RAI_REASON: &str = "58061214: The image was filtered because it violates Google's Responsible AI practices. Try rephrasing the prompt. If you think this was an error, send feedback. Support codes: 58061214";
@@ -65,13 +65,23 @@ fn sample(
             json!({"gcsUri": format!("{prefix}{slash}{run}/sample_{index}.{}", plan.encoding.ext()), "mimeType": mime})
         }
         None => {
+            let input = plan
+                .base
+                .as_ref()
+                .map(|(b, _)| digest_of(b))
+                .unwrap_or_default();
             let seed = seed_of(&[
                 ctx.info.id,
                 &plan.prompt,
                 &plan.seed.to_string(),
                 &format!("{:?}:{w}x{h}:{index}:{:?}", plan.op, plan.encoding),
+                &input,
             ]);
-            let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
+            let look = Look {
+                caption: caption(&plan.prompt, ctx.info.id, plan.seed),
+                base: plan.base.clone(),
+            };
+            let data = render_b64(&state.images, seed, (w, h), plan.encoding, &look)?;
             json!({"bytesBase64Encoded": data.as_str(), "mimeType": mime})
         }
     };
@@ -91,8 +101,24 @@ fn masks(state: &AppState, ctx: &CallCtx, plan: &ImagenPlan) -> Result<Value, Ap
     let (w, h) = plan.dims;
     let mut predictions = Vec::new();
     for (i, label) in plan.mask_labels.iter().enumerate() {
-        let seed = seed_of(&[ctx.info.id, &plan.prompt, label, &format!("{w}x{h}:{i}")]);
-        let data = render_b64(&state.images, seed, (w, h), plan.encoding)?;
+        // The mask is the input's bright pixels (the same for every label).
+        let input = plan
+            .base
+            .as_ref()
+            .map(|(b, _)| digest_of(b))
+            .unwrap_or_default();
+        let seed = seed_of(&[
+            ctx.info.id,
+            &plan.prompt,
+            label,
+            &format!("{w}x{h}:{i}"),
+            &input,
+        ]);
+        let look = Look {
+            caption: Vec::new(),
+            base: plan.base.clone(),
+        };
+        let data = render_b64(&state.images, seed, (w, h), plan.encoding, &look)?;
         let score = 0.95 - 0.1 * i as f64;
         predictions.push(json!({
             "bytesBase64Encoded": data.as_str(),

@@ -1,8 +1,17 @@
 //! Image synthesis: deterministic, cheap PNG/JPEG pictures (and grayscale masks) whose
 //! colours come from a hash of the request, cached by key in a bounded cache.
 //!
+//! A picture shows what happened ([`Look`]): its caption (the prompt's first words, the
+//! model and the seed, in an 8×8 bitmap font scaled to the picture) tells frames apart
+//! at a glance, and one made from an input image derives from it visibly: an edit,
+//! composition or chat turn has the input scaled into its frame and tinted, an upscale
+//! is the input resampled, an outpaint keeps the input at the centre of a wider canvas,
+//! a segmentation mask is the input's bright pixels.
+//!
 //! Cheap matters: tests push thousands of requests. Rows are built once per band of
 //! identical rows and copied, so the per-pixel work is tiny; the PNG uses fast deflate.
+//! The caller folds an input image into the key's seed, so equal keys still render
+//! equal bytes and the cache stays correct.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
@@ -93,10 +102,16 @@ impl ImageCache {
 
     /// The base64 encoding of the image for `key`, rendering it on a miss.
     pub fn get_base64(&self, key: ImageKey) -> Result<Arc<String>, String> {
+        self.get_base64_with(key, &Look::default())
+    }
+
+    /// The same for a picture with a caption or an input (`look` must follow from the
+    /// key's seed: it is not part of the key).
+    pub fn get_base64_with(&self, key: ImageKey, look: &Look) -> Result<Arc<String>, String> {
         if let Some(hit) = self.lock().map.get(&key) {
             return Ok(hit.clone());
         }
-        let bytes = render(key)?;
+        let bytes = render_with(key, look)?;
         let b64 = Arc::new(base64::engine::general_purpose::STANDARD.encode(bytes));
         let mut inner = self.lock();
         if b64.len() <= self.max_bytes && !inner.map.contains_key(&key) {
@@ -120,15 +135,56 @@ impl ImageCache {
     }
 }
 
-/// Renders and encodes the picture for `key`.
-pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
+/// What a picture shows beyond its colours.
+#[derive(Debug, Clone, Default)]
+pub struct Look {
+    /// Lines written at its top left.
+    pub caption: Vec<String>,
+    /// The input image it is made from, and how.
+    pub base: Option<(Arc<Vec<u8>>, Derive)>,
+}
+
+/// How a picture derives from its input image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derive {
+    /// An edit, a composition, a chat turn: the input scaled into the frame, tinted.
+    Inset,
+    /// An upscale: the input resampled to the output's size.
+    Resample,
+    /// An outpaint: the input kept at the centre, the canvas around it new.
+    Extend,
+    /// A segmentation mask: the input's bright pixels.
+    Mask,
+}
+
+/// The caption of a generated picture: the prompt's first words, the model, the seed.
+pub fn caption(prompt: &str, model: &str, seed: i64) -> Vec<String> {
+    let words: Vec<&str> = prompt.split_whitespace().take(6).collect();
+    let mut first = words.join(" ");
+    if prompt.split_whitespace().count() > 6 {
+        first.push_str(" ...");
+    }
+    vec![first, model.to_string(), format!("seed {seed}")]
+}
+
+/// Renders and encodes the picture for `key` as `look` says.
+pub fn render_with(key: ImageKey, look: &Look) -> Result<Vec<u8>, String> {
     let (w, h) = (key.width.max(1), key.height.max(1));
     let channels = if key.encoding == Encoding::MaskPng {
         1
     } else {
         3
     };
-    let pixels = draw(key.seed, w, h, channels);
+    let mut pixels = draw(key.seed, w, h, channels);
+    if let Some((bytes, how)) = &look.base {
+        // An input that cannot be decoded (WebP, HEIF) leaves the picture as drawn.
+        if let Ok(input) = image::load_from_memory(bytes) {
+            derive(&mut pixels, (w, h), channels, key.seed, &input, *how);
+        }
+    }
+    if channels == 3 {
+        write_caption(&mut pixels, (w, h), &look.caption);
+    }
     let mut out = Vec::with_capacity(pixels.len() / 8 + 1024);
     let color = if channels == 1 {
         ExtendedColorType::L8
@@ -147,6 +203,122 @@ pub fn render(key: ImageKey) -> Result<Vec<u8>, String> {
     };
     result.map_err(|e| format!("image encoding failed: {e}"))?;
     Ok(out)
+}
+
+/// Puts `input` into `pixels` as `how` says.
+fn derive(
+    pixels: &mut [u8],
+    (w, h): (u32, u32),
+    channels: usize,
+    seed: u64,
+    input: &image::DynamicImage,
+    how: Derive,
+) {
+    use image::imageops::FilterType as F;
+    let stride = w as usize * channels;
+    let paste = |pixels: &mut [u8], img: &image::RgbImage, tint: Option<[u8; 3]>| {
+        let (iw, ih) = img.dimensions();
+        let (x0, y0) = ((w - iw.min(w)) / 2, (h - ih.min(h)) / 2);
+        for (x, y, p) in img.enumerate_pixels() {
+            let (px, py) = ((x0 + x) as usize, (y0 + y) as usize);
+            if px >= w as usize || py >= h as usize {
+                continue;
+            }
+            let at = py * stride + px * 3;
+            for c in 0..3 {
+                let v = match tint {
+                    Some(t) => (u16::from(p[c]) * 3 + u16::from(t[c])) / 4,
+                    None => u16::from(p[c]),
+                };
+                pixels[at + c] = v as u8;
+            }
+        }
+    };
+    match how {
+        Derive::Mask => {
+            let luma = input.resize_exact(w, h, F::Triangle).to_luma8();
+            for (i, v) in luma.as_raw().iter().enumerate().take(pixels.len()) {
+                pixels[i * channels..(i + 1) * channels].fill(if *v >= 128 { 255 } else { 0 });
+            }
+        }
+        _ if channels != 3 => {}
+        Derive::Resample => {
+            let img = input.resize_exact(w, h, F::Triangle).to_rgb8();
+            pixels.copy_from_slice(img.as_raw());
+        }
+        Derive::Inset => {
+            let img = input.resize_exact((w * 3 / 4).max(1), (h * 3 / 4).max(1), F::Triangle);
+            let tint = [
+                (seed & 0xff) as u8,
+                (seed >> 8 & 0xff) as u8,
+                (seed >> 16 & 0xff) as u8,
+            ];
+            paste(pixels, &img.to_rgb8(), Some(tint));
+        }
+        Derive::Extend => {
+            // The input at its own scale when it fits, else scaled to two thirds.
+            let (iw, ih) = (input.width(), input.height());
+            let img = if iw < w && ih < h {
+                input.to_rgb8()
+            } else {
+                input
+                    .resize_exact((w * 2 / 3).max(1), (h * 2 / 3).max(1), F::Triangle)
+                    .to_rgb8()
+            };
+            paste(pixels, &img, None);
+        }
+    }
+}
+
+/// Writes `lines` at the top left on a dark box, white, in an 8×8 bitmap font scaled
+/// so a line is about 1/40 of the picture's width high.
+fn write_caption(pixels: &mut [u8], (w, h): (u32, u32), lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let (w, h) = (w as usize, h as usize);
+    let scale = (w / 320).max(1);
+    let glyph = 8 * scale;
+    let margin = glyph / 2;
+    let longest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let box_w = (longest * glyph + 2 * margin).min(w);
+    let box_h = (lines.len() * (glyph + scale * 2) + 2 * margin).min(h);
+    for y in 0..box_h {
+        for x in 0..box_w {
+            let at = (y * w + x) * 3;
+            for c in 0..3 {
+                pixels[at + c] /= 4;
+            }
+        }
+    }
+    for (n, line) in lines.iter().enumerate() {
+        let top = margin + n * (glyph + scale * 2);
+        for (i, ch) in line.chars().enumerate() {
+            let code = if ch.is_ascii() {
+                ch as usize
+            } else {
+                b'?' as usize
+            };
+            let rows = font8x8::legacy::BASIC_LEGACY[code];
+            let left = margin + i * glyph;
+            for (gy, bits) in rows.iter().enumerate() {
+                for gx in 0..8 {
+                    if bits >> gx & 1 == 0 {
+                        continue;
+                    }
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            let (x, y) = (left + gx * scale + dx, top + gy * scale + dy);
+                            if x < box_w && y < box_h {
+                                let at = (y * w + x) * 3;
+                                pixels[at..at + 3].fill(255);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Horizontal gradient between two hashed colours, in bands of checkered blocks; rows of
@@ -230,27 +402,40 @@ pub(crate) fn requested_encoding(
     }
 }
 
-/// Renders (or takes from the cache) the image of `seed` at `(width, height)`,
-/// base64-encoded.
+/// Renders (or takes from the cache) the image of `seed` at `(width, height)` as `look`
+/// says, base64-encoded. `seed` must cover everything `look` shows (its input included).
 pub(crate) fn render_b64(
     cache: &ImageCache,
     seed: u64,
     (width, height): (u32, u32),
     encoding: Encoding,
+    look: &Look,
 ) -> Result<Arc<String>, crate::emulator::envelope::ApiError> {
     cache
-        .get_base64(ImageKey {
-            seed,
-            width,
-            height,
-            encoding,
-        })
+        .get_base64_with(
+            ImageKey {
+                seed,
+                width,
+                height,
+                encoding,
+            },
+            look,
+        )
         .map_err(|e| crate::emulator::envelope::ApiError::new(500, e))
+}
+
+/// A short digest of an input image, to fold into a seed.
+pub(crate) fn digest_of(bytes: &[u8]) -> String {
+    crate::storage::sha256_hex(bytes)[..16].to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render(key: ImageKey) -> Result<Vec<u8>, String> {
+        render_with(key, &Look::default())
+    }
 
     fn key(seed: u64, encoding: Encoding) -> ImageKey {
         ImageKey {
