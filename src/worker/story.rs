@@ -249,12 +249,10 @@ fn contact_sheet(frames: &[Frame]) -> Vec<u8> {
             let img = image::load_from_memory(bytes).ok()?.to_rgb8();
             let h = (u64::from(img.height()) * u64::from(CELL) / u64::from(img.width().max(1)))
                 .max(1) as u32;
-            Some(imageops::resize(
-                &img,
-                CELL,
-                h,
-                imageops::FilterType::Triangle,
-            ))
+            // An area-averaging downscale: as good as a triangle filter for
+            // shrinking, and a fraction of its cost (it was half the worker's CPU in
+            // the stories bench).
+            Some(imageops::thumbnail(&img, CELL, h))
         })
         .collect();
     let cell_h = decoded

@@ -236,7 +236,7 @@ fn derive(
     };
     match how {
         Derive::Mask => {
-            let luma = input.resize_exact(w, h, F::Triangle).to_luma8();
+            let luma = input.resize_exact(w, h, F::Nearest).to_luma8();
             for (i, v) in luma.as_raw().iter().enumerate().take(pixels.len()) {
                 pixels[i * channels..(i + 1) * channels].fill(if *v >= 128 { 255 } else { 0 });
             }
@@ -247,7 +247,8 @@ fn derive(
             pixels.copy_from_slice(img.as_raw());
         }
         Derive::Inset => {
-            let img = input.resize_exact((w * 3 / 4).max(1), (h * 3 / 4).max(1), F::Triangle);
+            // Nearest: cheap (a story pushes thousands of edits through the emulator).
+            let img = input.resize_exact((w * 3 / 4).max(1), (h * 3 / 4).max(1), F::Nearest);
             let tint = [
                 (seed & 0xff) as u8,
                 (seed >> 8 & 0xff) as u8,
