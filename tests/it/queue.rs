@@ -984,3 +984,63 @@ async fn a_cancel_from_another_process_reaches_the_safe_point() {
     );
     cleanup(&worker).await;
 }
+
+/// A session untouched for `session_ttl` is gone; a turn or an answer touches it.
+async fn sessions_expire_after_their_ttl_of_inactivity(q: &dyn JobQueue) {
+    use imagegen::queue::{SessionRecord, SessionTurn};
+    let session = SessionRecord {
+        id: "ses_ttl".into(),
+        model: "gemini-3.1-flash-image".into(),
+        model_requested: None,
+        system_prompt: None,
+        created_ms: 1,
+        turns: Vec::new(),
+    };
+    q.create_session("p", &session).await.unwrap();
+    let turn = SessionTurn {
+        job_id: "j".into(),
+        message: "hi".into(),
+        image: None,
+        image_mime_type: None,
+        at_ms: 1,
+        answer: None,
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        q.append_turn("p", "ses_ttl", &turn)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // 1.4 s after its creation, 0.7 s after its last turn: still there.
+    assert!(q.session("p", "ses_ttl").await.unwrap().is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(q.session("p", "ses_ttl").await.unwrap().is_none());
+}
+
+mod session_ttl {
+    use super::*;
+
+    fn short() -> QueueOptions {
+        QueueOptions {
+            session_ttl: std::time::Duration::from_secs(1),
+            ..options()
+        }
+    }
+
+    #[tokio::test]
+    async fn memory() {
+        sessions_expire_after_their_ttl_of_inactivity(&MemoryQueue::new(short())).await;
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let prefix = format!("tq{}", uuid::Uuid::new_v4().simple());
+        let q = RedisQueue::open(&crate::fleet::redis_url(0), &prefix, short())
+            .await
+            .expect("redis");
+        sessions_expire_after_their_ttl_of_inactivity(&q).await;
+        cleanup(&q).await;
+    }
+}

@@ -9,8 +9,14 @@ use crate::job::Content;
 use crate::queue::{QueueError, SessionRecord, SessionTurn, Sessions, now_ms};
 
 impl MemoryQueue {
-    /// The live session `id` (one past its TTL is dropped), touched now.
-    fn live_session<'a>(&self, p: &'a mut Project, id: &str) -> Option<&'a mut SessionRecord> {
+    /// The live session `id` (one past its TTL is dropped), touched now when `touch`
+    /// (a turn or an answer: reading it is not activity, as on Redis).
+    fn live_session<'a>(
+        &self,
+        p: &'a mut Project,
+        id: &str,
+        touch: bool,
+    ) -> Option<&'a mut SessionRecord> {
         let now = now_ms();
         let ttl = self.options.session_ttl.as_millis() as u64;
         if p.sessions
@@ -20,7 +26,9 @@ impl MemoryQueue {
             p.sessions.remove(id);
         }
         p.sessions.get_mut(id).map(|(s, at)| {
-            *at = now;
+            if touch {
+                *at = now;
+            }
             s
         })
     }
@@ -44,7 +52,9 @@ impl Sessions for MemoryQueue {
     }
 
     async fn session(&self, project: &str, id: &str) -> Result<Option<SessionRecord>, QueueError> {
-        Ok(self.with(project, |p, _| self.live_session(p, id).map(|s| s.clone())))
+        Ok(self.with(project, |p, _| {
+            self.live_session(p, id, false).map(|s| s.clone())
+        }))
     }
 
     async fn append_turn(
@@ -54,7 +64,7 @@ impl Sessions for MemoryQueue {
         turn: &SessionTurn,
     ) -> Result<Option<(usize, Option<SessionTurn>)>, QueueError> {
         Ok(self.with(project, |p, _| {
-            let s = self.live_session(p, id)?;
+            let s = self.live_session(p, id, true)?;
             let before = s.turns.last().cloned();
             s.turns.push(turn.clone());
             Some((s.turns.len() - 1, before))
@@ -70,7 +80,7 @@ impl Sessions for MemoryQueue {
     ) -> Result<bool, QueueError> {
         Ok(self.with(project, |p, _| {
             match self
-                .live_session(p, id)
+                .live_session(p, id, true)
                 .and_then(|s| s.turns.get_mut(index))
             {
                 Some(t) => {
@@ -84,7 +94,7 @@ impl Sessions for MemoryQueue {
 
     async fn delete_session(&self, project: &str, id: &str) -> Result<bool, QueueError> {
         Ok(self.with(project, |p, _| {
-            self.live_session(p, id).is_some() && p.sessions.remove(id).is_some()
+            self.live_session(p, id, false).is_some() && p.sessions.remove(id).is_some()
         }))
     }
 }

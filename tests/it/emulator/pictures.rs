@@ -50,7 +50,7 @@ async fn generated_images_carry_a_caption_that_tells_them_apart() {
     let (a, b) = (caption_pixels(&boat), caption_pixels(&kettle));
     assert!(a.len() > 200, "the caption is written: {} pixels", a.len());
     assert_ne!(a, b, "different prompts, different captions");
-    // The letters sit on a darkened box; the rest of the picture is the pattern.
+    // Only the letters are written; the rest of the picture is the pattern.
     let rgb = boat.to_rgb8();
     let far = rgb.get_pixel(boat.width() - 1, boat.height() - 1);
     assert_ne!(far.0, [255, 255, 255]);
