@@ -36,6 +36,7 @@ pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod netguard;
+pub mod pricing;
 pub mod providers;
 pub mod queue;
 pub mod storage;

@@ -39,6 +39,7 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     images_written: IntCounterVec,
     output_bytes: IntCounterVec,
+    cost: prometheus::CounterVec,
     webhook_deliveries: IntCounterVec,
     webhook_latency: HistogramVec,
     redis_errors: IntCounterVec,
@@ -147,6 +148,18 @@ impl Metrics {
                 "Jobs this process is running.",
                 &["project"],
             ),
+            cost: {
+                let c = prometheus::CounterVec::new(
+                    Opts::new(
+                        "imagegen_cost_usd_total",
+                        "What this process's finished jobs cost (USD, the price table applied to their usage at the tier they were served at).",
+                    ),
+                    &["project", "model", "tier"],
+                )
+                .expect("metric");
+                r.register(Box::new(c.clone())).expect("register");
+                c
+            },
             images_written: counter(
                 &r,
                 "imagegen_images_written_total",
@@ -320,6 +333,13 @@ impl Metrics {
         self.in_flight.with_label_values(&[project]).add(delta);
     }
 
+    /// A finished job's cost.
+    pub fn cost(&self, project: &str, model: &str, tier: &str, usd: f64) {
+        self.cost
+            .with_label_values(&[project, model, tier])
+            .inc_by(usd.max(0.0));
+    }
+
     /// An image written.
     pub fn image_written(&self, project: &str, bytes: u64) {
         self.images_written.with_label_values(&[project]).inc();
@@ -400,6 +420,7 @@ impl Metrics {
             HoldReason::CredentialsError,
             HoldReason::ModelUnavailable,
             HoldReason::PermissionDenied,
+            HoldReason::BudgetExhausted,
         ] {
             let on = hold.is_some_and(|h| h.reason == reason.as_str());
             self.lane_held

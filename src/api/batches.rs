@@ -32,6 +32,9 @@ pub(super) struct CreateQuery {
     /// Where the batch's `batch.completed` goes.
     #[serde(default)]
     webhook_url: Option<String>,
+    /// Tier for lines that name none (default: the project's).
+    #[serde(default)]
+    tier: Option<crate::job::spec::Tier>,
 }
 
 fn format_of(headers: &HeaderMap) -> (FileFormat, bool) {
@@ -121,6 +124,7 @@ pub(super) async fn create(
         defaults: LineDefaults {
             model: Some(project.default_model.clone()),
             op: None,
+            tier: query.tier.or(project.tier),
         },
         validation: ValidationContext {
             backend: project.backend,
@@ -157,6 +161,7 @@ pub(super) async fn create(
         webhook: query.webhook_url.clone(),
         idempotency_key: key,
         digest: Some(checked.digest.clone()),
+        estimate_usd: Some(checked.estimate_usd),
     };
     let uploader = crate::submit::inputs::Uploader::new(project.store.clone()).with_inline();
     let submitted =
@@ -226,6 +231,7 @@ pub(super) async fn get(
     // The same progress and ETA as `imagegen status`.
     body["progress"] = json!(b.progress());
     body["eta_s"] = json!(b.eta_ms(crate::queue::now_ms()).map(|ms| ms.div_ceil(1000)));
+    body["cost_to_finish_usd"] = json!(b.cost_to_finish());
     body["results_url"] = json!(format!("/v1/batches/{id}/results"));
     Ok(axum::Json(body).into_response())
 }
@@ -357,6 +363,7 @@ fn progress_of(b: &crate::queue::BatchRecord) -> Value {
         "counts": counts,
         "progress": b.progress(),
         "eta_s": b.eta_ms(crate::queue::now_ms()).map(|ms| ms.div_ceil(1000)),
+        "cost_usd": b.cost_usd,
         "completed": b.completed_ms.is_some(),
         "manifest_url": b.manifest,
     })

@@ -93,6 +93,9 @@ pub(super) async fn check(
     if spec.model.trim().is_empty() {
         spec.model.clone_from(&project.default_model);
     }
+    if spec.tier.is_none() {
+        spec.tier = project.tier;
+    }
     let warning = state
         .models
         .apply(&mut spec, project.backend)

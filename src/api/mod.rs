@@ -51,6 +51,8 @@ pub struct ApiProject {
     pub backend: Backend,
     /// The model of requests that name none.
     pub default_model: String,
+    /// The tier of requests that name none.
+    pub tier: Option<crate::job::spec::Tier>,
     /// Its output store (uploaded inputs go there too).
     pub store: OutputStore,
     /// Its webhook secret (signs deliveries and the image links they carry), if any.

@@ -302,6 +302,49 @@ fn imagen_1k(ratio: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// Output tokens Google charges per generated image at `size` (spec §0 table; pricing
+/// page: 747 / 1,120 / 1,680 / 2,520 for 3.1 Flash at 512 / 1K / 2K / 4K, 2,000 for
+/// 3 Pro at 4K).
+pub fn output_image_tokens(info: &ModelInfo, size: Option<&str>) -> u32 {
+    match (info.id, size) {
+        ("gemini-3-pro-image", Some("4K")) => 2000,
+        ("gemini-3.1-flash-image", Some("512")) => 747,
+        ("gemini-3.1-flash-image", Some("2K")) => 1680,
+        ("gemini-3.1-flash-image", Some("4K")) => 2520,
+        _ => info.tokens_per_image,
+    }
+}
+
+/// Input tokens Google counts per input image (spec §0 table).
+pub fn input_image_tokens(info: &ModelInfo) -> u32 {
+    match info.id {
+        "gemini-3-pro-image" => 560,
+        "gemini-3.1-flash-image" => 1120,
+        _ => 258,
+    }
+}
+
+/// Whether Google serves `model` on `backend` at `tier` (spec §11; each model page's
+/// "consumption options"). Flex and Priority exist on `:generateContent` only: not on
+/// 3.1 Flash Image nor 3.1 Flash-Lite Image ("Flex inference: Not supported"), on the
+/// Gemini text models and 3 Pro Image (on Vertex, Flex and Priority PayGo also need the
+/// `global` endpoint, which Google checks). Batch: every `:generateContent` model.
+pub fn supports_tier(info: &ModelInfo, tier: crate::job::spec::Tier) -> bool {
+    use crate::job::spec::Tier;
+    match tier {
+        Tier::Standard => true,
+        Tier::Batch => info.family.is_generate_content(),
+        Tier::Flex | Tier::Priority => match info.family {
+            Family::GeminiText => true,
+            Family::GeminiImage => !matches!(
+                info.id,
+                "gemini-3.1-flash-image" | "gemini-3.1-flash-lite-image" | "gemini-2.5-flash-image"
+            ),
+            _ => false,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

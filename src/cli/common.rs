@@ -37,6 +37,11 @@ pub struct JobFileArgs {
     /// Go ahead with the valid lines even if some are invalid.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Tier for lines that name none: standard, flex or priority (default: the
+    /// project's `tier`, else standard). Flex and Priority are half and about twice the
+    /// price, where the model offers them.
+    #[arg(long)]
+    pub tier: Option<crate::job::spec::Tier>,
 }
 
 impl JobFileArgs {
@@ -47,6 +52,7 @@ impl JobFileArgs {
         settings: &Settings,
         backend: Backend,
         project_model: Option<&str>,
+        project_tier: Option<crate::job::spec::Tier>,
     ) -> anyhow::Result<JobFile<'_>> {
         Ok(JobFile {
             path: &self.file,
@@ -60,6 +66,7 @@ impl JobFileArgs {
                         .to_string(),
                 ),
                 op: self.op,
+                tier: self.tier.or(project_tier),
             },
             validation: ValidationContext {
                 backend,

@@ -138,6 +138,7 @@ fn quiet_settings(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
 fn load(config: &Option<PathBuf>) -> anyhow::Result<Settings> {
     let settings = Settings::load(config.as_deref())?;
     crate::webhooks::check_settings(&settings)?;
+    crate::pricing::install(&settings.prices);
     for notice in &settings.notices {
         eprintln!("warning: {notice}");
     }

@@ -50,15 +50,19 @@ pub(super) struct Runtime {
     pub(super) project: String,
     pub(super) backend: Backend,
     pub(super) default_model: Option<String>,
+    pub(super) tier: Option<crate::job::spec::Tier>,
     pub(super) _emulator: Option<EmulatorHandle>,
 }
 
 /// Runs the file.
 pub async fn run(args: RunArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let runtime = runtime(&args, &settings).await?;
-    let file = args
-        .job
-        .job_file(&settings, runtime.backend, runtime.default_model.as_deref())?;
+    let file = args.job.job_file(
+        &settings,
+        runtime.backend,
+        runtime.default_model.as_deref(),
+        runtime.tier,
+    )?;
     if let Err(code) = args.job.check(&file, "run", "run").await? {
         return Ok(code);
     }
@@ -257,6 +261,7 @@ async fn runtime(args: &RunArgs, settings: &Settings) -> anyhow::Result<Runtime>
         project: name.clone(),
         backend: project.backend,
         default_model: project.default_model.clone(),
+        tier: project.tier,
         _emulator: None,
     })
 }
@@ -303,6 +308,7 @@ pub(super) async fn local_runtime(
         project: "local".into(),
         backend: Backend::Vertex,
         default_model: Some(common::DEFAULT_MODEL.into()),
+        tier: None,
         _emulator: Some(handle),
     })
 }
@@ -316,10 +322,11 @@ fn print_summary(batch: &BatchRecord, jobs: &[Option<JobRecord>], elapsed: Durat
         String::new()
     };
     println!(
-        "batch {}: {} job(s) in {:.1}s, {images} image(s){retried}",
+        "batch {}: {} job(s) in {:.1}s, {images} image(s), ${:.4} at list prices{retried}",
         batch.id,
         jobs.len(),
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        batch.cost_usd
     );
     println!("  {:<10} {:>8}", "status", "jobs");
     for (status, n) in batch.counts.iter().filter(|(_, n)| **n > 0) {

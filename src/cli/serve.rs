@@ -60,6 +60,7 @@ pub(super) fn state(
                     .default_model
                     .clone()
                     .unwrap_or_else(|| common::DEFAULT_MODEL.into()),
+                tier: p.tier,
                 store: common::output_store(settings, name, None)?,
                 webhooks: crate::webhooks::project_signer(name, p)?.map(Arc::new),
             },
@@ -164,6 +165,7 @@ impl Embedded {
                 ApiProject {
                     backend: runtime.backend,
                     default_model: common::DEFAULT_MODEL.into(),
+                    tier: None,
                     store: runtime.store.clone(),
                     webhooks: Some(signer.clone()),
                 },

@@ -181,6 +181,7 @@ async fn show(
                 obj.insert("state".into(), batch.state().into());
                 obj.insert("progress".into(), batch.progress().into());
                 obj.insert("eta_ms".into(), batch.eta_ms(now).into());
+                obj.insert("cost_to_finish_usd".into(), batch.cost_to_finish().into());
                 obj.insert("run_ms".into(), batch.run_ms(now).into());
                 obj.insert("wait_ms".into(), batch.wait_ms(now).into());
                 obj.insert("workers".into(), serde_json::to_value(&workers)?);
@@ -283,6 +284,13 @@ fn print_batch(b: &BatchRecord, failures: &[JobRecord]) {
         Some(0) => {}
         Some(ms) => println!("eta       {}", common::human_ms(ms)),
         None => println!("eta       unknown (no job has finished yet)"),
+    }
+    match (b.cost_to_finish(), b.completed_ms) {
+        (Some(to_finish), None) => println!(
+            "cost      ${:.4} so far, about ${to_finish:.4} when it finishes",
+            b.cost_usd
+        ),
+        _ => println!("cost      ${:.4}", b.cost_usd),
     }
     if b.created_ms > 0 {
         let waited = common::human_ms(b.wait_ms(now));

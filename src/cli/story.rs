@@ -88,6 +88,7 @@ pub async fn story(args: StoryArgs, settings: Settings) -> anyhow::Result<ExitCo
         model: args.model,
         op: None,
         skip_invalid: false,
+        tier: None,
     };
     if args.submit {
         let submit_args = submit::SubmitArgs {
@@ -97,6 +98,7 @@ pub async fn story(args: StoryArgs, settings: Settings) -> anyhow::Result<ExitCo
             idempotency_key: None,
             wait: args.wait,
             json: false,
+            estimate: false,
         };
         return submit::run(submit_args, settings, None).await;
     }

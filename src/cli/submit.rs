@@ -39,6 +39,10 @@ pub struct SubmitArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print what the batch is expected to cost (the price table applied to each job's
+    /// prompt, inputs and outputs at its tier) and enqueue nothing.
+    #[arg(long)]
+    pub estimate: bool,
 }
 
 /// Runs `submit`; `config` is the `--config` file, named again in the hints printed.
@@ -52,13 +56,20 @@ pub async fn run(
     if let Some(url) = &args.webhook {
         check_webhook(&settings, &name, url).await?;
     }
-    let file = args
-        .job
-        .job_file(&settings, project.backend, project.default_model.as_deref())?;
+    let file = args.job.job_file(
+        &settings,
+        project.backend,
+        project.default_model.as_deref(),
+        project.tier,
+    )?;
     let checked = match args.job.check(&file, "enqueued", "enqueue").await? {
         Ok(checked) => checked,
         Err(code) => return Ok(code),
     };
+    if args.estimate {
+        print_estimate(&checked, args.json);
+        return Ok(ExitCode::SUCCESS);
+    }
     let queue = common::redis_queue(&settings).await?;
     let batch = NewBatch {
         project: name.clone(),
@@ -69,6 +80,7 @@ pub async fn run(
             .as_ref()
             .map(|_| checked.digest.clone()),
         idempotency_key: args.idempotency_key.clone(),
+        estimate_usd: Some(checked.estimate_usd),
     };
     let uploader = Uploader::new(common::output_store(&settings, &name, None)?);
     let bar = (!args.json).then(|| progress_bar(checked.valid));
@@ -94,6 +106,31 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     wait_for(queue.as_ref(), &name, id, submitted.total, args.json).await
+}
+
+/// `submit --estimate`: the expected cost of the valid lines.
+fn print_estimate(checked: &Checked, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "estimate_usd": checked.estimate_usd, "lines": checked.valid,
+                "unpriced_lines": checked.unpriced, "invalid_lines": checked.invalid,
+            })
+        );
+        return;
+    }
+    println!(
+        "estimate  ${:.4} for {} line(s)",
+        checked.estimate_usd, checked.valid
+    );
+    if checked.unpriced > 0 {
+        println!(
+            "          {} line(s) not counted: their model is not in the price table ([prices.models] in the config adds it)",
+            checked.unpriced
+        );
+    }
+    println!("nothing was enqueued");
 }
 
 /// Refuses a `--webhook` the worker could not deliver to, or could not sign for.

@@ -51,6 +51,8 @@ pub struct Settings {
     pub api: ApiConfig,
     /// Chat sessions.
     pub sessions: SessionsConfig,
+    /// What jobs cost: tier multipliers and price overrides.
+    pub prices: crate::pricing::PricesConfig,
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
@@ -115,6 +117,7 @@ impl Settings {
 
     /// Checks cross-field rules and value ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.prices.check()?;
         if self.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1"));
         }

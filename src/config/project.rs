@@ -32,6 +32,14 @@ pub struct ProjectConfig {
     /// Model used when a job names none.
     #[serde(default)]
     pub default_model: Option<String>,
+    /// Tier for jobs that name none (`standard` when absent).
+    #[serde(default)]
+    pub tier: Option<crate::job::spec::Tier>,
+    /// What the project may spend per UTC day (USD, the price table's costs): once
+    /// spent, its work is held (`budget_exhausted`) until the next day or a larger
+    /// budget.
+    #[serde(default)]
+    pub budget_usd_per_day: Option<f64>,
     /// Cluster-wide in-flight requests.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
@@ -104,6 +112,14 @@ impl ProjectConfig {
             })?;
         }
         self.validate_limits(key)?;
+        if let Some(b) = self.budget_usd_per_day
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(invalid(
+                format!("{key}.budget_usd_per_day"),
+                format!("must be a positive number of US dollars, got {b}"),
+            ));
+        }
         if let Some(url) = &self.output_url {
             check_store_url(&format!("{key}.output_url"), url)?;
         }

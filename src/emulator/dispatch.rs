@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::catalog::{self, Family};
+use crate::job::spec::Tier;
 
 use crate::emulator::call::Surface;
 use crate::emulator::call::{CallCtx, resource_name};
@@ -298,6 +299,7 @@ async fn admitted_call(
     } else {
         Planned::Imagen(imagen::plan(&ctx, &json)?)
     };
+    let tier = requested_tier(&ctx, &json, headers)?;
     let scenario = state.scenario();
     let latency = scenario
         .latency_for(&ctx.model, ctx.info.id)
@@ -326,7 +328,78 @@ async fn admitted_call(
         return Ok(inject(&scenario, headers, fault).await);
     }
     let body = render(state.clone(), ctx.clone(), planned, outcome).await?;
-    Ok(json_or_stream(&ctx, query, body))
+    let mut response = json_or_stream(&ctx, query, body);
+    if let Some(requested) = tier {
+        let downgraded =
+            requested == Tier::Priority && state.unit() < scenario.priority_downgrade_rate;
+        let served = if downgraded {
+            Tier::Standard
+        } else {
+            requested
+        };
+        state.stats.tier(
+            &format!("{}/{}", ctx.project, ctx.model),
+            requested.as_str(),
+            served.as_str(),
+        );
+        // The Developer API says which tier served the call; Vertex does not.
+        if ctx.surface == Surface::Developer
+            && let Ok(v) = header::HeaderValue::from_str(served.as_str())
+        {
+            response.headers_mut().insert("x-gemini-service-tier", v);
+        }
+    }
+    Ok(response)
+}
+
+/// The service tier a `:generateContent` call asks for (spec §11): `serviceTier` in
+/// the body (the SDK's spelling; `service_tier` too), or on Vertex the
+/// `X-Vertex-AI-LLM-Shared-Request-Type` header. A tier the model is not offered at
+/// is refused as Google refuses an unsupported option.
+fn requested_tier(
+    ctx: &CallCtx,
+    json: &Value,
+    headers: &HeaderMap,
+) -> Result<Option<Tier>, ApiError> {
+    if !ctx.info.family.is_generate_content() {
+        return Ok(None);
+    }
+    let field = json
+        .get("serviceTier")
+        .or_else(|| json.get("service_tier"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let header = headers
+        .get("x-vertex-ai-llm-shared-request-type")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| ctx.surface == Surface::Vertex)
+        .map(str::to_string);
+    let Some(raw) = field.or(header) else {
+        return Ok(None);
+    };
+    let name = raw.to_ascii_lowercase();
+    let name = name.strip_prefix("service_tier_").unwrap_or(&name);
+    let tier = match name {
+        "unspecified" | "standard" => Tier::Standard,
+        "flex" => Tier::Flex,
+        "priority" => Tier::Priority,
+        _ => {
+            return Err(ApiError::field(
+                "service_tier",
+                format!("Invalid value at 'service_tier' ({raw})"),
+            ));
+        }
+    };
+    if !catalog::supports_tier(ctx.info, tier) {
+        return Err(ApiError::new(
+            400,
+            format!(
+                "Service tier {name} is not supported for model {}.",
+                ctx.model
+            ),
+        ));
+    }
+    Ok(Some(tier))
 }
 
 async fn inject(

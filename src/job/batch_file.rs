@@ -26,6 +26,8 @@ pub struct LineDefaults {
     pub model: Option<String>,
     /// Operation for text/CSV lines and JSONL lines without `op`.
     pub op: Option<Operation>,
+    /// Tier for lines that name none (`submit --tier`, the project's `tier`).
+    pub tier: Option<crate::job::spec::Tier>,
 }
 
 /// One line that could not become a job.
@@ -115,6 +117,9 @@ fn with_defaults(mut spec: JobSpec, d: &LineDefaults) -> JobSpec {
     if let Some(op) = d.op {
         spec.op = op;
     }
+    if spec.tier.is_none() {
+        spec.tier = d.tier;
+    }
     spec
 }
 
@@ -136,6 +141,9 @@ fn parse_json_line(
     }
     if let (false, Some(op)) = (has_op, d.op) {
         spec.op = op;
+    }
+    if spec.tier.is_none() {
+        spec.tier = d.tier;
     }
     Ok((line_no, spec))
 }
@@ -209,6 +217,7 @@ mod tests {
         let d = LineDefaults {
             model: Some("gemini-2.5-flash-image".into()),
             op: None,
+            tier: None,
         };
         read(&path, format, d).unwrap().collect()
     }

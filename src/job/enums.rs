@@ -131,3 +131,53 @@ wire_enum!(
         XHigh = "XHIGH" | "xhigh",
     }
 );
+
+/// How Google serves (and prices) a job: `standard`; `flex` (half price, best effort,
+/// minutes); `priority` (a premium, served at standard when over its limit); `batch`
+/// (Google's Batch API, half price, up to a day). Spec §11.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Pay as you go.
+    #[default]
+    Standard,
+    /// Best effort at a discount (`service_tier: flex`).
+    Flex,
+    /// A premium for latency (`service_tier: priority`).
+    Priority,
+    /// Google's Batch API.
+    Batch,
+}
+
+impl Tier {
+    /// Every tier.
+    pub const ALL: [Tier; 4] = [Tier::Standard, Tier::Flex, Tier::Priority, Tier::Batch];
+
+    /// The spelling in job files, `service_tier`, records, metrics and webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Flex => "flex",
+            Tier::Priority => "priority",
+            Tier::Batch => "batch",
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!("unknown tier `{s}` (expected standard, flex, priority or batch)")
+            })
+    }
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JobStatus;
 use super::content::{Content, Part};
-use super::spec::JobSpec;
+use super::spec::{JobSpec, Tier};
 use serde::Deserializer;
 
 /// The outcome of one job.
@@ -53,6 +53,13 @@ pub struct JobResult {
     /// Token usage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The tier Google served it at (a priority request over its limit is served at
+    /// standard, and priced so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// What it cost: the price table (`pricing`) applied to its usage at its tier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// A chat job's answer as the next turn's history needs it: the model's turn as
     /// returned, `thoughtSignature`s kept, each image part by reference to its stored
     /// copy (`fileData`).
@@ -112,6 +119,12 @@ pub struct CompactResult {
     /// Token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The tier it was served at ([`JobResult::tier`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// What it cost ([`JobResult::cost_usd`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// A chat job's answer as the next turn's history needs it ([`JobResult::model_turn`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_turn: Option<Content>,
@@ -157,6 +170,8 @@ impl CompactResult {
             images: result.images.clone(),
             text: result.text.clone(),
             usage: result.usage.clone(),
+            tier: result.tier,
+            cost_usd: result.cost_usd,
             model_turn: result.model_turn.clone(),
             inputs: result.inputs.clone(),
             duration_ms: result.duration_ms,
@@ -284,6 +299,37 @@ pub struct Usage {
     /// Total.
     #[serde(default, deserialize_with = "lenient_u64")]
     pub total_token_count: u64,
+    /// Output tokens by modality: image tokens are priced apart from text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates_tokens_details: Vec<ModalityTokens>,
+}
+
+impl Usage {
+    /// Output tokens of `modality` (`IMAGE`, `TEXT`), when the answer broke them down.
+    pub fn output_tokens_of(&self, modality: &str) -> Option<u64> {
+        if self.candidates_tokens_details.is_empty() {
+            return None;
+        }
+        Some(
+            self.candidates_tokens_details
+                .iter()
+                .filter(|d| d.modality.eq_ignore_ascii_case(modality))
+                .map(|d| d.token_count)
+                .sum(),
+        )
+    }
+}
+
+/// One modality's share of a token count (`ModalityTokenCount`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModalityTokens {
+    /// `TEXT`, `IMAGE`, …
+    #[serde(default)]
+    pub modality: String,
+    /// Tokens.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub token_count: u64,
 }
 
 /// int64 arrives as a number or a string (proto3 JSON).

@@ -274,6 +274,10 @@ pub struct JobSpec {
     /// Server-side deadline in seconds (`X-Server-Timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u32>,
+    /// How Google serves and prices it (`standard` when absent; `submit --tier` and the
+    /// project's `tier` give lines that name none a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
     /// Caller's own data, stored with the job and echoed in results and webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,

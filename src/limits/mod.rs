@@ -41,6 +41,48 @@ pub struct ProjectLimits {
     pub project: Limit,
     /// Per model; a model without its own concurrency gets the project's.
     pub models: BTreeMap<String, Limit>,
+    /// What the project may spend per UTC day.
+    pub budget: Budget,
+}
+
+/// A project's daily budget as admission applies it (nano-USD; 0 = none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Spend allowed per UTC day.
+    pub per_day: u64,
+    /// What one running job is reckoned to cost until it settles: the dearest of the
+    /// project's models at one 1K image (the price table's estimate).
+    pub job_estimate: u64,
+}
+
+impl Budget {
+    /// From `budget_usd_per_day` and the models the project runs.
+    pub fn from_config(p: &ProjectConfig) -> Self {
+        let Some(usd) = p.budget_usd_per_day else {
+            return Budget::default();
+        };
+        let table = crate::pricing::table();
+        let models = p
+            .default_model
+            .iter()
+            .chain(p.models.keys())
+            .map(String::as_str)
+            .chain([crate::cli::common::DEFAULT_MODEL]);
+        let job_estimate = models
+            .filter_map(|m| {
+                table.estimate(
+                    &crate::job::JobSpec::generate(m, "a short prompt of some words"),
+                    p.tier.unwrap_or_default(),
+                )
+            })
+            .map(crate::pricing::to_nano)
+            .max()
+            .unwrap_or(0);
+        Budget {
+            per_day: crate::pricing::to_nano(usd),
+            job_estimate,
+        }
+    }
 }
 
 impl ProjectLimits {
@@ -64,6 +106,7 @@ impl ProjectLimits {
                     )
                 })
                 .collect(),
+            budget: Budget::from_config(p),
         }
     }
 
@@ -119,6 +162,9 @@ pub enum HoldReason {
     ModelUnavailable,
     /// Google answers 403 for the model: holds its lane.
     PermissionDenied,
+    /// The project's daily budget is spent: holds the whole project until the next
+    /// UTC day (or a larger budget); nothing is probed.
+    BudgetExhausted,
 }
 
 impl HoldReason {
@@ -128,12 +174,16 @@ impl HoldReason {
             HoldReason::CredentialsError => "credentials_error",
             HoldReason::ModelUnavailable => "model_unavailable",
             HoldReason::PermissionDenied => "permission_denied",
+            HoldReason::BudgetExhausted => "budget_exhausted",
         }
     }
 
     /// True when the hold is the project's (every lane), not one lane's.
     pub fn project_wide(self) -> bool {
-        self == HoldReason::CredentialsError
+        matches!(
+            self,
+            HoldReason::CredentialsError | HoldReason::BudgetExhausted
+        )
     }
 }
 

@@ -158,8 +158,15 @@ impl GoogleClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let served_tier = response
+            .headers()
+            .get("x-gemini-service-tier")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
         let body = response.bytes().await.map_err(transport_error)?;
-        classify(status, retry_after.as_deref(), &body, request.reply)
+        let mut out = classify(status, retry_after.as_deref(), &body, request.reply)?;
+        out.served_tier = served_tier;
+        Ok(out)
     }
 }
 

@@ -59,6 +59,10 @@ pub struct ProviderOutput {
     /// `responseId`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_id: Option<String>,
+    /// The tier Google says it served (`x-gemini-service-tier`): `standard` for a
+    /// Priority request over its limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_tier: Option<String>,
     /// The model's turn as returned (with `thoughtSignature`s), for chat history.
     #[serde(skip)]
     pub model_turn: Option<Content>,

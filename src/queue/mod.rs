@@ -128,6 +128,8 @@ pub struct NewBatch {
     /// Digest of the jobs being submitted: kept with the key, so the same key with
     /// other content is told apart from a resumed submit.
     pub digest: Option<String>,
+    /// What its jobs are expected to cost in all (USD; `pricing::PriceTable::estimate`).
+    pub estimate_usd: Option<f64>,
 }
 
 /// What `create_batch` found or made.

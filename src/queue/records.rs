@@ -188,6 +188,10 @@ pub mod batch_fields {
     pub const CANCEL: &str = "cx";
     /// Digest of the submitted jobs (idempotent submits compare it).
     pub const DIGEST: &str = "digest";
+    /// What its finished jobs cost, nano-USD (added at each settle).
+    pub const COST: &str = "cost";
+    /// The submit's estimate of what all its jobs cost, nano-USD.
+    pub const ESTIMATE: &str = "est";
 }
 
 /// A batch as the queue knows it.
@@ -236,6 +240,11 @@ pub struct BatchRecord {
     /// Digest of the submitted jobs, when the submit had an idempotency key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// What its finished jobs cost so far (USD).
+    pub cost_usd: f64,
+    /// The submit's estimate of what all its jobs cost (USD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate_usd: Option<f64>,
 }
 
 impl BatchRecord {
@@ -273,7 +282,18 @@ impl BatchRecord {
             failures,
             cancelled,
             digest: map.get(DIGEST).cloned(),
+            cost_usd: num::<u64>(map, COST).unwrap_or(0) as f64 / crate::pricing::NANO,
+            estimate_usd: num::<u64>(map, ESTIMATE).map(|n| n as f64 / crate::pricing::NANO),
         })
+    }
+
+    /// What finishing it is expected to cost in all: what it spent, plus the estimate's
+    /// share of the jobs not finished yet.
+    pub fn cost_to_finish(&self) -> Option<f64> {
+        let estimate = self.estimate_usd?;
+        let total = self.total.unwrap_or(self.enqueued).max(1);
+        let left = total.saturating_sub(self.done) as f64 / total as f64;
+        Some(self.cost_usd + estimate * left)
     }
 
     /// `submitting` (not sealed), `queued` (no job has started yet), `running`, or

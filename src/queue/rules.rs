@@ -155,6 +155,30 @@ pub fn lane_allowance(free: u64, limit: Limit, lane: &LaneState, now: u64) -> Al
     out
 }
 
+/// How many of `want` jobs a daily budget (nano-USD, 0 = none) lets start when the day
+/// has `spent` so far and `running` jobs are out: each running job holds `est` (its
+/// estimated cost) until it settles, so a fleet overshoots by at most what already runs.
+/// 0 means the budget is spent: the project is held (`budget_exhausted`) until the next
+/// day or a larger budget.
+pub fn budget_allowance(want: u64, budget: u64, spent: u64, running: u64, est: u64) -> u64 {
+    if budget == 0 {
+        return want;
+    }
+    let committed = spent.saturating_add(running.saturating_mul(est));
+    if committed >= budget {
+        return 0;
+    }
+    if est == 0 {
+        return want;
+    }
+    want.min((budget - committed).div_ceil(est))
+}
+
+/// The start of the next UTC day after `now` (unix ms): when a day's spend resets.
+pub fn next_day_ms(now: u64) -> u64 {
+    (now / 86_400_000 + 1) * 86_400_000
+}
+
 /// A held scope (a project whose credentials fail, a lane whose model is gone) admits
 /// one probe at a time, once its probe time has come and nothing of it runs; `None`
 /// when it is not held (`probe_ms` 0). Held work waits queued, using no attempts.

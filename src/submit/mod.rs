@@ -52,6 +52,23 @@ pub struct Checked {
     /// What the user should know about valid lines (a model migrated, a shutdown
     /// near), each once, with the first line it concerns.
     pub warnings: Vec<String>,
+    /// What the valid lines' jobs are expected to cost (USD, the price table).
+    pub estimate_usd: f64,
+    /// Valid lines whose model the price table does not know (not in the estimate).
+    pub unpriced: u64,
+}
+
+/// What a valid line's jobs are expected to cost: a story line's plan, frames and
+/// assembly; `None` when the price table does not know a model of it.
+pub fn estimate_line(spec: &JobSpec) -> Option<f64> {
+    let table = crate::pricing::table();
+    if spec.op == crate::job::Operation::Story {
+        return crate::job::story::expand(spec, 0, 0)
+            .iter()
+            .map(|j| table.estimate(&j.spec, j.spec.tier.unwrap_or_default()))
+            .sum();
+    }
+    table.estimate(spec, spec.tier.unwrap_or_default())
 }
 
 /// What went wrong submitting.
@@ -209,8 +226,12 @@ impl JobFile<'_> {
         let mut warned: Vec<(String, usize, u64)> = Vec::new();
         for item in self.read()? {
             match self.line(item).await {
-                Ok((line, _, json, warning)) => {
+                Ok((line, spec, json, warning)) => {
                     out.valid += 1;
+                    match estimate_line(&spec) {
+                        Some(usd) => out.estimate_usd += usd,
+                        None => out.unpriced += 1,
+                    }
                     digest.update(json.as_bytes());
                     digest.update(b"\n");
                     if let Some(w) = warning {

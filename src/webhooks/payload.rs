@@ -90,6 +90,12 @@ pub struct JobEvent {
     /// Token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The tier it was served at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<crate::job::spec::Tier>,
+    /// What it cost (USD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// Model text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text: Vec<String>,
@@ -404,6 +410,8 @@ async fn job_event(
         data.model_requested = res.model_requested;
         data.operation = Some(res.operation);
         data.usage = res.usage;
+        data.tier = res.tier;
+        data.cost_usd = res.cost_usd;
         data.text = res.text;
         data.metadata = res.metadata;
         data.duration_ms = Some(res.duration_ms);

@@ -276,6 +276,7 @@ async fn deliver(
     let spec = resolved.as_ref().unwrap_or(spec);
     let (loc, mut result) = located(ctx, claimed, spec);
     result.inputs = inputs;
+    result.tier = Some(spec.tier.unwrap_or_default());
     let out = match call(ctx, queue, claimed, spec).await {
         Called::Answered(out) => out,
         Called::Settle(settle) => return settle,
@@ -329,6 +330,8 @@ fn blank_result(ctx: &JobContext<'_>, claimed: &Claimed, spec: &JobSpec) -> JobR
         rai_filtered_reasons: Vec::new(),
         safety_attributes: Vec::new(),
         usage: None,
+        tier: None,
+        cost_usd: None,
         model_turn: None,
         attempts: claimed.attempts + 1,
         error: None,
@@ -449,6 +452,7 @@ async fn store(
                     .map(|turn| turn_by_reference(turn, &images));
             }
             result.images = images;
+            priced(&mut result);
             record(ctx, loc, result, JobStatus::Succeeded, None, started).await
         }
         Err(e) if attempt < ctx.retry.max_attempts => {
@@ -495,6 +499,21 @@ fn absorb(result: &mut JobResult, out: &ProviderOutput) {
         .chain(out.prompt_safety_attributes.clone())
         .collect();
     result.usage = out.usage.clone();
+    if let Some(served) = out.served_tier.as_deref().and_then(|t| t.parse().ok()) {
+        result.tier = Some(served);
+    }
+}
+
+/// Its cost from its usage at the tier it was served at (the price table), counted in
+/// `imagegen_cost_usd_total`.
+fn priced(result: &mut JobResult) {
+    let tier = result.tier.unwrap_or_default();
+    let images = result.images.len() as u32;
+    result.cost_usd =
+        crate::pricing::table().cost(&result.model, tier, result.usage.as_ref(), images);
+    if let Some(cost) = result.cost_usd {
+        crate::metrics::get().cost(&result.project, &result.model, tier.as_str(), cost);
+    }
 }
 
 async fn cancelled(queue: &dyn JobQueue, claimed: &Claimed) -> bool {

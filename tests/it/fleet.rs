@@ -3,6 +3,7 @@
 //! Each test gets its own key prefix (and, where it kills connections, its own Redis
 //! database), so tests run in parallel without seeing each other.
 
+mod costs;
 mod crash;
 mod hardening;
 mod holds;
@@ -135,6 +136,11 @@ default_model = "gemini-3.1-flash-image"
 
     /// Starts a worker process; returns its index.
     pub fn spawn_worker(&mut self, concurrency: usize) -> usize {
+        self.spawn_worker_with(concurrency, &[])
+    }
+
+    /// Starts a worker process with more arguments; returns its index.
+    pub fn spawn_worker_with(&mut self, concurrency: usize, args: &[&str]) -> usize {
         let log = std::fs::File::create(
             self.dir
                 .path()
@@ -144,6 +150,7 @@ default_model = "gemini-3.1-flash-image"
         let child = self
             .cmd()
             .args(["worker", "--concurrency", &concurrency.to_string()])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -292,6 +292,66 @@ async fn concurrency_is_admitted_slot_by_slot(q: &dyn JobQueue) {
     assert_eq!(q.batch("p", &b).await.unwrap().unwrap().done, 1);
 }
 
+/// A settle that carries what the job cost.
+fn finish_costing(usd: f64) -> Settle {
+    Settle::Finish {
+        status: JobStatus::Succeeded,
+        error: None,
+        result: Some(Box::new(imagegen::job::result::CompactResult {
+            cost_usd: Some(usd),
+            ..Default::default()
+        })),
+        dead_letter: false,
+    }
+}
+
+/// A daily budget: running jobs hold their estimate, the day's spend (added at settle,
+/// also to the batch's cost) holds the project once it reaches the budget, and a larger
+/// budget resumes it.
+async fn a_daily_budget_holds_the_project_once_spent(q: &dyn JobQueue) {
+    let b = batch(q, 20).await;
+    let budget = |usd: f64| ProjectLimits {
+        project: Limit {
+            concurrency: 10,
+            rpm: 0,
+        },
+        budget: imagegen::limits::Budget {
+            per_day: imagegen::pricing::to_nano(usd),
+            job_estimate: imagegen::pricing::to_nano(0.1),
+        },
+        ..ProjectLimits::default()
+    };
+    // $0.35 at $0.10 a job: a job starts while any of the budget is left, four here.
+    q.set_limits("p", budget(0.35));
+    let first = q.claim("p", "w", 10).await.unwrap();
+    assert_eq!(
+        first.len(),
+        4,
+        "ceil(0.35 / 0.10) jobs before anything is spent"
+    );
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty());
+    let settles: Vec<_> = first
+        .iter()
+        .map(|c| (c.lease.clone(), finish_costing(0.1)))
+        .collect();
+    q.settle(&settles).await.unwrap();
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert!((rec.cost_usd - 0.4).abs() < 1e-9, "{rec:?}");
+    // $0.40 spent of $0.35: held, nothing admitted, nothing failed.
+    let c = q.admit("p", "w", 10).await.unwrap();
+    assert!(c.jobs.is_empty());
+    assert!(c.wake_ms.is_some());
+    let hold = q.project_hold("p").await.unwrap().expect("held");
+    assert_eq!(hold.reason, "budget_exhausted");
+    assert!(hold.message.contains("$0.40 of its $0.35"), "{hold:?}");
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert_eq!(rec.counts[&JobStatus::Queued], 16);
+    // A larger budget: admission resumes and the hold ends.
+    q.set_limits("p", budget(1.0));
+    assert_eq!(q.claim("p", "w", 10).await.unwrap().len(), 6);
+    assert!(q.project_hold("p").await.unwrap().is_none());
+}
+
 /// A rate limit spaces admissions and says when the next one may go.
 async fn rpm_spaces_admissions(q: &dyn JobQueue) {
     batch(q, 20).await;
@@ -942,6 +1002,7 @@ both!(cancel_queued_and_running);
 both!(idempotency_key_resumes);
 both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
+both!(a_daily_budget_holds_the_project_once_spent);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);

@@ -77,6 +77,8 @@ fn rust(name: &str, a: &[Value]) -> Vec<Value> {
             Some(r) => vec![json!(r.allow), opt(r.wake_ms)],
         },
         "probe_delay" => vec![json!(rules::probe_delay(u(0) as u32, u(1), u(2)))],
+        "budget_allowance" => vec![json!(rules::budget_allowance(u(0), u(1), u(2), u(3), u(4)))],
+        "next_day_ms" => vec![json!(rules::next_day_ms(u(0)))],
         "at_claim" => {
             let r = rules::at_claim(u(0) as u32, u(1) as u32, u(2), u(3), u(4));
             vec![
@@ -230,6 +232,43 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "held lane probes past its pause",
             "lane_allowance",
             json!([8, 4, 0, {"run": 0, "tat": 0, "pause": NOW + 500, "park": 0, "hold": NOW - 1}, NOW]),
+        ),
+        // daily budgets (nano-USD)
+        (
+            "no budget",
+            "budget_allowance",
+            json!([8, 0, 5_000, 3, 100]),
+        ),
+        (
+            "budget room for all",
+            "budget_allowance",
+            json!([8, 10_000_000, 1_000, 2, 100_000]),
+        ),
+        (
+            "budget room for some",
+            "budget_allowance",
+            json!([8, 1_000_000, 500_000, 2, 134_000]),
+        ),
+        (
+            "budget spent",
+            "budget_allowance",
+            json!([8, 1_000_000, 1_000_000, 0, 1]),
+        ),
+        (
+            "budget held by running jobs",
+            "budget_allowance",
+            json!([8, 1_000_000, 600_000, 3, 134_000]),
+        ),
+        (
+            "budget without an estimate",
+            "budget_allowance",
+            json!([8, 1_000_000, 10, 3, 0]),
+        ),
+        ("next reset", "next_day_ms", json!([NOW])),
+        (
+            "next reset at midnight",
+            "next_day_ms",
+            json!([1_764_028_800_000u64]),
         ),
         // project admission
         (

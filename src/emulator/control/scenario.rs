@@ -49,6 +49,9 @@ pub struct Scenario {
     pub metadata_unavailable: bool,
     /// `quota.<project>."<model>"` limits (model key: exact id as requested or catalog id).
     pub quota: BTreeMap<String, BTreeMap<String, QuotaLimits>>,
+    /// Share (0..=1) of Priority calls served at standard, as Google does when a
+    /// project is over its Priority limit (`x-gemini-service-tier: standard`).
+    pub priority_downgrade_rate: f64,
 }
 
 impl Default for Scenario {
@@ -70,6 +73,7 @@ impl Default for Scenario {
             metadata_project_id: "demo-proj".into(),
             metadata_unavailable: false,
             quota: BTreeMap::new(),
+            priority_downgrade_rate: 0.0,
         }
     }
 }

@@ -21,6 +21,10 @@ pub struct Stats {
     pub tokens_issued: u64,
     /// Requests to the token endpoint and metadata token endpoint, successful or not.
     pub token_requests: u64,
+    /// `"<project>/<model>"` → `"<requested>-><served>"` service tier → answered calls
+    /// that named a tier (`serviceTier`, or Vertex's request-type header).
+    #[serde(default)]
+    pub service_tiers: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// The live counters.
@@ -48,6 +52,16 @@ impl StatsBook {
             s.peak_concurrency.insert(k.clone(), v);
             s.in_flight.insert(k, v);
         }
+    }
+
+    /// Counts one call that named a service tier, with the tier it was served at.
+    pub fn tier(&self, key: &str, requested: &str, served: &str) {
+        let mut s = self.lock();
+        *s.service_tiers
+            .entry(key.to_string())
+            .or_default()
+            .entry(format!("{requested}->{served}"))
+            .or_default() += 1;
     }
 
     /// Counts one answered request.

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::catalog::ModelInfo;
+use crate::catalog;
 
 use crate::emulator::call::CallCtx;
 use crate::emulator::call::Surface;
@@ -19,25 +19,6 @@ use crate::emulator::state::AppState;
 
 const IMAGE_SAFETY_MESSAGE: &str = "Unable to show the generated image. The image was filtered out because it violated Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. Try rephrasing the prompt. If you think this was an error, send feedback.";
 
-/// Output tokens charged per image (spec §0 table).
-pub fn output_tokens(info: &ModelInfo, size: Option<&str>) -> u32 {
-    match (info.id, size) {
-        ("gemini-3-pro-image", Some("4K")) => 2000,
-        ("gemini-3.1-flash-image", Some("512")) => 747,
-        ("gemini-3.1-flash-image", Some("2K")) => 1680,
-        ("gemini-3.1-flash-image", Some("4K")) => 2520,
-        _ => info.tokens_per_image,
-    }
-}
-
-fn input_image_tokens(info: &ModelInfo) -> u32 {
-    match info.id {
-        "gemini-3-pro-image" => 560,
-        "gemini-3.1-flash-image" => 1120,
-        _ => 258,
-    }
-}
-
 /// The response for a planned request and the outcome its markers chose.
 pub fn respond(
     state: &AppState,
@@ -46,7 +27,7 @@ pub fn respond(
     outcome: Outcome,
 ) -> Result<Value, ApiError> {
     let response_id = format!("emu-{:016x}", state.random_u64());
-    let prompt_image_tokens = plan.input_images * input_image_tokens(ctx.info);
+    let prompt_image_tokens = plan.input_images * catalog::input_image_tokens(ctx.info);
     let prompt_tokens = plan.prompt_text_tokens + prompt_image_tokens;
     let mut body = match outcome {
         Outcome::Blocked => json!({
@@ -100,7 +81,7 @@ fn normal_body(
         None => format!("Here is your image: {}", short(&plan.prompt)),
     };
     let text_tokens = crate::emulator::call::text_tokens(&text);
-    let per_image = output_tokens(ctx.info, plan.image_size.as_deref());
+    let per_image = catalog::output_image_tokens(ctx.info, plan.image_size.as_deref());
     let mut candidates = Vec::new();
     for index in 0..plan.candidates {
         let mut parts = Vec::new();

@@ -240,6 +240,7 @@ pub(super) const REQUEST: &[Field] = &[
     ),
     f("cachedContent", "cached_content", Kind::Str),
     f("model", "model", Kind::Str),
+    f("serviceTier", "service_tier", Kind::Str),
     vx(f("labels", "labels", Kind::Map)),
     vx(f(
         "outputConfig",

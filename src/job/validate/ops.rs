@@ -20,6 +20,7 @@ pub(super) fn check(spec: &JobSpec, model: &ModelInfo, _ctx: &ValidationContext,
     check_output_shape(spec, model, r);
     check_ranges(spec, r);
     check_strings(spec, r);
+    check_tier(spec, model, r);
     match spec.op {
         Operation::Generate => {}
         Operation::Edit => super::references::check_edit(spec, model, r),
@@ -294,6 +295,27 @@ fn check_ranges(spec: &JobSpec, r: &mut Report) {
     }
     if spec.max_predictions == Some(0) {
         r.err("max_predictions", "must be at least 1");
+    }
+}
+
+/// A tier the model is offered at (spec §11). Google's Batch API is not one the worker
+/// submits to yet.
+fn check_tier(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
+    use crate::job::spec::Tier;
+    match spec.tier {
+        None | Some(Tier::Standard) => {}
+        Some(Tier::Batch) => r.err(
+            "tier",
+            "`batch` (Google's Batch API) is not supported yet; use standard, or flex where the model offers it",
+        ),
+        Some(tier) if !crate::catalog::supports_tier(model, tier) => r.err(
+            "tier",
+            format!(
+                "{} is not offered at the {tier} tier (Google's model page: Flex and Priority inference not supported); use standard",
+                model.id
+            ),
+        ),
+        Some(_) => {}
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::catalog::{self, Family};
 use crate::job::JobSpec;
 use crate::job::image::{ImageInput, ImageSource};
+use crate::job::spec::Tier;
 
 use super::endpoint::{Method, Target};
 use super::response::ResponseKind;
@@ -87,9 +88,25 @@ pub fn build(spec: &JobSpec, target: &Target) -> Result<WireRequest, BuildError>
             imagen::body(spec, family, target)?,
         ),
     };
+    let mut body = body;
     let mut headers = Vec::new();
     if let Some(t) = spec.timeout_s {
         headers.push(("X-Server-Timeout".to_string(), t.to_string()));
+    }
+    // Flex and Priority (spec §11): the Developer API takes `serviceTier` at the top of
+    // the request (as the SDK sends it), Vertex a request-type header.
+    if let Some(tier @ (Tier::Flex | Tier::Priority)) = spec.tier
+        && model.family.is_generate_content()
+    {
+        match target.backend {
+            crate::catalog::Backend::GeminiApi => {
+                body["serviceTier"] = Value::from(tier.as_str());
+            }
+            crate::catalog::Backend::Vertex => headers.push((
+                "X-Vertex-AI-LLM-Shared-Request-Type".to_string(),
+                tier.as_str().to_string(),
+            )),
+        }
     }
     Ok(WireRequest {
         method,

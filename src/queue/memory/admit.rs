@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use super::state::Project;
+use super::state::{Hold, Project};
 use crate::job::{JobStatus, split_job_id};
+use crate::limits::HoldReason;
 use crate::queue::rules::{self, Allowance};
 use crate::queue::{Claim, Claimed, Lease, QueueOptions, now_ms};
 
@@ -133,9 +134,54 @@ impl Project {
         }
     }
 
+    /// What the project's daily budget leaves of `free` (as `claim.lua`): running jobs
+    /// hold their estimate; a spent budget holds the project (`budget_exhausted`, with
+    /// `lane.held`) until the next UTC day, and admission ends the hold (`lane.resumed`)
+    /// once the day or the budget leaves room again.
+    fn budget_allowance(&mut self, project: &str, free: u64, now: u64, claim: &mut Claim) -> u64 {
+        let budget = self.limits.budget;
+        if budget.per_day == 0 && self.budget_hold.is_none() {
+            return free;
+        }
+        let day = format!("d{}", now / 86_400_000);
+        let spent = self.spend.get(&day).copied().unwrap_or(0);
+        if budget.per_day > 0
+            && rules::budget_allowance(1, budget.per_day, spent, 0, budget.job_estimate) == 0
+        {
+            claim.wake_ms = rules::earliest(claim.wake_ms, Some(rules::next_day_ms(now)));
+            if self.budget_hold.is_none() {
+                let hold = Hold {
+                    reason: HoldReason::BudgetExhausted,
+                    message: format!(
+                        "spent ${:.2} of its ${:.2} daily budget; resumes at 00:00 UTC or when budget_usd_per_day is raised",
+                        spent as f64 / 1e9,
+                        budget.per_day as f64 / 1e9
+                    ),
+                    since_ms: now,
+                    probes: 0,
+                };
+                self.held(project, None, &hold, now);
+                self.budget_hold = Some(hold);
+            }
+            return 0;
+        }
+        if let Some(h) = self.budget_hold.take() {
+            self.resumed(project, None, &h, now);
+        }
+        let running = self.running();
+        free.min(rules::budget_allowance(
+            free,
+            budget.per_day,
+            spent,
+            running,
+            budget.job_estimate,
+        ))
+    }
+
     /// Admission over the project's lanes, round robin, and the claim (as `claim.lua`).
     pub(super) fn claim(
         &mut self,
+        project: &str,
         worker: &str,
         max: usize,
         next: &mut u64,
@@ -154,7 +200,7 @@ impl Project {
             wake_ms: p.wake_ms,
             completed: Vec::new(),
         };
-        let mut free = p.allow;
+        let mut free = self.budget_allowance(project, p.allow, now, &mut claim);
         let names: Vec<String> = self.lanes.keys().cloned().collect();
         if self.hold.is_some() {
             for name in &names {

@@ -67,6 +67,10 @@ impl Project {
                     answered.push(lease.lane.clone());
                 }
                 let (error, result) = (error.as_deref(), result.as_deref());
+                let cost = result
+                    .and_then(|r| r.cost_usd)
+                    .map_or(0, crate::pricing::to_nano);
+                self.add_cost(&lease.job, &lease.lane, cost, now);
                 self.finish(&lease.job, JobStatus::Running, *status, error, result, now)
             }
             (
@@ -103,8 +107,17 @@ impl Project {
         }
     }
 
+    /// Enqueues `lane.held` for a hold that began.
+    pub(super) fn held(&mut self, project: &str, model: Option<&str>, h: &Hold, now: u64) {
+        let event = h.event(project, model, None);
+        let subject = lane_subject("lane.held", model, now);
+        let body = lane_event_body("lane.held", now, &event);
+        self.hooks
+            .enqueue_body("lane.held", &subject, None, now, Some(body));
+    }
+
     /// Enqueues `lane.resumed` for a hold that an answer ended.
-    fn resumed(&mut self, project: &str, model: Option<&str>, h: &Hold, now: u64) {
+    pub(super) fn resumed(&mut self, project: &str, model: Option<&str>, h: &Hold, now: u64) {
         let event = h.event(project, model, Some(now.saturating_sub(h.since_ms)));
         let subject = lane_subject("lane.resumed", model, h.since_ms);
         let body = lane_event_body("lane.resumed", now, &event);
@@ -245,6 +258,7 @@ impl Jobs for MemoryQueue {
                 source: batch.source.clone(),
                 webhook: batch.webhook.clone(),
                 digest: batch.digest.clone(),
+                estimate_nano: batch.estimate_usd.map(crate::pricing::to_nano),
                 ..BatchState::default()
             };
             p.batches.insert(id.clone(), state);
@@ -374,7 +388,7 @@ impl Jobs for MemoryQueue {
     async fn admit(&self, project: &str, worker: &str, max: usize) -> Result<Claim, QueueError> {
         let o = self.options;
         Ok(self.with(project, |p, next| {
-            let mut claim = p.claim(worker, max, next, &o);
+            let mut claim = p.claim(project, worker, max, next, &o);
             for c in &mut claim.jobs {
                 c.lease.project = project.to_string();
             }

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use super::MemoryQueue;
 use super::state::{Hold, Lane, Project};
 use crate::limits::{HoldReason, HoldView, LaneView, ProjectLimits, Throttle};
-use crate::queue::hooks::{lane_event_body, lane_subject};
 use crate::queue::rules;
 use crate::queue::{Lanes, QueueError, now_ms};
 
@@ -67,7 +66,13 @@ impl Lanes for MemoryQueue {
     }
 
     async fn project_hold(&self, project: &str) -> Result<Option<HoldView>, QueueError> {
-        Ok(self.with(project, |p, _| p.hold.as_ref().map(|h| h.view(p.hold_ms))))
+        Ok(self.with(project, |p, _| {
+            p.hold.as_ref().map(|h| h.view(p.hold_ms)).or_else(|| {
+                p.budget_hold
+                    .as_ref()
+                    .map(|h| h.view(rules::next_day_ms(h.since_ms)))
+            })
+        }))
     }
 
     async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
@@ -136,12 +141,8 @@ fn start_hold(
         since_ms: now,
         probes: 0,
     };
-    let event = hold.event(project, model, None);
-    *slot = Some(hold);
+    *slot = Some(hold.clone());
     *next = probe_ms;
-    let subject = lane_subject("lane.held", model, now);
-    let body = lane_event_body("lane.held", now, &event);
-    p.hooks
-        .enqueue_body("lane.held", &subject, None, now, Some(body));
+    p.held(project, model, &hold, now);
     true
 }

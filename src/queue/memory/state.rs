@@ -122,6 +122,10 @@ pub(super) struct BatchState {
     pub hashes: Vec<u32>,
     /// Stories by line: their first and last job (`Records::story_span`).
     pub stories: HashMap<u64, (u64, u64)>,
+    /// What its finished jobs cost, nano-USD.
+    pub cost_nano: u64,
+    /// The submit's estimate for all of it, nano-USD.
+    pub estimate_nano: Option<u64>,
 }
 
 impl BatchState {
@@ -147,6 +151,8 @@ impl BatchState {
             failures: self.failures.iter().cloned().collect(),
             cancelled: self.cancelled.iter().cloned().collect(),
             digest: self.digest.clone(),
+            cost_usd: self.cost_nano as f64 / crate::pricing::NANO,
+            estimate_usd: self.estimate_nano.map(|n| n as f64 / crate::pricing::NANO),
         }
     }
 }
@@ -343,6 +349,8 @@ pub(super) struct Project {
     pub hooks: Hooks,
     /// The project's hold (credentials), and when its next probe may go.
     pub hold: Option<Hold>,
+    /// Its daily budget's hold (spent): nothing is probed; it ends with the day.
+    pub budget_hold: Option<Hold>,
     pub hold_ms: u64,
     /// Chat sessions by id, with when each was last touched (ms).
     pub sessions: HashMap<String, (crate::queue::SessionRecord, u64)>,
@@ -350,6 +358,24 @@ pub(super) struct Project {
     pub early_dependents: HashMap<String, Vec<(String, String, bool)>>,
     /// Where interactive jobs' notices go (once someone listens).
     pub notices: Option<tokio::sync::broadcast::Sender<crate::queue::Notice>>,
+    /// What finished jobs cost, nano-USD, by day (`d<days since the epoch>`) and by day
+    /// and lane (`d<day>:<model>`), as Redis keeps it.
+    pub spend: HashMap<String, u64>,
+}
+
+impl Project {
+    /// Adds a finished job's cost to its batch and to its project's day.
+    pub fn add_cost(&mut self, job: &str, lane: &str, nano: u64, now: u64) {
+        if nano == 0 {
+            return;
+        }
+        if let Some(bt) = split_job_id(job).and_then(|(b, _)| self.batches.get_mut(b)) {
+            bt.cost_nano += nano;
+        }
+        let day = format!("d{}", now / 86_400_000);
+        *self.spend.entry(format!("{day}:{lane}")).or_default() += nano;
+        *self.spend.entry(day).or_default() += nano;
+    }
 }
 
 fn bump(counts: &mut BTreeMap<JobStatus, i64>, status: JobStatus, by: i64) {

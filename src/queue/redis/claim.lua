@@ -2,7 +2,8 @@
 -- KEYS: delayed, dlq
 -- ARGV: base, group, consumer, count, now_ms, max_deliveries, retention_s, max_wait_ms,
 --       project concurrency (0 = none), project rpm (0 = none), first probe wait ms,
---       longest probe wait ms,
+--       longest probe wait ms, daily budget nano-USD (0 = none), a running job's
+--       estimated cost nano-USD, project name, now as RFC 3339 (hold event bodies),
 --       then per configured model: lane, concurrency (0 = project's), rpm (0 = none)
 -- A held project or lane (hprobe set) admits one probe at a time (rules.held_allowance)
 -- and moves its next probe out by rules.probe_delay when it admits one.
@@ -17,8 +18,10 @@ local count, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxd, retention, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local pconc, prpm = tonumber(ARGV[9]), tonumber(ARGV[10])
 local probe_base, probe_max = tonumber(ARGV[11]), tonumber(ARGV[12])
+local budget, best = tonumber(ARGV[13]), tonumber(ARGV[14])
+local project, stamp = ARGV[15], ARGV[16]
 local cfg = {}
-for i = 13, #ARGV - 2, 3 do
+for i = 17, #ARGV - 2, 3 do
   cfg[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
 end
 local d, touched, started = {}, {}, {}
@@ -40,13 +43,43 @@ d = {}
 local wait = nil
 local function hold_until(t) wait = rules.earliest(wait, t) end
 
-local ph = redis.call('HMGET', limits, 'tat', 'hprobe', 'hn')
+local ph = redis.call('HMGET', limits, 'tat', 'hprobe', 'hn', 'bud', 'bmsg')
 local ptat = prpm > 0 and tonumber(ph[1] or '0') or 0
 local phold = tonumber(ph[2] or '0')
-local prunning = (pconc > 0 or phold > 0) and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
+local prunning = (pconc > 0 or phold > 0 or budget > 0) and tonumber(redis.call('HGET', base .. ':counts', 'running') or '0') or 0
 local free, pwake = rules.held_allowance(count, prunning, phold, now)
 if not free then free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now) end
 hold_until(pwake)
+
+-- A daily budget: running jobs hold their estimate, and once the day's spend reaches
+-- the budget the project is held (budget_exhausted) until the next UTC day or a larger
+-- budget, with lane.held / lane.resumed events as the other holds have.
+if budget > 0 or ph[4] then
+  local spent = tonumber(redis.call('HGET', base .. ':spend', 'd' .. math.floor(now / 86400000)) or '0')
+  local function event(kind, since, message)
+    local data = {project = project, reason = 'budget_exhausted', message = message, held_since_ms = since}
+    if kind == 'lane.resumed' then data.held_for_ms = math.max(0, now - since) end
+    hook(base, now, kind, kind .. '.*.' .. since, nil,
+      cjson.encode({type = kind, timestamp = stamp, data = data}))
+  end
+  if budget > 0 and rules.budget_allowance(1, budget, spent, 0, best) == 0 then
+    free = 0
+    hold_until(rules.next_day_ms(now))
+    if not ph[4] then
+      local message = string.format(
+        'spent $%.2f of its $%.2f daily budget; resumes at 00:00 UTC or when budget_usd_per_day is raised',
+        spent / 1e9, budget / 1e9)
+      redis.call('HSET', limits, 'bud', now, 'bmsg', message)
+      event('lane.held', now, message)
+    end
+  else
+    free = math.min(free, rules.budget_allowance(free, budget, spent, prunning, best))
+    if ph[4] then
+      redis.call('HDEL', limits, 'bud', 'bmsg')
+      event('lane.resumed', tonumber(ph[4]), ph[5] or '')
+    end
+  end
+end
 local admitted_total = 0
 local pinterval = prpm > 0 and 60000 / prpm or 0
 

@@ -57,6 +57,12 @@ impl Jobs for RedisQueue {
         if let Some(d) = &batch.digest {
             fields.push((batch_fields::DIGEST, d.clone()));
         }
+        if let Some(e) = batch.estimate_usd {
+            fields.push((
+                batch_fields::ESTIMATE,
+                crate::pricing::to_nano(e).to_string(),
+            ));
+        }
         let () = conn.hset_multiple(&bk, &fields).await?;
         Ok(BatchHandle {
             id,
@@ -213,18 +219,23 @@ impl Jobs for RedisQueue {
             .unwrap_or_default();
         let mut inv = self.scripts.claim.prepare_invoke();
         inv.key(&delayed).key(&dlq);
+        let now = now_ms();
         inv.arg(self.base(project))
             .arg(GROUP)
             .arg(worker)
             .arg(max.max(1))
-            .arg(now_ms())
+            .arg(now)
             .arg(self.options.max_deliveries)
             .arg(self.options.retention.as_secs().max(1))
             .arg(self.options.max_wait.as_millis() as u64)
             .arg(limits.project.concurrency)
             .arg(limits.project.rpm)
             .arg(self.options.hold_probe.as_millis() as u64)
-            .arg(crate::queue::rules::HOLD_PROBE_MAX_MS);
+            .arg(crate::queue::rules::HOLD_PROBE_MAX_MS)
+            .arg(limits.budget.per_day)
+            .arg(limits.budget.job_estimate)
+            .arg(project)
+            .arg(crate::queue::hooks::rfc3339(now).unwrap_or_default());
         for (model, l) in &limits.models {
             inv.arg(model).arg(l.concurrency).arg(l.rpm);
         }
@@ -382,6 +393,10 @@ impl RedisQueue {
                     result,
                     dead_letter,
                 } => {
+                    let cost = result
+                        .as_ref()
+                        .and_then(|r| r.cost_usd)
+                        .map_or(0, crate::pricing::to_nano);
                     let result = result
                         .as_ref()
                         .and_then(|r| serde_json::to_string(r).ok())
@@ -390,7 +405,7 @@ impl RedisQueue {
                         .arg(status.as_str())
                         .arg(error.as_deref().unwrap_or(""))
                         .arg(result)
-                        .arg("0");
+                        .arg(cost);
                 }
                 Settle::Retry {
                     delay,

@@ -148,6 +148,16 @@ fn hold_view(m: &HashMap<String, String>) -> Option<HoldView> {
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0, |v| v.max(0.0) as u64)
     };
+    if !m.contains_key("hold") && m.contains_key("bud") {
+        // A spent budget: nothing is probed; it ends with the day (or a larger budget).
+        return Some(HoldView {
+            reason: crate::limits::HoldReason::BudgetExhausted.as_str().into(),
+            message: m.get("bmsg").cloned().unwrap_or_default(),
+            since_ms: int("bud"),
+            next_probe_ms: crate::queue::rules::next_day_ms(int("bud")),
+            probes: 0,
+        });
+    }
     Some(HoldView {
         reason: m.get("hold")?.clone(),
         message: m.get("hmsg").cloned().unwrap_or_default(),

@@ -40,6 +40,19 @@ function rules.project_allowance(want, concurrency, rpm, running, tat, now)
   return allow, wake
 end
 
+-- Jobs of `want` a daily budget (nano-USD, 0: none) lets start; 0: spent.
+function rules.budget_allowance(want, budget, spent, running, est)
+  if budget == 0 then return want end
+  local committed = spent + running * est
+  if committed >= budget then return 0 end
+  if est == 0 then return want end
+  return math.min(want, math.ceil((budget - committed) / est))
+end
+
+function rules.next_day_ms(now)
+  return (math.floor(now / 86400000) + 1) * 86400000
+end
+
 -- Returns nil when not held (probe_ms 0), else allow, wake_ms (nil: none).
 function rules.held_allowance(want, running, probe_ms, now)
   if probe_ms == 0 then return nil end

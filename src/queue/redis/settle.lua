@@ -2,7 +2,8 @@
 -- ARGV: base, group, now_ms, retention_s, max_wait_ms, max log entries, project name,
 --       now as RFC 3339 (lane.resumed bodies), then 8 per item:
 --   job id, token, lane, kind (F finish | D finish + dead-letter | R retry | L release),
---   status (F/D), error, result (F/D) or delay ms (R), count attempt (R: 1/0)
+--   status (F/D), error, result (F/D) or delay ms (R), count attempt (R: 1/0) or the
+--   job's cost in nano-USD (F/D: added to its batch's and its project's day's spend)
 -- Returns one integer per item: 0 stale lease, 1 applied, 3 applied + batch completed.
 -- A provider answer (succeeded, blocked) raises its lane's AIMD concurrency by 1/eff.
 local delayed, dlq = KEYS[1], KEYS[2]
@@ -18,6 +19,7 @@ while i + 7 <= #ARGV do
   local status, err, extra, counted = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   i = i + 8
   item = item + 1
+  local cost = (kind == 'F' or kind == 'D') and tonumber(counted) or 0
   local stream, eid = token_stream(base, lane, token)
   local a = acks[stream]
   if not a then a = {}; acks[stream] = a end
@@ -39,6 +41,12 @@ while i + 7 <= #ARGV do
       -- The final attempt counts too.
       local bk = finish(d, base, jid, 'running', status, err, extra, now, retention, lane, att + 1, cur[5])
       if bk then touched[bk] = item end
+      if cost > 0 then
+        if bk then bump(d, bk, 'cost', cost) end
+        local day = 'd' .. math.floor(now / 86400000)
+        bump(d, base .. ':spend', day, cost)
+        bump(d, base .. ':spend', day .. ':' .. lane, cost)
+      end
       if status == 'succeeded' or status == 'blocked' then
         answered[lane] = (answered[lane] or 0) + 1
       end

@@ -476,7 +476,7 @@ fn a_410_disables_the_endpoint_until_it_is_enabled() {
 }
 
 /// Scrapes a worker's metrics address from its log.
-fn metrics_addr(fleet: &Fleet, i: usize) -> String {
+pub(super) fn metrics_addr(fleet: &Fleet, i: usize) -> String {
     let start = Instant::now();
     loop {
         let log = fleet.worker_log(i);
@@ -496,7 +496,7 @@ fn metrics_addr(fleet: &Fleet, i: usize) -> String {
 }
 
 /// `name{labels}` → value, for one exposition.
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(super) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {
