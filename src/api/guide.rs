@@ -90,7 +90,7 @@ fn spec_of(
     fields.insert("op".into(), json!(op));
     fields.insert("prompt".into(), json!(instruction));
     let text = Value::Object(fields).to_string();
-    JobSpec::from_json(&text).map_err(ApiError::from_message)
+    JobSpec::from_user_json(&text).map_err(ApiError::from_message)
 }
 
 /// Reads the request, runs the job sync or async.

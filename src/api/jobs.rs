@@ -389,7 +389,7 @@ pub(super) async fn create(
         // A null is an absent field.
         o.retain(|_, v| !v.is_null());
     }
-    let spec = JobSpec::from_json(&value.to_string()).map_err(ApiError::from_message)?;
+    let spec = JobSpec::from_user_json(&value.to_string()).map_err(ApiError::from_message)?;
     let e = enqueue(&state, &caller, spec).await?;
     Ok(accepted(&caller, &e, JobStatus::Queued))
 }

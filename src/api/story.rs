@@ -179,7 +179,7 @@ pub(super) async fn create_v1(
             ));
         }
     }
-    let spec = JobSpec::from_json(&value.to_string()).map_err(ApiError::from_message)?;
+    let spec = JobSpec::from_user_json(&value.to_string()).map_err(ApiError::from_message)?;
     let checked = jobs::check(&state, &caller, spec).await?;
     let (batch, _) = enqueue(&state, &caller, &checked.spec).await?;
     let id = StoryId {

@@ -3,7 +3,13 @@
 //! SDK parses; a GET answers a finished job — inline Developer-API batches carry
 //! responses computed from the stored requests.
 //!
-//! Jobs finish instantly; there is no background processing and nothing is written to GCS.
+//! A Developer-API batch follows the scenario's `[batch]` times: `BATCH_STATE_PENDING`
+//! for `pending_ms`, `RUNNING` until `turnaround_ms`, then `SUCCEEDED` with its lines
+//! answered once (inline responses, or a responses file in the Files API for file
+//! input; a line's error is its own; `duplicate_rate` writes some lines twice), or
+//! `EXPIRED` with `expire`; `:cancel` ends it `CANCELLED`. Lines are counted in the
+//! stats' `batch_lines`, not as online calls. Vertex batch prediction jobs finish at
+//! once and write nothing to GCS.
 
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -42,7 +48,36 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
         .get("inputConfig")
         .or_else(|| batch.get("input_config"))
         .ok_or_else(|| ApiError::field("batch.input_config", "input_config is required."))?;
+    if serde_json::to_vec(input).map_or(0, |v| v.len()) > MAX_INLINE_BYTES {
+        return Err(ApiError::new(
+            400,
+            format!("Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes."),
+        ));
+    }
     let inline = inline_requests(ctx, input)?;
+    let input_file = match input
+        .get("fileName")
+        .or_else(|| input.get("file_name"))
+        .and_then(Value::as_str)
+    {
+        Some(name) if inline.is_empty() => {
+            let bytes =
+                crate::emulator::files::bytes_of(state, &ctx.project, name).ok_or_else(|| {
+                    ApiError::field(
+                        "batch.input_config.file_name",
+                        format!("File {name} not found."),
+                    )
+                })?;
+            Some((
+                name.to_string(),
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count(),
+            ))
+        }
+        _ => None,
+    };
     let id = format!("emu{:016x}", state.random_u64());
     let name = format!("batches/{id}");
     let ts = now();
@@ -56,8 +91,9 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
         "updateTime": ts,
         "batchStats": {},
     });
-    if !inline.is_empty() {
-        let n = inline.len().to_string();
+    let lines = input_file.as_ref().map_or(inline.len(), |(_, n)| *n);
+    if lines > 0 {
+        let n = lines.to_string();
         metadata["batchStats"] = json!({"requestCount": n, "pendingRequestCount": n});
     }
     let resource = json!({"name": name, "metadata": metadata});
@@ -70,9 +106,19 @@ fn create_dev_inner(state: &AppState, ctx: &CallCtx, body: &Value) -> Result<Val
             model: ctx.model.clone(),
             version: ctx.version.clone(),
             cancelled: false,
+            created_ms: now_ms(),
+            input_file: input_file.map(|(name, _)| name),
+            output: None,
         },
     );
     Ok(resource)
+}
+
+/// Inline requests are limited to 20 MB in all (spec §11); larger batches go by file.
+const MAX_INLINE_BYTES: usize = 20 * 1024 * 1024;
+
+fn now_ms() -> u64 {
+    crate::queue::now_ms()
 }
 
 /// The inline requests of a Developer-API batch (each validated like generateContent),
@@ -114,14 +160,14 @@ pub fn handle(state: &AppState, route: Route, project: &str, body: &[u8]) -> Res
         Route::VertexBatchGet(loc, id) => {
             stored(state, &loc.project, &id).map(|b| vertex_finished(&b))
         }
-        Route::DevBatchGet(_, id) => stored(state, project, &id).map(|b| dev_finished(state, &b)),
+        Route::DevBatchGet(_, id) => dev_view(state, project, &id),
         Route::VertexBatchCancel(loc, id) => cancel(state, &loc.project, &id),
         Route::DevBatchCancel(_, id) => cancel(state, project, &id),
         Route::DevBatchDelete(_, id) => stored(state, project, &id).map(|_| {
             state.batches().remove(&id);
             json!({})
         }),
-        Route::Model(_) => Err(ApiError::not_found("Requested entity was not found.")),
+        _ => Err(ApiError::not_found("Requested entity was not found.")),
     };
     match result {
         Ok(v) => axum::Json(v).into_response(),
@@ -197,6 +243,9 @@ fn vertex_create(state: &AppState, loc: &VertexLoc, body: &[u8]) -> Result<Value
             model: id.to_string(),
             version: loc.version.clone(),
             cancelled: false,
+            created_ms: now_ms(),
+            input_file: None,
+            output: None,
         },
     );
     Ok(resource)
@@ -230,39 +279,125 @@ fn vertex_finished(b: &StoredBatch) -> Value {
     r
 }
 
-fn dev_finished(state: &AppState, b: &StoredBatch) -> Value {
+/// A Developer-API batch as `GET` finds it now (module docs).
+fn dev_view(state: &AppState, project: &str, id: &str) -> Result<Value, ApiError> {
+    let b = stored(state, project, id)?;
+    let scenario = state.scenario();
+    let times = &scenario.batch;
+    let elapsed = now_ms().saturating_sub(b.created_ms);
     let mut r = b.resource.clone();
     let ts = now();
-    let meta = &mut r["metadata"];
-    meta["updateTime"] = json!(ts);
-    meta["endTime"] = json!(ts);
-    if b.cancelled {
-        meta["state"] = json!("BATCH_STATE_CANCELLED");
+    r["metadata"]["updateTime"] = json!(ts);
+    let ended = |r: &mut Value, state: &str| {
+        r["metadata"]["state"] = json!(state);
+        r["metadata"]["endTime"] = json!(ts);
         r["done"] = json!(true);
-        return r;
-    }
-    meta["state"] = json!("BATCH_STATE_SUCCEEDED");
-    let output = if b.inline.is_empty() {
-        json!({"responsesFile": format!("files/batch-{}-responses", r["name"].as_str().unwrap_or("").trim_start_matches("batches/"))})
-    } else {
-        let (items, ok) = inline_responses(state, b);
-        let n = b.inline.len();
-        r["metadata"]["batchStats"] = json!({
-            "requestCount": n.to_string(),
-            "successfulRequestCount": ok.to_string(),
-            "failedRequestCount": (n - ok).to_string(),
-        });
-        json!({"inlinedResponses": {"inlinedResponses": items}})
     };
+    if b.cancelled {
+        ended(&mut r, "BATCH_STATE_CANCELLED");
+        return Ok(r);
+    }
+    if elapsed < times.pending_ms {
+        return Ok(r);
+    }
+    if elapsed < times.turnaround_ms {
+        r["metadata"]["state"] = json!("BATCH_STATE_RUNNING");
+        return Ok(r);
+    }
+    if times.expire {
+        ended(&mut r, "BATCH_STATE_EXPIRED");
+        return Ok(r);
+    }
+    let (output, stats) = match b.output {
+        Some(done) => (done["output"].clone(), done["stats"].clone()),
+        None => {
+            let done = answer(state, &b, id, times.duplicate_rate);
+            if let Some(stored) = state.batches().get_mut(id) {
+                stored.output = Some(done.clone());
+            }
+            (done["output"].clone(), done["stats"].clone())
+        }
+    };
+    ended(&mut r, "BATCH_STATE_SUCCEEDED");
+    r["metadata"]["batchStats"] = stats;
     r["metadata"]["output"] = output.clone();
     let mut response = output;
     response["@type"] = json!(DEV_OUTPUT_TYPE);
-    r["done"] = json!(true);
     r["response"] = response;
-    r
+    Ok(r)
 }
 
-fn inline_responses(state: &AppState, b: &StoredBatch) -> (Vec<Value>, usize) {
+/// Answers every line of a batch once: `{"output", "stats"}`. File input answers into a
+/// responses file of `{"key", "response" | "error"}` lines.
+fn answer(state: &AppState, b: &StoredBatch, id: &str, duplicate_rate: f64) -> Value {
+    let lines: Vec<(Value, Value)> = match &b.input_file {
+        None => b.inline.clone(),
+        Some(name) => crate::emulator::files::bytes_of(state, &b.project, name)
+            .unwrap_or_default()
+            .split(|c| *c == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|l| match serde_json::from_slice::<Value>(l) {
+                Ok(v) => (
+                    v.get("request").cloned().unwrap_or(Value::Null),
+                    v.get("key").cloned().unwrap_or(Value::Null),
+                ),
+                Err(_) => (Value::Null, Value::Null),
+            })
+            .collect(),
+    };
+    let (items, ok) = line_answers(state, b, &lines);
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if item.get("response").is_some() && duplicate_rate > 0.0 && state.unit() < duplicate_rate {
+            out.push(item.clone());
+        }
+        out.push(item);
+    }
+    state
+        .stats
+        .batch_lines(&format!("{}/{}", b.project, b.model), out.len() as u64);
+    let n = lines.len();
+    let stats = json!({
+        "requestCount": n.to_string(),
+        "successfulRequestCount": ok.to_string(),
+        "failedRequestCount": (n - ok).to_string(),
+    });
+    let output = match &b.input_file {
+        None => json!({"inlinedResponses": {"inlinedResponses": out}}),
+        Some(_) => {
+            let mut text = String::new();
+            for item in out {
+                let mut line = json!({"key": item["metadata"]});
+                if let Some(r) = item.get("response") {
+                    line["response"] = r.clone();
+                }
+                if let Some(e) = item.get("error") {
+                    line["error"] = e.clone();
+                }
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+            let file = format!("batch-{}-responses", id.trim_start_matches("emu"));
+            let name = crate::emulator::files::store(
+                state,
+                &b.project,
+                &file,
+                "application/jsonl",
+                text.into_bytes(),
+            );
+            json!({"responsesFile": name})
+        }
+    };
+    json!({"output": output, "stats": stats})
+}
+
+/// Each line's answer (`{"response", "metadata"}` or `{"error", "metadata"}`; for file
+/// input `metadata` is the line's key) and how many were answered.
+fn line_answers(
+    state: &AppState,
+    b: &StoredBatch,
+    lines: &[(Value, Value)],
+) -> (Vec<Value>, usize) {
     let Some(info) = catalog::lookup(&b.model) else {
         return (Vec::new(), 0);
     };
@@ -278,8 +413,7 @@ fn inline_responses(state: &AppState, b: &StoredBatch) -> (Vec<Value>, usize) {
     };
     let scenario = state.scenario();
     let mut ok = 0;
-    let items = b
-        .inline
+    let items = lines
         .iter()
         .map(|(request, metadata)| {
             let answer = gemini::plan(&ctx, request).and_then(|plan| {

@@ -28,7 +28,7 @@ use crate::emulator::envelope::ApiError;
 use crate::emulator::routes::{self, ModelTarget, Route};
 use crate::emulator::state::Shared;
 use crate::emulator::{
-    auth, batch, gemini, gemini::response as gemini_response, imagen,
+    auth, batch, files, gemini, gemini::response as gemini_response, imagen,
     imagen::response as imagen_response,
 };
 
@@ -78,7 +78,15 @@ pub async fn api(State(state): State<Shared>, req: Request) -> Response {
                     Ok(b) => b,
                     Err(e) => return e.into_response(),
                 };
-                batch::handle(&state, other, &project, &bytes)
+                match other {
+                    Route::FileUpload(_)
+                    | Route::FileGet(..)
+                    | Route::FileDelete(..)
+                    | Route::FileDownload(..) => {
+                        files::handle(&state, other, &project, &parts.headers, &query, &bytes)
+                    }
+                    other => batch::handle(&state, other, &project, &bytes),
+                }
             }
             Err(e) => e.into_response(),
         },
@@ -91,6 +99,16 @@ fn authenticate_route(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<String, ApiError> {
+    // An upload's bytes go to the URL its start answered: the upload id is the
+    // credential (the SDK sends no key with them).
+    if let (Route::FileUpload(_), Some(id)) = (route, query.get("upload_id")) {
+        return state
+            .files()
+            .uploads
+            .get(id)
+            .map(|(project, ..)| project.clone())
+            .ok_or_else(|| ApiError::not_found("No such upload."));
+    }
     match route {
         Route::VertexBatchCreate(loc)
         | Route::VertexBatchGet(loc, _)
@@ -179,9 +197,15 @@ async fn model_call(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // Creating a Google batch is not an online call of the model: counted apart.
+    let key = if target.method == "batchGenerateContent" {
+        format!("{project}/{}:batchGenerateContent", target.model)
+    } else {
+        format!("{project}/{}", target.model)
+    };
     let mut count = Counted {
         state: state.clone(),
-        key: format!("{project}/{}", target.model),
+        key,
         label: None,
     };
     let response = match admitted_call(&state, target, project, &headers, &query, body).await {

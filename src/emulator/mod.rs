@@ -25,6 +25,7 @@ mod call;
 mod control;
 mod dispatch;
 mod envelope;
+mod files;
 mod gemini;
 mod imagen;
 mod media;

@@ -24,6 +24,15 @@ pub enum Route {
     DevBatchCancel(String, String),
     /// `DELETE /{ver}/batches/{id}`.
     DevBatchDelete(String, String),
+    /// `POST /upload/{ver}/files`: a resumable upload's start, or (with `upload_id`)
+    /// its bytes.
+    FileUpload(String),
+    /// `GET /{ver}/files/{id}`.
+    FileGet(String, String),
+    /// `DELETE /{ver}/files/{id}`.
+    FileDelete(String, String),
+    /// `GET /download/{ver}/files/{id}:download` (or without `/download`).
+    FileDownload(String, String),
 }
 
 /// Version, project and location of a Vertex path.
@@ -127,6 +136,28 @@ pub fn parse(method: &Method, path: &str) -> Option<Route> {
             vertex_batch(method, loc, rest)
         }
         [v, "batches", id] if DEV_VERSIONS.contains(v) => dev_batch(method, v, id),
+        ["upload", v, "files"] if post && DEV_VERSIONS.contains(v) => {
+            Some(Route::FileUpload(v.to_string()))
+        }
+        // The SDK downloads from `/{ver}/files/{id}:download`, Google's docs from
+        // `/download/{ver}/files/{id}:download`: both are served.
+        [v, "files", id]
+            if DEV_VERSIONS.contains(v) && method == Method::GET && id.ends_with(":download") =>
+        {
+            Some(Route::FileDownload(
+                v.to_string(),
+                id.trim_end_matches(":download").to_string(),
+            ))
+        }
+        [v, "files", id] if DEV_VERSIONS.contains(v) && !id.contains(':') => match *method {
+            Method::GET => Some(Route::FileGet(v.to_string(), id.to_string())),
+            Method::DELETE => Some(Route::FileDelete(v.to_string(), id.to_string())),
+            _ => None,
+        },
+        ["download", v, "files", id] if method == Method::GET && DEV_VERSIONS.contains(v) => {
+            let id = id.strip_suffix(":download")?;
+            Some(Route::FileDownload(v.to_string(), id.to_string()))
+        }
         _ => None,
     }
 }

@@ -39,6 +39,29 @@ pub struct AppState {
     pub auth: AuthStore,
     /// Stored batch jobs by id.
     pub batches: Mutex<HashMap<String, StoredBatch>>,
+    /// Files API: stored files by id (`files/<id>`), and resumable uploads under way.
+    pub files: Mutex<Files>,
+}
+
+/// The Files API's store.
+#[derive(Debug, Default)]
+pub struct Files {
+    /// By id.
+    pub stored: HashMap<String, StoredFile>,
+    /// Upload id → (project, the file resource the upload started with, the bytes so
+    /// far).
+    pub uploads: HashMap<String, (String, Value, Vec<u8>)>,
+}
+
+/// One uploaded (or batch-written) file.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// Project that owns it.
+    pub project: String,
+    /// The `File` resource as answered.
+    pub resource: Value,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A batch job as created.
@@ -56,6 +79,12 @@ pub struct StoredBatch {
     pub version: String,
     /// Set by `:cancel`.
     pub cancelled: bool,
+    /// Creation time (unix ms): its state follows from the scenario's `[batch]` times.
+    pub created_ms: u64,
+    /// Its input file (`files/<id>`), for file input.
+    pub input_file: Option<String>,
+    /// Its output once it ended (computed once: every GET sees the same).
+    pub output: Option<Value>,
 }
 
 impl AppState {
@@ -71,6 +100,7 @@ impl AppState {
             images: ImageCache::new(IMAGE_CACHE_BYTES),
             auth: AuthStore::default(),
             batches: Mutex::new(HashMap::new()),
+            files: Mutex::new(Files::default()),
         }
     }
 
@@ -107,6 +137,11 @@ impl AppState {
     /// Base URL of this emulator.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Locks the Files API store.
+    pub fn files(&self) -> MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks the batch store.

@@ -132,7 +132,7 @@ fn parse_json_line(
         .ok()
         .and_then(|v| v.get("op").cloned())
         .is_some();
-    let mut spec = JobSpec::from_json(line).map_err(|message| LineError {
+    let mut spec = JobSpec::from_user_json(line).map_err(|message| LineError {
         line: line_no,
         message,
     })?;
@@ -242,6 +242,19 @@ mod tests {
         let err = got[1].clone().unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("aspect"), "{err}");
+    }
+
+    #[test]
+    fn fields_imagegen_sets_are_refused_in_a_line() {
+        let got = collect(
+            "{\"prompt\":\"a\",\"session\":{\"id\":\"s\",\"turn\":1}}\n{\"prompt\":\"b\",\"plan_of\":\"#0\"}\n{\"prompt\":\"c\",\"request_id\":\"req_1\"}\n",
+            "j.jsonl",
+        );
+        for (i, field) in ["session", "plan_of", "request_id"].iter().enumerate() {
+            let err = got[i].clone().unwrap_err();
+            assert_eq!(err.line, i + 1);
+            assert!(err.message.starts_with(field), "{err}");
+        }
     }
 
     #[test]

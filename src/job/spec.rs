@@ -409,6 +409,33 @@ impl JobSpec {
     /// Parses one JSON job spec, with the path of the offending field in the error.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let de = &mut serde_json::Deserializer::from_str(text);
+        Self::from_deserializer(de)
+    }
+
+    /// Parses a spec a user wrote (a job file's line, an API body): as
+    /// [`JobSpec::from_json`], and the fields imagegen sets itself (a story's links, a
+    /// session's turn, a migration's record, the API's request id) are refused by name.
+    pub fn from_user_json(text: &str) -> Result<Self, String> {
+        let spec = Self::from_json(text)?;
+        let internal = [
+            ("story", spec.story.is_some()),
+            ("plan_of", spec.plan_of.is_some()),
+            ("frame_jobs", !spec.frame_jobs.is_empty()),
+            ("session", spec.session.is_some()),
+            ("model_requested", spec.model_requested.is_some()),
+            ("request_id", spec.request_id.is_some()),
+        ];
+        match internal.into_iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(format!(
+                "{field}: set by imagegen, not in a job (write a story line, or use the sessions API)"
+            )),
+            None => Ok(spec),
+        }
+    }
+
+    fn from_deserializer(
+        de: &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
+    ) -> Result<Self, String> {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();

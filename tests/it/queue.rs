@@ -352,6 +352,32 @@ async fn a_daily_budget_holds_the_project_once_spent(q: &dyn JobQueue) {
     assert!(q.project_hold("p").await.unwrap().is_none());
 }
 
+/// Held by a spent budget, queued jobs still end at `max_wait` (5 s here), named so.
+async fn a_spent_budget_still_ends_jobs_at_max_wait(q: &dyn JobQueue) {
+    let b = batch(q, 3).await;
+    q.set_limits(
+        "p",
+        ProjectLimits {
+            budget: imagegen::limits::Budget {
+                per_day: imagegen::pricing::to_nano(0.1),
+                job_estimate: imagegen::pricing::to_nano(0.1),
+            },
+            ..ProjectLimits::default()
+        },
+    );
+    let first = q.claim("p", "w", 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    q.settle(&[(first[0].lease.clone(), finish_costing(0.1))])
+        .await
+        .unwrap();
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty());
+    let rec = q.batch("p", &b).await.unwrap().unwrap();
+    assert_eq!(rec.counts[&JobStatus::Failed], 2, "{rec:?}");
+    assert!(rec.completed_ms.is_some(), "{rec:?}");
+}
+
 /// A rate limit spaces admissions and says when the next one may go.
 async fn rpm_spaces_admissions(q: &dyn JobQueue) {
     batch(q, 20).await;
@@ -1003,6 +1029,7 @@ both!(idempotency_key_resumes);
 both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
 both!(a_daily_budget_holds_the_project_once_spent);
+both!(a_spent_budget_still_ends_jobs_at_max_wait);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);

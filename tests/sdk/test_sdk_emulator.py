@@ -322,3 +322,93 @@ def test_vertex_token_refreshes_after_revocation(vertex_client, emulator_url):
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
     stats = json.load(urllib.request.urlopen(f"{emulator_url}/emulator/stats"))
     assert stats["tokens_issued"] >= 2
+
+
+@pytest.fixture
+def batch_emulator(tmp_path):
+    """An emulator whose batches wait, run and finish on a clock, and write every
+    answered line twice (`[batch]` in its scenario)."""
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text("[batch]\npending_ms = 300\nturnaround_ms = 900\nduplicate_rate = 1.0\n")
+    binary = os.environ.get("IMAGEGEN_BIN", str(ROOT / "target" / "debug" / "imagegen"))
+    proc = subprocess.Popen(
+        [binary, "emulator", "--listen", "127.0.0.1:0", "--scenario", str(scenario)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def poll_batch(client, name, timeout=30):
+    """The batch's states in order until it ended, and the ended job."""
+    import time
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        job = client.batches.get(name=name)
+        if not seen or seen[-1] != job.state.name:
+            seen.append(job.state.name)
+        if job.done:
+            return seen, job
+        time.sleep(0.1)
+    raise AssertionError(f"batch {name} not done: {seen}")
+
+
+def batch_request(prompt):
+    return {"contents": [{"role": "user", "parts": [{"text": prompt}]}],
+            "config": {"response_modalities": ["IMAGE"]}}
+
+
+def test_dev_batch_inline_moves_through_its_states_and_answers_each_line(batch_emulator):
+    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=batch_emulator))
+    src = [batch_request(f"a lighthouse, study {i}") for i in range(3)]
+    job = client.batches.create(model="gemini-3.1-flash-image", src=src)
+    assert job.state.name == "JOB_STATE_PENDING"
+    states, job = poll_batch(client, job.name)
+    assert states == ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"], states
+    answers = job.dest.inlined_responses
+    # Every line answered, and (duplicate_rate 1.0) written twice, as Google has been seen to.
+    assert len(answers) == 6
+    for a in answers:
+        part = a.response.candidates[0].content.parts[-1]
+        assert dims(part.inline_data.data)[1:] == (1024, 1024)
+        assert a.response.usage_metadata.candidates_token_count == 1120
+    stats = json.load(urllib.request.urlopen(f"{batch_emulator}/emulator/stats"))
+    assert stats["batch_lines"]["default/gemini-3.1-flash-image"] == 6
+    # No online call was made for them.
+    assert "default/gemini-3.1-flash-image" not in stats["requests"]
+
+
+def test_dev_batch_from_an_uploaded_jsonl_file_writes_a_responses_file(batch_emulator, tmp_path):
+    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=batch_emulator))
+    lines = [{"key": f"k{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"a fox, study {i}"}]}],
+                                           "generationConfig": {"responseModalities": ["IMAGE"]}}}
+             for i in range(4)]
+    # A line Google refuses on its own: the others are still answered.
+    lines.append({"key": "bad", "request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                                             "generationConfig": {"responseModalities": ["IMAGE"], "candidateCount": 9}}})
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    assert uploaded.name.startswith("files/") and uploaded.size_bytes == path.stat().st_size
+    assert client.files.get(name=uploaded.name).state.name == "ACTIVE"
+    job = client.batches.create(model="gemini-3.1-flash-image", src=uploaded.name)
+    states, job = poll_batch(client, job.name)
+    assert states[-1] == "JOB_STATE_SUCCEEDED", states
+    out = client.files.download(file=job.dest.file_name).decode().splitlines()
+    answers = [json.loads(l) for l in out]
+    ok = [a for a in answers if "response" in a]
+    assert sorted({a["key"] for a in ok}) == ["k0", "k1", "k2", "k3"]
+    assert len(ok) == 8  # each answered line twice
+    [bad] = [a for a in answers if a["key"] == "bad"]
+    # A line's error is a google.rpc.Status: the canonical code (3, INVALID_ARGUMENT).
+    assert bad["error"]["code"] == 3 and "candidates" in bad["error"]["message"], bad
+
+
+def test_dev_batch_cancel_ends_it_cancelled(batch_emulator):
+    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=batch_emulator))
+    job = client.batches.create(model="gemini-3.1-flash-image", src=[batch_request("a boat")])
+    client.batches.cancel(name=job.name)
+    states, job = poll_batch(client, job.name)
+    assert states[-1] == "JOB_STATE_CANCELLED", states

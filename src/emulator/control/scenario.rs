@@ -52,6 +52,23 @@ pub struct Scenario {
     /// Share (0..=1) of Priority calls served at standard, as Google does when a
     /// project is over its Priority limit (`x-gemini-service-tier: standard`).
     pub priority_downgrade_rate: f64,
+    /// How Developer-API batches (`:batchGenerateContent`) progress.
+    pub batch: BatchScenario,
+}
+
+/// `[batch]`: a batch's turnaround and faults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchScenario {
+    /// Time in `BATCH_STATE_PENDING` after creation, ms.
+    pub pending_ms: u64,
+    /// Time from creation to the end (`SUCCEEDED`, or `EXPIRED` with `expire`), ms.
+    pub turnaround_ms: u64,
+    /// Share (0..=1) of answered lines written twice under one key, as Google has been
+    /// seen to do (spec §11).
+    pub duplicate_rate: f64,
+    /// Batches end `BATCH_STATE_EXPIRED`, with no results (the 48 h limit).
+    pub expire: bool,
 }
 
 impl Default for Scenario {
@@ -74,6 +91,7 @@ impl Default for Scenario {
             metadata_unavailable: false,
             quota: BTreeMap::new(),
             priority_downgrade_rate: 0.0,
+            batch: BatchScenario::default(),
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct Stats {
     /// that named a tier (`serviceTier`, or Vertex's request-type header).
     #[serde(default)]
     pub service_tiers: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `"<project>/<model>"` → batch lines answered (duplicates included); they are
+    /// not in `requests`.
+    #[serde(default)]
+    pub batch_lines: BTreeMap<String, u64>,
 }
 
 /// The live counters.
@@ -62,6 +66,11 @@ impl StatsBook {
             .or_default()
             .entry(format!("{requested}->{served}"))
             .or_default() += 1;
+    }
+
+    /// Counts `n` answered batch lines.
+    pub fn batch_lines(&self, key: &str, n: u64) {
+        *self.lock().batch_lines.entry(key.to_string()).or_default() += n;
     }
 
     /// Counts one answered request.

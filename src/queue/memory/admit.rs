@@ -202,7 +202,7 @@ impl Project {
         };
         let mut free = self.budget_allowance(project, p.allow, now, &mut claim);
         let names: Vec<String> = self.lanes.keys().cloned().collect();
-        if self.hold.is_some() {
+        if self.hold.is_some() || self.budget_hold.is_some() {
             for name in &names {
                 self.sweep(name, worker, next, o, now, &mut claim);
             }

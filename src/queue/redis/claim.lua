@@ -54,6 +54,7 @@ hold_until(pwake)
 -- A daily budget: running jobs hold their estimate, and once the day's spend reaches
 -- the budget the project is held (budget_exhausted) until the next UTC day or a larger
 -- budget, with lane.held / lane.resumed events as the other holds have.
+local bheld = false
 if budget > 0 or ph[4] then
   local spent = tonumber(redis.call('HGET', base .. ':spend', 'd' .. math.floor(now / 86400000)) or '0')
   local function event(kind, since, message)
@@ -64,6 +65,7 @@ if budget > 0 or ph[4] then
   end
   if budget > 0 and rules.budget_allowance(1, budget, spent, 0, best) == 0 then
     free = 0
+    bheld = true
     hold_until(rules.next_day_ms(now))
     if not ph[4] then
       local message = string.format(
@@ -202,8 +204,8 @@ local function sweep(lane)
   sweep_one(lane, false)
 end
 
-local lanes = (free > 0 or phold > 0) and redis.call('SMEMBERS', base .. ':lanes') or {}
-if phold > 0 then
+local lanes = (free > 0 or phold > 0 or bheld) and redis.call('SMEMBERS', base .. ':lanes') or {}
+if phold > 0 or bheld then
   for _, lane in ipairs(lanes) do sweep(lane) end
 end
 

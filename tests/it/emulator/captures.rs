@@ -29,10 +29,15 @@ async fn send(emu: &Emu, req: &Value, created: &HashMap<&str, String>) -> Reply 
         url = format!("{url}?{}", pairs.join("&"));
     }
     let headers = req["headers"].as_object().expect("headers");
+    // A batch from a file names one of the mock's files: it names one uploaded here.
+    let mut body = req["body"].clone();
+    if let Some(file) = body.pointer_mut("/batch/inputConfig/fileName") {
+        *file = Value::from(upload(emu, b"{\"key\":\"k\",\"request\":{\"contents\":[{\"parts\":[{\"text\":\"a fox\"}]}]}}\n").await);
+    }
     let mut builder = if method == "GET" {
         emu.http.get(&url)
     } else {
-        emu.http.post(&url).json(&req["body"])
+        emu.http.post(&url).json(&body)
     };
     for (name, _) in headers {
         match name.to_ascii_lowercase().as_str() {
@@ -43,6 +48,42 @@ async fn send(emu: &Emu, req: &Value, created: &HashMap<&str, String>) -> Reply 
         }
     }
     reply(builder.send().await.expect("send")).await
+}
+
+/// Uploads `bytes` through the Files API's resumable protocol; its name.
+async fn upload(emu: &Emu, bytes: &[u8]) -> String {
+    let start = emu
+        .http
+        .post(emu.url("/upload/v1beta/files"))
+        .header("x-goog-api-key", API_KEY)
+        .header("x-goog-upload-protocol", "resumable")
+        .header("x-goog-upload-command", "start")
+        .header("x-goog-upload-header-content-type", "application/jsonl")
+        .json(&serde_json::json!({"file": {"displayName": "requests"}}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.headers()["x-goog-upload-status"], "active");
+    let url = start.headers()["x-goog-upload-url"]
+        .to_str()
+        .expect("upload url")
+        .to_string();
+    let done: Value = emu
+        .http
+        .post(url)
+        .header("x-goog-upload-command", "upload, finalize")
+        .header("x-goog-upload-offset", "0")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("file json");
+    done["file"]["name"]
+        .as_str()
+        .expect("file name")
+        .to_string()
 }
 
 #[tokio::test]

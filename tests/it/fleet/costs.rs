@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::webhooks::{metrics_addr, samples};
+use super::webhooks::{hook_config, hooked_fleet, metrics_addr, of_type, samples};
 use super::*;
 
 /// Google's list prices per 1M tokens (input, output text, output image), written out
@@ -171,11 +171,12 @@ fn flex_and_priority_send_service_tier_and_a_downgrade_is_priced_at_standard() {
 fn a_daily_budget_holds_the_project_across_two_workers_and_a_larger_one_resumes_it() {
     // $0.0672 and a little for each 1K image: $1.00 is spent by the 15th job; the
     // fleet may start at most what runs beyond that (2 workers × 3).
-    let mut fleet = Fleet::start(
-        "latency_ms = 100\n",
-        "concurrency = 6\nbudget_usd_per_day = 1.0\n",
-        0,
-    );
+    let (_dir, rx, mut fleet, secret) = hooked_fleet(0, "latency_ms = 100\n", |url| {
+        hook_config(&format!("{url}/hook"), r#"["0s", "1s"]"#, true).replace(
+            "concurrency = 64\n",
+            "concurrency = 6\nbudget_usd_per_day = 1.0\n",
+        )
+    });
     fleet.spawn_worker(3);
     fleet.spawn_worker(3);
     let file = fleet.file("p.txt", &prompts(40));
@@ -198,6 +199,14 @@ fn a_daily_budget_holds_the_project_across_two_workers_and_a_larger_one_resumes_
     assert_eq!(count(&held, "queued"), 40 - done, "{held}");
     let message = held["hold"]["message"].as_str().unwrap();
     assert!(message.contains("of its $1.00 daily budget"), "{message}");
+    // Said once, signed (checked with the Standard Webhooks library).
+    let held_events = rx.wait_for("lane.held", Duration::from_secs(30), |r| {
+        !of_type(r, "lane.held").is_empty()
+    });
+    let h = of_type(&held_events, "lane.held");
+    assert_eq!(h.len(), 1, "{held_events:?}");
+    assert_eq!(h[0]["body"]["data"]["reason"], "budget_exhausted");
+    assert_eq!(h[0]["verified"][&secret], true, "{:?}", h[0]);
     // Held work stays held.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&fleet.status(&batch), "succeeded"), done);
@@ -216,4 +225,11 @@ fn a_daily_budget_holds_the_project_across_two_workers_and_a_larger_one_resumes_
     let status = fleet.wait_completed(&batch, Duration::from_secs(120));
     assert_eq!(count(&status, "succeeded"), 40, "{status}");
     assert!(status["hold"].is_null(), "{status}");
+    let all = rx.wait_for("lane.resumed", Duration::from_secs(30), |r| {
+        !of_type(r, "lane.resumed").is_empty()
+    });
+    let resumed = of_type(&all, "lane.resumed");
+    assert_eq!(resumed.len(), 1, "{all:?}");
+    assert_eq!(resumed[0]["body"]["data"]["reason"], "budget_exhausted");
+    assert_eq!(of_type(&all, "lane.held").len(), 1, "{all:?}");
 }
