@@ -76,6 +76,9 @@ pub struct ModelLimits {
     /// Requests per minute for this model.
     #[serde(default)]
     pub rpm: Option<u32>,
+    /// What this model may spend per UTC day (USD), within the project's budget.
+    #[serde(default)]
+    pub budget_usd_per_day: Option<f64>,
 }
 
 fn default_location() -> String {
@@ -112,13 +115,24 @@ impl ProjectConfig {
             })?;
         }
         self.validate_limits(key)?;
-        if let Some(b) = self.budget_usd_per_day
-            && !(b.is_finite() && b > 0.0)
-        {
-            return Err(invalid(
-                format!("{key}.budget_usd_per_day"),
-                format!("must be a positive number of US dollars, got {b}"),
-            ));
+        let budgets =
+            std::iter::once((format!("{key}.budget_usd_per_day"), self.budget_usd_per_day)).chain(
+                self.models.iter().map(|(m, l)| {
+                    (
+                        format!("{key}.models.\"{m}\".budget_usd_per_day"),
+                        l.budget_usd_per_day,
+                    )
+                }),
+            );
+        for (field, budget) in budgets {
+            if let Some(b) = budget
+                && !(b.is_finite() && b > 0.0)
+            {
+                return Err(invalid(
+                    field,
+                    format!("must be a positive number of US dollars, got {b}"),
+                ));
+            }
         }
         if let Some(url) = &self.output_url {
             check_store_url(&format!("{key}.output_url"), url)?;

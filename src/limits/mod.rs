@@ -43,6 +43,8 @@ pub struct ProjectLimits {
     pub models: BTreeMap<String, Limit>,
     /// What the project may spend per UTC day.
     pub budget: Budget,
+    /// What a model may spend per UTC day, for the models that have a budget.
+    pub model_budgets: BTreeMap<String, Budget>,
 }
 
 /// A project's daily budget as admission applies it (nano-USD; 0 = none).
@@ -56,6 +58,17 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A model's own budget: `usd` a day, each running job reckoned at one 1K image.
+    pub fn of_model(model: &str, usd: f64, tier: crate::job::spec::Tier) -> Self {
+        let spec = crate::job::JobSpec::generate(model, "a short prompt of some words");
+        Budget {
+            per_day: crate::pricing::to_nano(usd),
+            job_estimate: crate::pricing::table()
+                .estimate(&spec, tier)
+                .map_or(0, crate::pricing::to_nano),
+        }
+    }
+
     /// From `budget_usd_per_day` and the models the project runs.
     pub fn from_config(p: &ProjectConfig) -> Self {
         let Some(usd) = p.budget_usd_per_day else {
@@ -107,6 +120,17 @@ impl ProjectLimits {
                 })
                 .collect(),
             budget: Budget::from_config(p),
+            model_budgets: p
+                .models
+                .iter()
+                .filter_map(|(m, l)| {
+                    let usd = l.budget_usd_per_day?;
+                    Some((
+                        m.clone(),
+                        Budget::of_model(m, usd, p.tier.unwrap_or_default()),
+                    ))
+                })
+                .collect(),
         }
     }
 
@@ -259,6 +283,26 @@ impl LaneView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_come_from_the_project_and_its_models() {
+        let p: ProjectConfig = toml::from_str(
+            "backend = \"gemini-api\"\nbudget_usd_per_day = 10.0\n\
+             [models.\"gemini-3-pro-image\"]\nbudget_usd_per_day = 2.5\n",
+        )
+        .unwrap();
+        let l = ProjectLimits::from_config(&p);
+        assert_eq!(l.budget.per_day, 10_000_000_000);
+        // The dearest model the project runs: 3 Pro at one 1K image.
+        assert!(
+            (134_000_000..135_000_000).contains(&l.budget.job_estimate),
+            "{l:?}"
+        );
+        let pro = l.model_budgets["gemini-3-pro-image"];
+        assert_eq!(pro.per_day, 2_500_000_000);
+        assert_eq!(pro.job_estimate, l.budget.job_estimate);
+        assert!(!l.model_budgets.contains_key("gemini-3.1-flash-image"));
+    }
 
     #[test]
     fn lane_limit_falls_back_to_the_project_concurrency() {

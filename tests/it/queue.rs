@@ -352,6 +352,40 @@ async fn a_daily_budget_holds_the_project_once_spent(q: &dyn JobQueue) {
     assert!(q.project_hold("p").await.unwrap().is_none());
 }
 
+/// A model's own budget holds its lane, not the project.
+async fn a_model_budget_holds_its_lane(q: &dyn JobQueue) {
+    batch(q, 10).await;
+    let lane = "gemini-2.5-flash-image";
+    let limits = |usd: f64| {
+        let mut l = ProjectLimits::default();
+        l.models.insert(lane.into(), Limit::default());
+        l.model_budgets.insert(
+            lane.into(),
+            imagegen::limits::Budget {
+                per_day: imagegen::pricing::to_nano(usd),
+                job_estimate: imagegen::pricing::to_nano(0.1),
+            },
+        );
+        l
+    };
+    q.set_limits("p", limits(0.2));
+    let first = q.claim("p", "w", 10).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let settles: Vec<_> = first
+        .iter()
+        .map(|c| (c.lease.clone(), finish_costing(0.1)))
+        .collect();
+    q.settle(&settles).await.unwrap();
+    assert!(q.claim("p", "w", 10).await.unwrap().is_empty());
+    let view = q.lanes("p").await.unwrap();
+    let hold = view[0].hold.as_ref().expect("lane held");
+    assert_eq!(hold.reason, "budget_exhausted");
+    assert!(q.project_hold("p").await.unwrap().is_none());
+    q.set_limits("p", limits(0.5));
+    assert_eq!(q.claim("p", "w", 10).await.unwrap().len(), 3);
+    assert!(q.lanes("p").await.unwrap()[0].hold.is_none());
+}
+
 /// Held by a spent budget, queued jobs still end at `max_wait` (5 s here), named so.
 async fn a_spent_budget_still_ends_jobs_at_max_wait(q: &dyn JobQueue) {
     let b = batch(q, 3).await;
@@ -1030,6 +1064,7 @@ both!(concurrency_is_admitted_slot_by_slot);
 both!(rpm_spaces_admissions);
 both!(a_daily_budget_holds_the_project_once_spent);
 both!(a_spent_budget_still_ends_jobs_at_max_wait);
+both!(a_model_budget_holds_its_lane);
 both!(throttle_pause_aimd_and_parking);
 both!(webhook_events_are_enqueued_leased_and_recorded);
 both!(interactive_jobs_go_ahead_of_the_backlog_under_the_same_limits);

@@ -134,22 +134,45 @@ impl Project {
         }
     }
 
-    /// What the project's daily budget leaves of `free` (as `claim.lua`): running jobs
-    /// hold their estimate; a spent budget holds the project (`budget_exhausted`, with
-    /// `lane.held`) until the next UTC day, and admission ends the hold (`lane.resumed`)
-    /// once the day or the budget leaves room again.
-    fn budget_allowance(&mut self, project: &str, free: u64, now: u64, claim: &mut Claim) -> u64 {
-        let budget = self.limits.budget;
-        if budget.per_day == 0 && self.budget_hold.is_none() {
-            return free;
+    /// What a daily budget leaves of `free` (as `claim.lua`'s `budget_gate`): the
+    /// project's (`model` None) or a lane's. Running jobs hold their estimate; a spent
+    /// budget holds the scope (`budget_exhausted`, with `lane.held`) until the next UTC
+    /// day, and admission ends the hold (`lane.resumed`) once the day or the budget
+    /// leaves room again. Returns the allowance and whether the scope is held.
+    fn budget_gate(
+        &mut self,
+        project: &str,
+        model: Option<&str>,
+        free: u64,
+        now: u64,
+        claim: &mut Claim,
+    ) -> (u64, bool) {
+        let (budget, running) = match model {
+            None => (self.limits.budget, self.running()),
+            Some(m) => (
+                self.limits
+                    .model_budgets
+                    .get(m)
+                    .copied()
+                    .unwrap_or_default(),
+                self.lanes.get(m).map_or(0, |l| l.state.run),
+            ),
+        };
+        let held = match model {
+            None => self.budget_hold.is_some(),
+            Some(m) => self.lanes.get(m).is_some_and(|l| l.budget_hold.is_some()),
+        };
+        if budget.per_day == 0 && !held {
+            return (free, false);
         }
         let day = format!("d{}", now / 86_400_000);
-        let spent = self.spend.get(&day).copied().unwrap_or(0);
+        let field = model.map_or_else(|| day.clone(), |m| format!("{day}:{m}"));
+        let spent = self.spend.get(&field).copied().unwrap_or(0);
         if budget.per_day > 0
             && rules::budget_allowance(1, budget.per_day, spent, 0, budget.job_estimate) == 0
         {
             claim.wake_ms = rules::earliest(claim.wake_ms, Some(rules::next_day_ms(now)));
-            if self.budget_hold.is_none() {
+            if !held {
                 let hold = Hold {
                     reason: HoldReason::BudgetExhausted,
                     message: format!(
@@ -160,22 +183,17 @@ impl Project {
                     since_ms: now,
                     probes: 0,
                 };
-                self.held(project, None, &hold, now);
-                self.budget_hold = Some(hold);
+                self.held(project, model, &hold, now);
+                *budget_slot(self, model) = Some(hold);
             }
-            return 0;
+            return (0, true);
         }
-        if let Some(h) = self.budget_hold.take() {
-            self.resumed(project, None, &h, now);
+        if let Some(h) = budget_slot(self, model).take() {
+            self.resumed(project, model, &h, now);
         }
-        let running = self.running();
-        free.min(rules::budget_allowance(
-            free,
-            budget.per_day,
-            spent,
-            running,
-            budget.job_estimate,
-        ))
+        let allow =
+            rules::budget_allowance(free, budget.per_day, spent, running, budget.job_estimate);
+        (free.min(allow), false)
     }
 
     /// Admission over the project's lanes, round robin, and the claim (as `claim.lua`).
@@ -200,7 +218,7 @@ impl Project {
             wake_ms: p.wake_ms,
             completed: Vec::new(),
         };
-        let mut free = self.budget_allowance(project, p.allow, now, &mut claim);
+        let mut free = self.budget_gate(project, None, p.allow, now, &mut claim).0;
         let names: Vec<String> = self.lanes.keys().cloned().collect();
         if self.hold.is_some() || self.budget_hold.is_some() {
             for name in &names {
@@ -220,6 +238,11 @@ impl Project {
             let Allowance { allow, wake_ms } =
                 rules::lane_allowance(free, limit, &self.lanes[name].state, now);
             claim.wake_ms = rules::earliest(claim.wake_ms, wake_ms);
+            let (allow, budget_held) =
+                self.budget_gate(project, Some(name), allow, now, &mut claim);
+            if budget_held {
+                self.sweep(name, worker, next, o, now, &mut claim);
+            }
             let s = &self.lanes[name].state;
             if allow == 0 && self.hold.is_none() && (s.hold_ms > 0 || s.park_ms > now) {
                 self.sweep(name, worker, next, o, now, &mut claim);
@@ -252,5 +275,13 @@ impl Project {
             }
         }
         claim
+    }
+}
+
+/// Where a budget's hold is kept: the project's (`model` None) or its lane's.
+fn budget_slot<'a>(p: &'a mut Project, model: Option<&str>) -> &'a mut Option<Hold> {
+    match model {
+        None => &mut p.budget_hold,
+        Some(m) => &mut p.lane(m).budget_hold,
     }
 }

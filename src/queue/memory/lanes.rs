@@ -95,7 +95,11 @@ impl Lanes for MemoryQueue {
                         paused_until_ms: Some(s.pause_ms).filter(|t| *t > now),
                         parked_until_ms: Some(s.park_ms).filter(|t| *t > now),
                         parked_reason: Some(l.why.clone()).filter(|_| s.park_ms > now),
-                        hold: l.hold.as_ref().map(|h| h.view(s.hold_ms)),
+                        hold: l.hold.as_ref().map(|h| h.view(s.hold_ms)).or_else(|| {
+                            l.budget_hold
+                                .as_ref()
+                                .map(|h| h.view(rules::next_day_ms(h.since_ms)))
+                        }),
                         recent_429: w.throttled + w.prev_throttled,
                         recent_answered: w.answered + w.prev_answered,
                         model,

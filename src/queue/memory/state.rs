@@ -205,6 +205,8 @@ pub(super) struct Lane {
     pub window: Window,
     /// The lane's hold (its next probe is `state.hold_ms`).
     pub hold: Option<Hold>,
+    /// Its own daily budget's hold (spent).
+    pub budget_hold: Option<Hold>,
 }
 
 /// A hold of a lane or a project.

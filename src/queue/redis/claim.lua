@@ -4,7 +4,8 @@
 --       project concurrency (0 = none), project rpm (0 = none), first probe wait ms,
 --       longest probe wait ms, daily budget nano-USD (0 = none), a running job's
 --       estimated cost nano-USD, project name, now as RFC 3339 (hold event bodies),
---       then per configured model: lane, concurrency (0 = project's), rpm (0 = none)
+--       then per configured model: lane, concurrency (0 = project's), rpm (0 = none),
+--       daily budget nano-USD (0 = none), a running job's estimated cost nano-USD
 -- A held project or lane (hprobe set) admits one probe at a time (rules.held_allowance)
 -- and moves its next probe out by rules.probe_delay when it admits one.
 -- Returns {wait_ms, flat jobs}: wait_ms is when a lane held back by a limit may next
@@ -21,8 +22,8 @@ local probe_base, probe_max = tonumber(ARGV[11]), tonumber(ARGV[12])
 local budget, best = tonumber(ARGV[13]), tonumber(ARGV[14])
 local project, stamp = ARGV[15], ARGV[16]
 local cfg = {}
-for i = 17, #ARGV - 2, 3 do
-  cfg[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
+for i = 17, #ARGV - 4, 5 do
+  cfg[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])}
 end
 local d, touched, started = {}, {}, {}
 local limits = base .. ':limits'
@@ -51,36 +52,43 @@ local free, pwake = rules.held_allowance(count, prunning, phold, now)
 if not free then free, pwake = rules.project_allowance(count, pconc, prpm, prunning, ptat, now) end
 hold_until(pwake)
 
--- A daily budget: running jobs hold their estimate, and once the day's spend reaches
--- the budget the project is held (budget_exhausted) until the next UTC day or a larger
--- budget, with lane.held / lane.resumed events as the other holds have.
-local bheld = false
-if budget > 0 or ph[4] then
-  local spent = tonumber(redis.call('HGET', base .. ':spend', 'd' .. math.floor(now / 86400000)) or '0')
-  local function event(kind, since, message)
-    local data = {project = project, reason = 'budget_exhausted', message = message, held_since_ms = since}
-    if kind == 'lane.resumed' then data.held_for_ms = math.max(0, now - since) end
-    hook(base, now, kind, kind .. '.*.' .. since, nil,
+-- A daily budget (the project's, or a lane's within it): running jobs hold their
+-- estimate, and once the day's spend reaches the budget the scope is held
+-- (budget_exhausted, `bud` + `bmsg` in its hash) until the next UTC day or a larger
+-- budget, with lane.held / lane.resumed events as the other holds have. Returns what
+-- it allows of `want`, and whether the scope is held.
+local day = 'd' .. math.floor(now / 86400000)
+local function budget_gate(key, field, model, limit, est, running, want, since, msg)
+  local spent = tonumber(redis.call('HGET', base .. ':spend', field) or '0')
+  local function event(kind, at, message)
+    local data = {project = project, reason = 'budget_exhausted', message = message, held_since_ms = at}
+    if model then data.model = model end
+    if kind == 'lane.resumed' then data.held_for_ms = math.max(0, now - at) end
+    hook(base, now, kind, kind .. '.' .. (model or '*') .. '.' .. at, nil,
       cjson.encode({type = kind, timestamp = stamp, data = data}))
   end
-  if budget > 0 and rules.budget_allowance(1, budget, spent, 0, best) == 0 then
-    free = 0
-    bheld = true
+  if limit > 0 and rules.budget_allowance(1, limit, spent, 0, est) == 0 then
     hold_until(rules.next_day_ms(now))
-    if not ph[4] then
+    if not since then
       local message = string.format(
         'spent $%.2f of its $%.2f daily budget; resumes at 00:00 UTC or when budget_usd_per_day is raised',
-        spent / 1e9, budget / 1e9)
-      redis.call('HSET', limits, 'bud', now, 'bmsg', message)
+        spent / 1e9, limit / 1e9)
+      redis.call('HSET', key, 'bud', now, 'bmsg', message)
       event('lane.held', now, message)
     end
-  else
-    free = math.min(free, rules.budget_allowance(free, budget, spent, prunning, best))
-    if ph[4] then
-      redis.call('HDEL', limits, 'bud', 'bmsg')
-      event('lane.resumed', tonumber(ph[4]), ph[5] or '')
-    end
+    return 0, true
   end
+  if since then
+    redis.call('HDEL', key, 'bud', 'bmsg')
+    event('lane.resumed', tonumber(since), msg or '')
+  end
+  return rules.budget_allowance(want, limit, spent, running, est), false
+end
+local bheld = false
+if budget > 0 or ph[4] then
+  local allow
+  allow, bheld = budget_gate(limits, day, nil, budget, best, prunning, free, ph[4], ph[5])
+  free = math.min(free, allow)
 end
 local admitted_total = 0
 local pinterval = prpm > 0 and 60000 / prpm or 0
@@ -216,7 +224,7 @@ if free > 0 then
     if free <= 0 then break end
     local lane = lanes[((start + k) % n) + 1]
     local lk = lane_key(base, lane)
-    local s = redis.call('HMGET', lk, 'qd', 'run', 'eff', 'pause', 'park', 'tat', 'cap', 'rpm', 'hprobe', 'hn')
+    local s = redis.call('HMGET', lk, 'qd', 'run', 'eff', 'pause', 'park', 'tat', 'cap', 'rpm', 'hprobe', 'hn', 'bud', 'bmsg')
     if tonumber(s[1] or '0') > 0 then
       local c = cfg[lane]
       local cap = (c and c[1] > 0) and c[1] or pconc
@@ -228,6 +236,12 @@ if free > 0 then
         pause = tonumber(s[4] or '0'), park = tonumber(s[5] or '0'), hold = tonumber(s[9] or '0')}
       local allow, lwake = rules.lane_allowance(free, cap, rpm, state, now)
       hold_until(lwake)
+      local lbudget = c and c[3] or 0
+      if lbudget > 0 or s[11] then
+        local lallow, lheld = budget_gate(lk, day .. ':' .. lane, lane, lbudget, c and c[4] or 0, state.run, allow, s[11], s[12])
+        allow = math.min(allow, lallow)
+        if lheld then sweep(lane) end
+      end
       if allow == 0 and phold == 0 and (state.hold > 0 or state.park > now) then sweep(lane) end
       if allow > 0 then
         local got = take(lane, allow)

@@ -237,7 +237,12 @@ impl Jobs for RedisQueue {
             .arg(project)
             .arg(crate::queue::hooks::rfc3339(now).unwrap_or_default());
         for (model, l) in &limits.models {
-            inv.arg(model).arg(l.concurrency).arg(l.rpm);
+            let b = limits.model_budgets.get(model).copied().unwrap_or_default();
+            inv.arg(model)
+                .arg(l.concurrency)
+                .arg(l.rpm)
+                .arg(b.per_day)
+                .arg(b.job_estimate);
         }
         let mut conn = self.conn.clone();
         let (wake, flat, done): (u64, Vec<String>, Vec<String>) =
