@@ -137,11 +137,24 @@ async fn show(
         for p in projects {
             let lanes = queue.lanes(&p).await?;
             let hold = queue.project_hold(&p).await?;
+            let spend = queue.spend_on(&p, now_ms()).await?;
             if args.json {
-                // The lanes, as before; a batch's status carries its project's workers.
-                all.insert(p, lanes_json(&lanes, hold.as_ref()));
+                // The lanes, as before (each with its spend today); a batch's status
+                // carries its project's workers.
+                let mut v = lanes_json(&lanes, hold.as_ref());
+                for lane in v.as_array_mut().into_iter().flatten() {
+                    let model = lane["model"].as_str().unwrap_or_default();
+                    let nano = spend.get(model).copied().unwrap_or(0);
+                    lane["spent_today_usd"] = (nano as f64 / crate::pricing::NANO).into();
+                }
+                all.insert(p, v);
             } else {
                 println!("project   {p}");
+                let spent = spend.get("").copied().unwrap_or(0) as f64 / crate::pricing::NANO;
+                match settings.projects.get(&p).and_then(|c| c.budget_usd_per_day) {
+                    Some(b) => println!("spent     ${spent:.4} today (UTC) of ${b:.2} a day"),
+                    None => println!("spent     ${spent:.4} today (UTC)"),
+                }
                 print_hold(hold.as_ref());
                 print_workers(&queue.workers(&p, LIVE_MS).await?);
                 print_lanes(&lanes);
@@ -356,6 +369,16 @@ fn lanes_json(lanes: &[LaneView], project_hold: Option<&HoldView>) -> serde_json
 /// A hold in words: why, since when, and when the next probe goes.
 fn hold_text(h: &HoldView) -> String {
     let now = now_ms();
+    if h.reason == crate::limits::HoldReason::BudgetExhausted.as_str() {
+        // Nothing is probed: the day's end (or a larger budget) ends it.
+        return format!(
+            "held: {} for {} ({}); the day resets in {}",
+            h.reason,
+            common::human_ms(now.saturating_sub(h.since_ms)),
+            h.message,
+            common::human_ms(crate::queue::rules::next_day_ms(now).saturating_sub(now)),
+        );
+    }
     format!(
         "held: {} for {} ({}); next probe in {}, {} sent; `imagegen unpark` resumes now",
         h.reason,

@@ -431,6 +431,31 @@ pub trait Lanes: Send + Sync {
     ) -> Result<Option<crate::limits::HoldView>, QueueError>;
     /// The project's lanes: limits, AIMD state, in-flight, queued, pauses, 429 rate.
     async fn lanes(&self, project: &str) -> Result<Vec<crate::limits::LaneView>, QueueError>;
+    /// What the project's finished jobs cost on the UTC day of `now` (nano-USD): the
+    /// project's total under `""`, each model's under its id (what budgets count).
+    async fn spend_on(
+        &self,
+        project: &str,
+        now: u64,
+    ) -> Result<std::collections::BTreeMap<String, u64>, QueueError>;
+}
+
+/// A day's spend from the fields budgets count (`d<day>` and `d<day>:<model>`).
+pub fn spend_of_day<'a>(
+    fields: impl IntoIterator<Item = (&'a String, u64)>,
+    now: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    let day = format!("d{}", now / 86_400_000);
+    fields
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(&day)?;
+            match rest.strip_prefix(':') {
+                Some(model) => Some((model.to_string(), v)),
+                None => rest.is_empty().then(|| (String::new(), v)),
+            }
+        })
+        .collect()
 }
 
 /// The webhook outbox: deliveries enqueued with the transitions that cause them.

@@ -75,6 +75,15 @@ impl Lanes for MemoryQueue {
         }))
     }
 
+    async fn spend_on(
+        &self,
+        project: &str,
+        now: u64,
+    ) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
+        Ok(self.with(project, |p, _| {
+            crate::queue::spend_of_day(p.spend.iter().map(|(k, v)| (k, *v)), now)
+        }))
+    }
     async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
         Ok(self.with(project, |p, _| {
             let now = now_ms();

@@ -116,6 +116,18 @@ impl Lanes for RedisQueue {
         let m: HashMap<String, String> = conn.hgetall(self.key(project, "limits")).await?;
         Ok(hold_view(&m))
     }
+    async fn spend_on(
+        &self,
+        project: &str,
+        now: u64,
+    ) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
+        let mut conn = self.conn.clone();
+        let m: HashMap<String, u64> = conn.hgetall(self.key(project, "spend")).await?;
+        Ok(crate::queue::spend_of_day(
+            m.iter().map(|(k, v)| (k, *v)),
+            now,
+        ))
+    }
     async fn lanes(&self, project: &str) -> Result<Vec<LaneView>, QueueError> {
         let mut conn = self.conn.clone();
         let mut lanes: Vec<String> = conn.smembers(self.key(project, "lanes")).await?;

@@ -199,6 +199,25 @@ fn a_daily_budget_holds_the_project_across_two_workers_and_a_larger_one_resumes_
     assert_eq!(count(&held, "queued"), 40 - done, "{held}");
     let message = held["hold"]["message"].as_str().unwrap();
     assert!(message.contains("of its $1.00 daily budget"), "{message}");
+    // `status --project` shows the day's spend against the budget, and the hold.
+    let out = fleet.run(&["status", "--project", "acme"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let spent = held["cost_usd"].as_f64().unwrap();
+    assert!(
+        text.contains(&format!("spent     ${spent:.4} today (UTC) of $1.00 a day")),
+        "{text}"
+    );
+    assert!(
+        text.contains("held: budget_exhausted") && text.contains("the day resets in"),
+        "{text}"
+    );
+    let out = fleet.run(&["status", "--project", "acme", "--json"]);
+    let lanes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lane = &lanes["acme"][0];
+    assert!(
+        (lane["spent_today_usd"].as_f64().unwrap() - spent).abs() < 1e-9,
+        "{lane}"
+    );
     // Said once, signed (checked with the Standard Webhooks library).
     let held_events = rx.wait_for("lane.held", Duration::from_secs(30), |r| {
         !of_type(r, "lane.held").is_empty()
