@@ -14,31 +14,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use serde::Deserialize;
-
 use crate::catalog::{self, Family};
-use crate::config::{ConfigError, invalid};
+pub use crate::config::{ModelPrices, PricesConfig};
 use crate::job::result::{ModalityTokens, Usage};
 use crate::job::spec::Tier;
 use crate::job::{JobSpec, Operation};
-
-/// One model's list prices (USD) at the standard tier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPrices {
-    /// Per 1M input tokens (text and images alike).
-    #[serde(default)]
-    pub input_per_m: f64,
-    /// Per 1M output text and thinking tokens.
-    #[serde(default)]
-    pub output_text_per_m: f64,
-    /// Per 1M output image tokens.
-    #[serde(default)]
-    pub output_image_per_m: f64,
-    /// Per output image, for models priced by the image (Imagen).
-    #[serde(default)]
-    pub per_image: f64,
-}
 
 const fn tokens(input: f64, text: f64, image: f64) -> ModelPrices {
     ModelPrices {
@@ -81,65 +61,6 @@ const LIST: &[(&str, ModelPrices)] = &[
     ("imagen-3.0-capability-001", by_image(0.04)),
     ("imagen-4.0-upscale-preview", by_image(0.06)),
 ];
-
-/// `[prices]`: tier multipliers and per-model overrides of the list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PricesConfig {
-    /// Flex's share of the standard price.
-    pub flex: f64,
-    /// Priority's multiple of the standard price.
-    pub priority: f64,
-    /// Google Batch's share of the standard price.
-    pub batch: f64,
-    /// Per model: figures that replace (or add to) the built-in list.
-    #[serde(default)]
-    pub models: BTreeMap<String, ModelPrices>,
-}
-
-impl Default for PricesConfig {
-    fn default() -> Self {
-        PricesConfig {
-            flex: 0.5,
-            priority: 1.8,
-            batch: 0.5,
-            models: BTreeMap::new(),
-        }
-    }
-}
-
-impl PricesConfig {
-    /// Refuses a multiplier that is not a positive number.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        for (name, v) in [
-            ("flex", self.flex),
-            ("priority", self.priority),
-            ("batch", self.batch),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(invalid(
-                    format!("prices.{name}"),
-                    format!("must be a positive number, got {v}"),
-                ));
-            }
-        }
-        for (model, p) in &self.models {
-            let all = [
-                p.input_per_m,
-                p.output_text_per_m,
-                p.output_image_per_m,
-                p.per_image,
-            ];
-            if all.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(invalid(
-                    format!("prices.models.\"{model}\""),
-                    "prices must be zero or more",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The price table in force: the list with the config's overrides.
 #[derive(Debug, Clone)]

@@ -10,6 +10,9 @@ pub mod lifecycle;
 mod models;
 
 pub use lifecycle::{Decision, Lifecycle, Stage};
+
+/// The model used when neither the line, `--model` nor the project names one.
+pub const DEFAULT_MODEL: &str = "gemini-3.1-flash-image";
 pub use models::MODELS;
 use models::{GEMINI31_RATIOS, IMAGEN_RATIOS, gemini, imagen};
 
@@ -321,27 +324,6 @@ pub fn input_image_tokens(info: &ModelInfo) -> u32 {
         "gemini-3-pro-image" => 560,
         "gemini-3.1-flash-image" => 1120,
         _ => 258,
-    }
-}
-
-/// Whether Google serves `model` on `backend` at `tier` (spec §11; each model page's
-/// "consumption options"). Flex and Priority exist on `:generateContent` only: not on
-/// 3.1 Flash Image nor 3.1 Flash-Lite Image ("Flex inference: Not supported"), on the
-/// Gemini text models and 3 Pro Image (on Vertex, Flex and Priority PayGo also need the
-/// `global` endpoint, which Google checks). Batch: every `:generateContent` model.
-pub fn supports_tier(info: &ModelInfo, tier: crate::job::spec::Tier) -> bool {
-    use crate::job::spec::Tier;
-    match tier {
-        Tier::Standard => true,
-        Tier::Batch => info.family.is_generate_content(),
-        Tier::Flex | Tier::Priority => match info.family {
-            Family::GeminiText => true,
-            Family::GeminiImage => !matches!(
-                info.id,
-                "gemini-3.1-flash-image" | "gemini-3.1-flash-lite-image" | "gemini-2.5-flash-image"
-            ),
-            _ => false,
-        },
     }
 }
 

@@ -19,8 +19,7 @@ use crate::storage::OutputStore;
 use crate::submit::{self, Checked, JobFile, UrlChecks};
 use crate::worker::{ProjectRuntime, RetryPolicy, WorkerOptions, worker_identity};
 
-/// The model used when neither the line, `--model` nor the project names one.
-pub const DEFAULT_MODEL: &str = "gemini-3.1-flash-image";
+pub use crate::catalog::DEFAULT_MODEL;
 
 /// The job-file arguments `run` and `submit` share.
 #[derive(Debug, clap::Args)]

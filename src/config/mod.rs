@@ -20,8 +20,8 @@ pub use error::{ConfigError, invalid};
 pub use project::{ModelLimits, ProjectConfig};
 pub use secrets::read_secret;
 pub use sections::{
-    ApiConfig, EmulatorConfig, InputsConfig, ModelsConfig, OnRetired, OutputConfig, RedisConfig,
-    ResetTime, SessionsConfig, WebhooksConfig, WorkerConfig,
+    ApiConfig, EmulatorConfig, InputsConfig, ModelPrices, ModelsConfig, OnRetired, OutputConfig,
+    PricesConfig, RedisConfig, ResetTime, SessionsConfig, WebhooksConfig, WorkerConfig,
 };
 
 use sections::check_store_url;
@@ -52,7 +52,7 @@ pub struct Settings {
     /// Chat sessions.
     pub sessions: SessionsConfig,
     /// What jobs cost: tier multipliers and price overrides.
-    pub prices: crate::pricing::PricesConfig,
+    pub prices: PricesConfig,
     /// Tenants by name.
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,

@@ -414,7 +414,7 @@ fn requested_tier(
             ));
         }
     };
-    if !catalog::supports_tier(ctx.info, tier) {
+    if !tier.offered_on(ctx.info) {
         return Err(ApiError::new(
             400,
             format!(

@@ -181,3 +181,28 @@ impl std::str::FromStr for Tier {
             })
     }
 }
+
+impl Tier {
+    /// Whether Google offers `model` at this tier (spec §11; each model page's
+    /// "consumption options"). Flex and Priority exist on `:generateContent` only: not on
+    /// 3.1 Flash Image nor 3.1 Flash-Lite Image ("Flex inference: Not supported"), on the
+    /// Gemini text models and 3 Pro Image (on Vertex, Flex and Priority PayGo also need the
+    /// `global` endpoint, which Google checks). Batch: every `:generateContent` model.
+    pub fn offered_on(self, info: &crate::catalog::ModelInfo) -> bool {
+        use crate::catalog::Family;
+        match self {
+            Tier::Standard => true,
+            Tier::Batch => info.family.is_generate_content(),
+            Tier::Flex | Tier::Priority => match info.family {
+                Family::GeminiText => true,
+                Family::GeminiImage => !matches!(
+                    info.id,
+                    "gemini-3.1-flash-image"
+                        | "gemini-3.1-flash-lite-image"
+                        | "gemini-2.5-flash-image"
+                ),
+                _ => false,
+            },
+        }
+    }
+}

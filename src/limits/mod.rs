@@ -80,7 +80,7 @@ impl Budget {
             .iter()
             .chain(p.models.keys())
             .map(String::as_str)
-            .chain([crate::cli::common::DEFAULT_MODEL]);
+            .chain([crate::catalog::DEFAULT_MODEL]);
         let job_estimate = models
             .filter_map(|m| {
                 table.estimate(

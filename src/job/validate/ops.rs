@@ -308,7 +308,7 @@ fn check_tier(spec: &JobSpec, model: &ModelInfo, r: &mut Report) {
             "tier",
             "`batch` (Google's Batch API) is not supported yet; use standard, or flex where the model offers it",
         ),
-        Some(tier) if !crate::catalog::supports_tier(model, tier) => r.err(
+        Some(tier) if !tier.offered_on(model) => r.err(
             "tier",
             format!(
                 "{} is not offered at the {tier} tier (Google's model page: Flex and Priority inference not supported); use standard",
