@@ -111,16 +111,21 @@ pub fn read(path: &Path, format: FileFormat, defaults: LineDefaults) -> std::io:
 }
 
 fn with_defaults(mut spec: JobSpec, d: &LineDefaults) -> JobSpec {
-    if spec.model.is_empty() {
-        spec.model = d.model.clone().unwrap_or_default();
-    }
+    fill_unnamed(&mut spec, d);
     if let Some(op) = d.op {
         spec.op = op;
+    }
+    spec
+}
+
+/// The model and tier of a line that names none.
+fn fill_unnamed(spec: &mut JobSpec, d: &LineDefaults) {
+    if spec.model.is_empty() {
+        spec.model = d.model.clone().unwrap_or_default();
     }
     if spec.tier.is_none() {
         spec.tier = d.tier;
     }
-    spec
 }
 
 fn parse_json_line(
@@ -136,14 +141,9 @@ fn parse_json_line(
         line: line_no,
         message,
     })?;
-    if spec.model.is_empty() {
-        spec.model = d.model.clone().unwrap_or_default();
-    }
+    fill_unnamed(&mut spec, d);
     if let (false, Some(op)) = (has_op, d.op) {
         spec.op = op;
-    }
-    if spec.tier.is_none() {
-        spec.tier = d.tier;
     }
     Ok((line_no, spec))
 }

@@ -162,27 +162,7 @@ impl Tier {
             Tier::Batch => "batch",
         }
     }
-}
 
-impl std::fmt::Display for Tier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Tier {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Tier::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                format!("unknown tier `{s}` (expected standard, flex, priority or batch)")
-            })
-    }
-}
-
-impl Tier {
     /// Whether Google offers `model` at this tier (spec §11; each model page's
     /// "consumption options"). Flex and Priority exist on `:generateContent` only: not on
     /// 3.1 Flash Image nor 3.1 Flash-Lite Image ("Flex inference: Not supported"), on the
@@ -204,5 +184,24 @@ impl Tier {
                 _ => false,
             },
         }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == lower)
+            .ok_or_else(|| {
+                format!("unknown tier `{s}` (expected standard, flex, priority or batch)")
+            })
     }
 }

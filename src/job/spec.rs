@@ -409,7 +409,15 @@ impl JobSpec {
     /// Parses one JSON job spec, with the path of the offending field in the error.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        Self::from_deserializer(de)
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            }
+        })
     }
 
     /// Parses a spec a user wrote (a job file's line, an API body): as
@@ -431,19 +439,5 @@ impl JobSpec {
             )),
             None => Ok(spec),
         }
-    }
-
-    fn from_deserializer(
-        de: &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
-    ) -> Result<Self, String> {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() {
-                inner.to_string()
-            } else {
-                format!("{path}: {inner}")
-            }
-        })
     }
 }

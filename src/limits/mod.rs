@@ -57,15 +57,21 @@ pub struct Budget {
     pub job_estimate: u64,
 }
 
+/// What one running job of `model` is reckoned to cost: one 1K image from a short
+/// prompt at `tier` (nano-USD; `None` for a model the price table does not know).
+fn job_estimate(model: &str, tier: crate::job::spec::Tier) -> Option<u64> {
+    let spec = crate::job::JobSpec::generate(model, "a short prompt of some words");
+    crate::pricing::table()
+        .estimate(&spec, tier)
+        .map(crate::pricing::to_nano)
+}
+
 impl Budget {
     /// A model's own budget: `usd` a day, each running job reckoned at one 1K image.
     pub fn of_model(model: &str, usd: f64, tier: crate::job::spec::Tier) -> Self {
-        let spec = crate::job::JobSpec::generate(model, "a short prompt of some words");
         Budget {
             per_day: crate::pricing::to_nano(usd),
-            job_estimate: crate::pricing::table()
-                .estimate(&spec, tier)
-                .map_or(0, crate::pricing::to_nano),
+            job_estimate: job_estimate(model, tier).unwrap_or(0),
         }
     }
 
@@ -74,21 +80,13 @@ impl Budget {
         let Some(usd) = p.budget_usd_per_day else {
             return Budget::default();
         };
-        let table = crate::pricing::table();
-        let models = p
+        let job_estimate = p
             .default_model
             .iter()
             .chain(p.models.keys())
             .map(String::as_str)
-            .chain([crate::catalog::DEFAULT_MODEL]);
-        let job_estimate = models
-            .filter_map(|m| {
-                table.estimate(
-                    &crate::job::JobSpec::generate(m, "a short prompt of some words"),
-                    p.tier.unwrap_or_default(),
-                )
-            })
-            .map(crate::pricing::to_nano)
+            .chain([crate::catalog::DEFAULT_MODEL])
+            .filter_map(|m| job_estimate(m, p.tier.unwrap_or_default()))
             .max()
             .unwrap_or(0);
         Budget {

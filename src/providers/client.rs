@@ -162,7 +162,7 @@ impl GoogleClient {
             .headers()
             .get("x-gemini-service-tier")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_ascii_lowercase);
+            .and_then(|v| v.parse().ok());
         let body = response.bytes().await.map_err(transport_error)?;
         let mut out = classify(status, retry_after.as_deref(), &body, request.reply)?;
         out.served_tier = served_tier;

@@ -62,7 +62,7 @@ pub struct ProviderOutput {
     /// The tier Google says it served (`x-gemini-service-tier`): `standard` for a
     /// Priority request over its limit.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub served_tier: Option<String>,
+    pub served_tier: Option<crate::job::spec::Tier>,
     /// The model's turn as returned (with `thoughtSignature`s), for chat history.
     #[serde(skip)]
     pub model_turn: Option<Content>,

@@ -440,12 +440,23 @@ pub trait Lanes: Send + Sync {
     ) -> Result<std::collections::BTreeMap<String, u64>, QueueError>;
 }
 
-/// A day's spend from the fields budgets count (`d<day>` and `d<day>:<model>`).
+/// The field of a project's spend hash that budgets count on the UTC day of `now`:
+/// `d<days since the epoch>` for the project, `d<day>:<model>` for a model (as
+/// `settle.lua` and `claim.lua` write and read them).
+pub fn spend_field(now: u64, model: Option<&str>) -> String {
+    let day = format!("d{}", now / 86_400_000);
+    match model {
+        None => day,
+        Some(m) => format!("{day}:{m}"),
+    }
+}
+
+/// A day's spend from the fields budgets count ([`spend_field`]).
 pub fn spend_of_day<'a>(
     fields: impl IntoIterator<Item = (&'a String, u64)>,
     now: u64,
 ) -> std::collections::BTreeMap<String, u64> {
-    let day = format!("d{}", now / 86_400_000);
+    let day = spend_field(now, None);
     fields
         .into_iter()
         .filter_map(|(k, v)| {

@@ -499,7 +499,7 @@ fn absorb(result: &mut JobResult, out: &ProviderOutput) {
         .chain(out.prompt_safety_attributes.clone())
         .collect();
     result.usage = out.usage.clone();
-    if let Some(served) = out.served_tier.as_deref().and_then(|t| t.parse().ok()) {
+    if let Some(served) = out.served_tier {
         result.tier = Some(served);
     }
 }

@@ -165,9 +165,11 @@ impl Project {
         if budget.per_day == 0 && !held {
             return (free, false);
         }
-        let day = format!("d{}", now / 86_400_000);
-        let field = model.map_or_else(|| day.clone(), |m| format!("{day}:{m}"));
-        let spent = self.spend.get(&field).copied().unwrap_or(0);
+        let spent = self
+            .spend
+            .get(&crate::queue::spend_field(now, model))
+            .copied()
+            .unwrap_or(0);
         if budget.per_day > 0
             && rules::budget_allowance(1, budget.per_day, spent, 0, budget.job_estimate) == 0
         {
@@ -177,8 +179,8 @@ impl Project {
                     reason: HoldReason::BudgetExhausted,
                     message: format!(
                         "spent ${:.2} of its ${:.2} daily budget; resumes at 00:00 UTC or when budget_usd_per_day is raised",
-                        spent as f64 / 1e9,
-                        budget.per_day as f64 / 1e9
+                        spent as f64 / crate::pricing::NANO,
+                        budget.per_day as f64 / crate::pricing::NANO
                     ),
                     since_ms: now,
                     probes: 0,

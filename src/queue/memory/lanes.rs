@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::MemoryQueue;
-use super::state::{Hold, Lane, Project};
+use super::state::{Hold, Lane, Project, hold_view};
 use crate::limits::{HoldReason, HoldView, LaneView, ProjectLimits, Throttle};
 use crate::queue::rules;
 use crate::queue::{Lanes, QueueError, now_ms};
@@ -67,11 +67,7 @@ impl Lanes for MemoryQueue {
 
     async fn project_hold(&self, project: &str) -> Result<Option<HoldView>, QueueError> {
         Ok(self.with(project, |p, _| {
-            p.hold.as_ref().map(|h| h.view(p.hold_ms)).or_else(|| {
-                p.budget_hold
-                    .as_ref()
-                    .map(|h| h.view(rules::next_day_ms(h.since_ms)))
-            })
+            hold_view(p.hold.as_ref(), p.hold_ms, p.budget_hold.as_ref())
         }))
     }
 
@@ -104,11 +100,7 @@ impl Lanes for MemoryQueue {
                         paused_until_ms: Some(s.pause_ms).filter(|t| *t > now),
                         parked_until_ms: Some(s.park_ms).filter(|t| *t > now),
                         parked_reason: Some(l.why.clone()).filter(|_| s.park_ms > now),
-                        hold: l.hold.as_ref().map(|h| h.view(s.hold_ms)).or_else(|| {
-                            l.budget_hold
-                                .as_ref()
-                                .map(|h| h.view(rules::next_day_ms(h.since_ms)))
-                        }),
+                        hold: hold_view(l.hold.as_ref(), s.hold_ms, l.budget_hold.as_ref()),
                         recent_429: w.throttled + w.prev_throttled,
                         recent_answered: w.answered + w.prev_answered,
                         model,

@@ -11,6 +11,7 @@ use crate::job::{JobStatus, split_job_id};
 use crate::limits::ProjectLimits;
 use crate::queue::hooks::{AttemptRecord, DeliveryRecord, message_id};
 use crate::queue::rules::{self, LaneState, Window};
+use crate::queue::spend_field;
 use crate::queue::{
     AttemptEntry, BatchRecord, Claimed, DeadLetter, JobRecord, Lease, MAX_LOG, WorkerInfo,
 };
@@ -247,6 +248,18 @@ impl Hold {
     }
 }
 
+/// A scope's hold as `status` shows it: its outage's (next probe at `next_probe_ms`),
+/// else its spent budget's (which ends with the day), as `redis/lanes.rs` reads them.
+pub(super) fn hold_view(
+    outage: Option<&Hold>,
+    next_probe_ms: u64,
+    budget: Option<&Hold>,
+) -> Option<crate::limits::HoldView> {
+    outage
+        .map(|h| h.view(next_probe_ms))
+        .or_else(|| budget.map(|h| h.view(crate::queue::rules::next_day_ms(h.since_ms))))
+}
+
 /// A webhook delivery.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Delivery {
@@ -374,9 +387,9 @@ impl Project {
         if let Some(bt) = split_job_id(job).and_then(|(b, _)| self.batches.get_mut(b)) {
             bt.cost_nano += nano;
         }
-        let day = format!("d{}", now / 86_400_000);
-        *self.spend.entry(format!("{day}:{lane}")).or_default() += nano;
-        *self.spend.entry(day).or_default() += nano;
+        for field in [spend_field(now, Some(lane)), spend_field(now, None)] {
+            *self.spend.entry(field).or_default() += nano;
+        }
     }
 }
 
